@@ -1,0 +1,58 @@
+# RALM Feed. The whole set-up is two commands: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test install install-test services db serve bench lint clean
+
+demo: install .env services db  ## set up everything and run web, worker, beat and the simulator
+	$(BIN)/python manage.py load_demo
+	$(BIN)/python manage.py simulate --backfill-hours 24 --sessions 3000 --skip-if-history
+	PORT=$(PORT) $(BIN)/python manage.py rundemo
+
+test: install-test .env services  ## run the whole suite against the real Postgres and Redis
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+	$(BIN)/pip install -r requirements-test.txt
+	touch $@
+
+.env: | $(BIN)/python  ## a random SECRET_KEY for this checkout (DEBUG stays off)
+	$(BIN)/python -c "import secrets; print('SECRET_KEY=' + secrets.token_urlsafe(50))" > $@
+
+services:  ## Postgres and Redis must answer (see README for how to start them)
+	@$(BIN)/python -c "import socket,sys; [socket.create_connection(a, 2).close() for a in [('127.0.0.1',5432),('127.0.0.1',6379)]]" \
+	  || { echo "Postgres (127.0.0.1:5432) and Redis (127.0.0.1:6379) must be running: see README, 'Services'."; exit 1; }
+
+db: install .env
+	$(BIN)/python manage.py createdb
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+
+serve: install .env db  ## the web process alone
+	PORT=$(PORT) $(BIN)/python manage.py rundemo --only web
+
+bench: install-test .env services db
+	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+lint: install-test
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

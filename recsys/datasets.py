@@ -1,0 +1,281 @@
+"""Readers for public interaction logs: MovieLens (movies/ratings/tags CSV) and MIND
+(news.tsv + behaviors.tsv). Pure Python; the importer and the replay evaluation share them.
+
+Every file is decoded as strict UTF-8 and checked line by line before anything is returned;
+the first problem raises DatasetError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+MAX_TITLE = 500
+MAX_TEXT = 20_000
+MAX_FIELD = 100_000  # anything longer is a broken file, not a long abstract
+
+
+class DatasetError(ValueError):
+    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {message}")
+        self.path, self.line = str(path), line
+
+
+class ItemRow(NamedTuple):
+    external_id: str
+    title: str
+    abstract: str
+    category: str
+    subcategory: str
+    url: str
+    published_at: datetime | None  # first time the item was seen in the log
+
+
+class ClickRow(NamedTuple):
+    reader: str
+    item: str
+    clicked_at: datetime
+    request_id: str | None = None  # set when the click belongs to a logged impression
+
+
+class ImpressionRow(NamedTuple):
+    reader: str
+    item: str
+    request_id: str
+    position: int
+    shown_at: datetime
+    clicked: bool
+
+
+@dataclass
+class Dataset:
+    name: str
+    items: list[ItemRow] = field(default_factory=list)
+    readers: list[str] = field(default_factory=list)
+    clicks: list[ClickRow] = field(default_factory=list)
+    impressions: list[ImpressionRow] = field(default_factory=list)
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise DatasetError(path, None, "file not found")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DatasetError(path, line, f"not valid UTF-8 (byte {raw[exc.start]:#04x})") from None
+
+
+def _csv_rows(path: Path, header: list[str]):
+    """Yield (line number, row) for a CSV file with exactly this header. A record's line is
+    where it starts (a quoted field may span lines)."""
+    text = _read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
+    try:
+        first = next(reader, None)
+        if first != header:
+            raise DatasetError(path, 1, f"expected header {','.join(header)}")
+        while True:
+            start = reader.line_num + 1
+            row = next(reader, None)
+            if row is None:
+                return
+            if len(row) != len(header):
+                raise DatasetError(path, start, f"expected {len(header)} fields, got {len(row)}")
+            if any(len(v) > MAX_FIELD for v in row):
+                raise DatasetError(path, start, "field too long")
+            yield start, row
+    except csv.Error as exc:
+        raise DatasetError(path, start, f"bad CSV ({exc})") from None
+
+
+def _int(path: Path, line: int, value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise DatasetError(path, line, f"{what} is not an integer: {value[:40]!r}") from None
+
+
+def _epoch(path: Path, line: int, value: str) -> datetime:
+    seconds = _int(path, line, value, "timestamp")
+    if not 0 <= seconds < 4_102_444_800:  # before 2100
+        raise DatasetError(path, line, f"timestamp out of range: {seconds}")
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def read_movielens(folder: Path | str) -> Dataset:
+    """MovieLens latest(-small): movies are items (first genre = category, all genres =
+    subcategory), every rating is a click, genres and tags are the item text."""
+    folder = Path(folder)
+    movies: dict[str, tuple[str, list[str]]] = {}
+    for line, (movie_id, title, genres) in _csv_rows(folder / "movies.csv", ["movieId", "title", "genres"]):
+        _int(folder / "movies.csv", line, movie_id, "movieId")
+        if not title.strip() or len(title) > MAX_TITLE:
+            raise DatasetError(folder / "movies.csv", line, "title empty or longer than 500 characters")
+        if movie_id in movies:
+            raise DatasetError(folder / "movies.csv", line, f"duplicate movieId {movie_id}")
+        genre_list = [g for g in genres.split("|") if g and g != "(no genres listed)"]
+        movies[movie_id] = (title.strip(), genre_list)
+
+    def check_movie(path: Path, line: int, movie_id: str) -> None:
+        _int(path, line, movie_id, "movieId")
+        if movie_id not in movies:
+            raise DatasetError(path, line, f"unknown movieId {movie_id}")
+
+    clicks: list[ClickRow] = []
+    first_seen: dict[str, datetime] = {}
+    ratings = folder / "ratings.csv"
+    for line, (user, movie_id, rating, ts) in _csv_rows(ratings, ["userId", "movieId", "rating", "timestamp"]):
+        _int(ratings, line, user, "userId")
+        check_movie(ratings, line, movie_id)
+        try:
+            value = float(rating)
+        except ValueError:
+            raise DatasetError(ratings, line, f"rating is not a number: {rating[:40]!r}") from None
+        if not 0.0 <= value <= 5.0:
+            raise DatasetError(ratings, line, f"rating out of range: {value}")
+        at = _epoch(ratings, line, ts)
+        clicks.append(ClickRow(user, movie_id, at))
+        if movie_id not in first_seen or at < first_seen[movie_id]:
+            first_seen[movie_id] = at
+
+    tags: dict[str, Counter] = defaultdict(Counter)
+    readers = {c.reader for c in clicks}
+    tags_path = folder / "tags.csv"
+    if tags_path.exists():
+        for line, (user, movie_id, tag, ts) in _csv_rows(tags_path, ["userId", "movieId", "tag", "timestamp"]):
+            _int(tags_path, line, user, "userId")
+            check_movie(tags_path, line, movie_id)
+            _epoch(tags_path, line, ts)
+            if len(tag) > 250:
+                raise DatasetError(tags_path, line, "tag longer than 250 characters")
+            if tag.strip():
+                tags[movie_id][tag.strip().lower()] += 1
+            readers.add(user)
+
+    items = []
+    for movie_id, (title, genres) in movies.items():
+        top_tags = [t for t, _ in tags[movie_id].most_common(20)]
+        text = f"Genres: {', '.join(genres) or 'none'}."
+        if top_tags:
+            text += f" Tags: {', '.join(top_tags)}."
+        items.append(ItemRow(
+            external_id=movie_id, title=title, abstract=text,
+            category=genres[0] if genres else "unknown", subcategory="|".join(genres)[:128],
+            url=f"https://movielens.org/movies/{movie_id}", published_at=first_seen.get(movie_id),
+        ))
+    return Dataset(name="movielens", items=items, readers=sorted(readers, key=int), clicks=clicks)
+
+
+MIND_TIME = "%m/%d/%Y %I:%M:%S %p"
+
+
+def read_mind(folder: Path | str) -> Dataset:
+    """MIND: news.tsv (items) and behaviors.tsv (impression logs with history). History
+    clicks carry no time in MIND; they are placed one second apart just before the reader's
+    first logged impression, in history order."""
+    folder = Path(folder)
+    news_path, beh_path = folder / "news.tsv", folder / "behaviors.tsv"
+    news: dict[str, list[str]] = {}
+    for line, raw in enumerate(_read_text(news_path).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        cols = raw.split("\t")
+        if len(cols) < 6 or len(cols) > 8:
+            raise DatasetError(news_path, line, f"expected 6 to 8 tab-separated fields, got {len(cols)}")
+        if any(len(c) > MAX_FIELD for c in cols):
+            raise DatasetError(news_path, line, "field too long")
+        news_id, category, subcategory, title, abstract, url = cols[:6]
+        if not news_id or not category or not title.strip():
+            raise DatasetError(news_path, line, "news id, category and title are required")
+        if len(title) > MAX_TITLE or len(abstract) > MAX_TEXT:
+            raise DatasetError(news_path, line, "title or abstract too long")
+        if news_id in news:
+            raise DatasetError(news_path, line, f"duplicate news id {news_id}")
+        news[news_id] = [category, subcategory, title.strip(), abstract.strip(), url.strip()]
+
+    def known(line: int, news_id: str) -> str:
+        if news_id not in news:
+            raise DatasetError(beh_path, line, f"unknown news id {news_id[:40]}")
+        return news_id
+
+    impressions: list[ImpressionRow] = []
+    histories: dict[str, list[str]] = {}
+    first_time: dict[str, datetime] = {}
+    seen_requests: set[str] = set()
+    for line, raw in enumerate(_read_text(beh_path).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        cols = raw.split("\t")
+        if len(cols) != 5:
+            raise DatasetError(beh_path, line, f"expected 5 tab-separated fields, got {len(cols)}")
+        imp_id, user, when, history, shown = cols
+        if not imp_id or not user:
+            raise DatasetError(beh_path, line, "impression id and user id are required")
+        if len(user) > 64 or len(imp_id) > 58:
+            raise DatasetError(beh_path, line, "impression id or user id too long")
+        request_id = f"mind-{imp_id}"
+        if request_id in seen_requests:
+            raise DatasetError(beh_path, line, f"duplicate impression id {imp_id}")
+        seen_requests.add(request_id)
+        try:
+            at = datetime.strptime(when, MIND_TIME).replace(tzinfo=UTC)
+        except ValueError:
+            raise DatasetError(beh_path, line, f"bad time {when[:40]!r} (expected {MIND_TIME})") from None
+        first_time[user] = min(first_time.get(user, at), at)
+        hist = [known(line, n) for n in history.split()]
+        if hist and user not in histories:
+            histories[user] = hist
+        tokens = shown.split()
+        if not tokens:
+            raise DatasetError(beh_path, line, "no impressions")
+        for pos, token in enumerate(tokens):
+            news_id, sep, label = token.rpartition("-")
+            if not sep:
+                news_id, label = token, ""
+            if label not in ("0", "1", ""):
+                raise DatasetError(beh_path, line, f"bad impression {token[:40]!r} (expected ID-0 or ID-1)")
+            impressions.append(ImpressionRow(user, known(line, news_id), request_id, pos, at, label == "1"))
+
+    clicks: list[ClickRow] = []
+    for user, hist in histories.items():
+        start = first_time[user] - timedelta(seconds=len(hist) + 1)
+        done: set[str] = set()
+        for n, news_id in enumerate(hist):
+            if news_id not in done:
+                done.add(news_id)
+                clicks.append(ClickRow(user, news_id, start + timedelta(seconds=n)))
+    clicks += [ClickRow(i.reader, i.item, i.shown_at, i.request_id) for i in impressions if i.clicked]
+
+    first_seen: dict[str, datetime] = {}
+    for c in clicks:
+        first_seen[c.item] = min(first_seen.get(c.item, c.clicked_at), c.clicked_at)
+    for i in impressions:
+        first_seen[i.item] = min(first_seen.get(i.item, i.shown_at), i.shown_at)
+    items = [
+        ItemRow(external_id=n, title=v[2], abstract=v[3], category=v[0][:64], subcategory=v[1][:128],
+                url=v[4][:500], published_at=first_seen.get(n))
+        for n, v in news.items()
+    ]
+    return Dataset(name="mind", items=items, readers=sorted(first_time), clicks=clicks,
+                   impressions=impressions)
+
+
+READERS = {"movielens": read_movielens, "mind": read_mind}
+
+
+def read_dataset(fmt: str, folder: Path | str) -> Dataset:
+    if fmt not in READERS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(READERS)}")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(folder, None, "not a folder")
+    return READERS[fmt](folder)

@@ -1,0 +1,80 @@
+"""Seed sets, per-item look-alike state and model runs (the durable copy; Redis serves)."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from webapp.news.models import Item
+
+
+class ModelKind(models.TextChoices):
+    USER_TOWER = "user_tower", "Stage 1: user tower"
+    LOOKALIKE = "lookalike", "Stage 2: look-alike model"
+    COLDSTART = "coldstart", "Cold-start linear model"
+    CTR = "ctr", "CTR model"
+
+
+class ModelRun(models.Model):
+    """One training run of one model. At most one run per kind is active (serving)."""
+
+    kind = models.CharField(max_length=16, choices=ModelKind.choices)
+    version = models.CharField(max_length=64)
+    config = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    artifact_path = models.CharField(max_length=500, blank=True)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "version"], name="modelrun_kind_version_uniq"),
+            models.UniqueConstraint(
+                fields=["kind"], condition=Q(is_active=True), name="modelrun_one_active_per_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.version}{' (active)' if self.is_active else ''}"
+
+
+class SeedSet(models.Model):
+    """An item's seed readers: its latest clickers that have a reader vector."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="seed_set")
+    seed_reader_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    count = models.PositiveIntegerField(default=0)
+    # Set by a click, cleared by the refresh job once the seeds are rebuilt.
+    dirty = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["item"], condition=Q(dirty=True), name="seedset_dirty_idx")]
+
+    def __str__(self) -> str:
+        return f"seeds of item {self.item_id}: {self.count}{' (dirty)' if self.dirty else ''}"
+
+
+class LookalikeState(models.Model):
+    """An item's k seed centroids and global embedding under one stage-2 model run.
+    Arrays are little-endian float32 bytes: centroids (k, dim), global embedding (dim,)."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="lookalike_states")
+    model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="states")
+    k = models.PositiveSmallIntegerField()
+    dim = models.PositiveSmallIntegerField()
+    centroids = models.BinaryField()
+    cluster_sizes = ArrayField(models.PositiveIntegerField(), default=list, blank=True)
+    global_embedding = models.BinaryField()
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "model_run"], name="state_item_run_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"state of item {self.item_id} under run {self.model_run_id}"

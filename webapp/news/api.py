@@ -1,0 +1,142 @@
+"""JSON API: the feed, clicks, and a health check. Every error answers JSON."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound as DRFNotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from webapp.news import selectors, services
+
+log = logging.getLogger(__name__)
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus our domain errors: NotFound -> 404, Rejected -> 400."""
+    if isinstance(exc, services.NotFound):
+        exc = DRFNotFound(str(exc))
+    elif isinstance(exc, services.Rejected):
+        return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+    return drf_exception_handler(exc, context)
+
+
+class FeedQuerySerializer(serializers.Serializer):
+    reader = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    limit = serializers.IntegerField(min_value=1, required=False)
+
+    def validate_limit(self, value: int) -> int:
+        if value > settings.FEED_MAX_LIMIT:
+            raise serializers.ValidationError(
+                f"Ensure this value is less than or equal to {settings.FEED_MAX_LIMIT}."
+            )
+        return value
+
+
+class ItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    external_id = serializers.CharField()
+    title = serializers.CharField()
+    abstract = serializers.CharField()
+    category = serializers.CharField()
+    subcategory = serializers.CharField()
+    url = serializers.CharField()
+    published_at = serializers.DateTimeField()
+    status = serializers.CharField()
+
+
+class FeedEntrySerializer(serializers.Serializer):
+    impression = serializers.IntegerField(source="impression_id")
+    position = serializers.IntegerField()
+    score = serializers.FloatField()
+    score_parts = serializers.DictField(child=serializers.FloatField())
+    item = ItemSerializer()
+
+
+class FeedSerializer(serializers.Serializer):
+    request_id = serializers.CharField()
+    reader = serializers.IntegerField(source="reader_id")
+    mode = serializers.CharField()
+    items = FeedEntrySerializer(many=True, source="entries")
+
+
+class FeedView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("reader", int, required=True, description="Reader id"),
+            OpenApiParameter("limit", int, description="Stories per page (default 10)"),
+        ],
+        responses=FeedSerializer,
+    )
+    def get(self, request: Request) -> Response:
+        query = FeedQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        reader = selectors.reader_get(reader_id=query.validated_data["reader"])
+        if reader is None:
+            raise services.NotFound(f"Reader {query.validated_data['reader']} not found.")
+        limit = query.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT)
+        page = services.feed_build(reader=reader, limit=limit)
+        return Response(FeedSerializer(page).data)
+
+
+class ClickInSerializer(serializers.Serializer):
+    impression = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    reader = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+
+
+class ClickOutSerializer(serializers.Serializer):
+    click = serializers.IntegerField(source="click.pk")
+    impression = serializers.IntegerField(source="click.impression_id")
+    reader = serializers.IntegerField(source="click.reader_id")
+    item = serializers.IntegerField(source="click.item_id")
+    clicked_at = serializers.DateTimeField(source="click.clicked_at")
+    created = serializers.BooleanField()
+
+
+class ClickView(APIView):
+    @extend_schema(request=ClickInSerializer, responses={201: ClickOutSerializer, 200: ClickOutSerializer})
+    def post(self, request: Request) -> Response:
+        body = ClickInSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = services.click_record(
+            impression_id=body.validated_data["impression"],
+            reader_id=body.validated_data.get("reader"),
+        )
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(ClickOutSerializer(result).data, status=code)
+
+
+def healthz(request) -> JsonResponse:
+    """Postgres and Redis reachability; 503 if either is down."""
+    checks = {}
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1")
+        checks["postgres"] = "ok"
+    except Exception as exc:  # any failure means "down"; say why
+        checks["postgres"] = f"error: {exc.__class__.__name__}"
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {exc.__class__.__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503)
+
+
+def json_404(request, exception=None) -> JsonResponse:
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def json_500(request) -> JsonResponse:
+    return JsonResponse({"detail": "Server error."}, status=500)
+

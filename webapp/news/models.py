@@ -1,0 +1,132 @@
+"""Readers, stories, and the interaction log (impressions and clicks)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Source(models.TextChoices):
+    DEMO = "demo", "Demo corpus"
+    MIND = "mind", "MIND import"
+    MOVIELENS = "movielens", "MovieLens import"
+    WEB = "web", "Created on the web"
+
+
+class Reader(models.Model):
+    """A person reading the feed. Demo readers carry a simulated profile; their hidden
+    interests stay in fixtures/readers.jsonl, so no model can peek at the truth."""
+
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.DEMO)
+    external_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=120)
+    region = models.CharField(max_length=64, blank=True)
+    age_band = models.CharField(max_length=16, blank=True)
+    device = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="reader_source_ext_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.source}:{self.external_id})"
+
+
+class ItemStatus(models.TextChoices):
+    COLD = "cold", "Cold (scored by the cold-start model)"
+    WARM = "warm", "Warm (scored by RALM)"
+
+
+class Item(models.Model):
+    """A story (or, for MovieLens, a movie). `published_at` is null while a story is held
+    back; it becomes a feed candidate once published."""
+
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.DEMO)
+    external_id = models.CharField(max_length=64)
+    title = models.CharField(max_length=500)
+    abstract = models.TextField(blank=True)
+    category = models.CharField(max_length=64, db_index=True)
+    subcategory = models.CharField(max_length=128, blank=True)
+    url = models.URLField(max_length=500, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=ItemStatus.choices, default=ItemStatus.COLD)
+    # Exponentially decayed click count, refreshed by a periodic job (baseline ranker input).
+    popularity = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="item_source_ext_uniq")
+        ]
+        indexes = [
+            models.Index(
+                fields=["-published_at"],
+                name="item_live_recent_idx",
+                condition=Q(published_at__isnull=False),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_live(self) -> bool:
+        return self.published_at is not None and self.published_at <= timezone.now()
+
+
+class Impression(models.Model):
+    """One item shown to one reader in one feed response, with what ranked it there."""
+
+    reader = models.ForeignKey(Reader, on_delete=models.CASCADE, related_name="impressions")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="impressions")
+    request_id = models.CharField(max_length=64)
+    position = models.PositiveSmallIntegerField()
+    shown_at = models.DateTimeField(default=timezone.now)
+    mode = models.CharField(max_length=16, default="baseline")
+    score = models.FloatField(default=0.0)
+    score_parts = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["request_id", "item"], name="impression_request_item_uniq")
+        ]
+        indexes = [
+            # "recent impressions of a reader"
+            models.Index(fields=["reader", "-shown_at"], name="impression_reader_recent_idx"),
+            models.Index(fields=["item", "-shown_at"], name="impression_item_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"impression {self.pk}: reader {self.reader_id} item {self.item_id} @{self.position}"
+
+
+class Click(models.Model):
+    """A click. Web clicks belong to an impression (at most one click per impression);
+    imported history clicks have none and are unique per (reader, item, time)."""
+
+    reader = models.ForeignKey(Reader, on_delete=models.CASCADE, related_name="clicks")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="clicks")
+    impression = models.OneToOneField(
+        Impression, null=True, blank=True, on_delete=models.SET_NULL, related_name="click"
+    )
+    clicked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reader", "item", "clicked_at"],
+                condition=Q(impression__isnull=True),
+                name="click_history_uniq",
+            )
+        ]
+        indexes = [
+            # "recent clicks of an item" (seed refresh) and of a reader (profiles)
+            models.Index(fields=["item", "-clicked_at"], name="click_item_recent_idx"),
+            models.Index(fields=["reader", "-clicked_at"], name="click_reader_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"click {self.pk}: reader {self.reader_id} item {self.item_id}"

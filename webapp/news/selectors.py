@@ -1,0 +1,74 @@
+"""Reads for the feed and the pages. Nothing here writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.db.models import Count
+
+from webapp.news.models import Click, Impression, Item, Reader, Source
+
+# Which items a reader's feed draws from: imported datasets stay in their own catalog;
+# readers who signed up on the web read the demo corpus.
+_CATALOG = {Source.WEB: Source.DEMO}
+SEEN_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Feed candidates as parallel arrays, each of shape (N,)."""
+
+    item_ids: np.ndarray  # int64
+    popularity: np.ndarray  # float64, decayed click count
+    age_hours: np.ndarray  # float64, hours since published
+    times_shown: np.ndarray  # int64, impressions to this reader in the last SEEN_WINDOW
+
+
+def reader_get(*, reader_id: int) -> Reader | None:
+    return Reader.objects.filter(pk=reader_id).first()
+
+
+def catalog_for(*, reader: Reader) -> str:
+    return _CATALOG.get(reader.source, reader.source)
+
+
+def feed_candidates_for(*, reader: Reader, now: datetime) -> Candidates:
+    """Live items of the reader's catalog that the reader has not clicked."""
+    clicked = Click.objects.filter(reader=reader).values("item_id")
+    rows = list(
+        Item.objects.filter(source=catalog_for(reader=reader), published_at__lte=now)
+        .exclude(pk__in=clicked)
+        .values_list("pk", "popularity", "published_at")
+    )
+    shown = dict(
+        Impression.objects.filter(reader=reader, shown_at__gt=now - SEEN_WINDOW, shown_at__lte=now)
+        .values("item_id")
+        .annotate(n=Count("id"))
+        .values_list("item_id", "n")
+    )
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    return Candidates(
+        item_ids=ids,
+        popularity=np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows)),
+        age_hours=np.fromiter(
+            ((now - r[2]).total_seconds() / 3600.0 for r in rows), dtype=np.float64, count=len(rows)
+        ),
+        times_shown=np.fromiter((shown.get(i, 0) for i in ids), dtype=np.int64, count=len(rows)),
+    )
+
+
+def reader_recent_clicks(*, reader: Reader, limit: int = 5) -> list[Click]:
+    return list(
+        Click.objects.filter(reader=reader).select_related("item").order_by("-clicked_at")[:limit]
+    )
+
+
+def readers_for_picker(*, limit: int = 24) -> list[Reader]:
+    """A few demo readers to choose from on the home page, with their click counts."""
+    return list(
+        Reader.objects.filter(source=Source.DEMO)
+        .annotate(n_clicks=Count("clicks"))
+        .order_by("external_id")[:limit]
+    )

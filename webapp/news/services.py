@@ -1,0 +1,163 @@
+"""Writes: building a feed (and logging its impressions), recording clicks, publishing
+stories, refreshing popularity. Views, commands and tasks call these; nothing else writes."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from recsys.baseline import baseline_scores
+from webapp.lookalike.services import seedset_mark_dirty
+from webapp.news.models import Click, Impression, Item, Reader
+from webapp.news.selectors import feed_candidates_for
+
+
+class NotFound(Exception):
+    """The thing asked for does not exist (the API answers 404)."""
+
+
+class Rejected(ValueError):
+    """The request is well-formed but not allowed (the API answers 400); `field` names the
+    input at fault."""
+
+    def __init__(self, message: str, *, field: str = "non_field_errors") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    impression_id: int
+    position: int
+    item: Item
+    score: float
+    score_parts: dict[str, float]
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    request_id: str
+    reader_id: int
+    mode: str
+    entries: list[FeedEntry] = field(default_factory=list)
+
+
+def feed_build(*, reader: Reader, limit: int, now: datetime | None = None) -> FeedPage:
+    """Rank the reader's candidates, log the top `limit` as impressions, return them."""
+    now = now or timezone.now()
+    cand = feed_candidates_for(reader=reader, now=now)
+    parts = baseline_scores(
+        popularity=cand.popularity,
+        age_hours=cand.age_hours,
+        times_shown=cand.times_shown,
+        recency_half_life_hours=settings.FEED_RECENCY_HALF_LIFE_HOURS,
+    )
+    score = parts.pop("score")
+    # Highest score first; ties broken by the newer item id so the order is deterministic.
+    order = np.lexsort((-cand.item_ids, -score))[:limit]
+    items = Item.objects.in_bulk([int(i) for i in cand.item_ids[order]])
+    request_id = uuid.uuid4().hex
+    impressions = [
+        Impression(
+            reader=reader,
+            item=items[int(cand.item_ids[idx])],
+            request_id=request_id,
+            position=pos,
+            shown_at=now,
+            mode="baseline",
+            score=float(score[idx]),
+            score_parts={k: round(float(v[idx]), 6) for k, v in parts.items()},
+        )
+        for pos, idx in enumerate(order)
+    ]
+    Impression.objects.bulk_create(impressions)
+    entries = [
+        FeedEntry(imp.pk, imp.position, imp.item, imp.score, imp.score_parts) for imp in impressions
+    ]
+    return FeedPage(request_id=request_id, reader_id=reader.pk, mode="baseline", entries=entries)
+
+
+@dataclass(frozen=True)
+class ClickResult:
+    click: Click
+    created: bool
+
+
+def click_record(
+    *, impression_id: int, reader_id: int | None = None, now: datetime | None = None
+) -> ClickResult:
+    """Store a click on an impression. A repeated click on the same impression stores
+    nothing new and returns the first one."""
+    impression = Impression.objects.filter(pk=impression_id).first()
+    if impression is None:
+        raise NotFound(f"Impression {impression_id} not found.")
+    if reader_id is not None and impression.reader_id != reader_id:
+        raise Rejected("This impression was shown to another reader.", field="reader")
+    with transaction.atomic():
+        click, created = Click.objects.get_or_create(
+            impression=impression,
+            defaults={
+                "reader_id": impression.reader_id,
+                "item_id": impression.item_id,
+                "clicked_at": now or timezone.now(),
+            },
+        )
+        if created:
+            seedset_mark_dirty(item_ids=[impression.item_id])
+    return ClickResult(click=click, created=created)
+
+
+def item_publish(*, item: Item, now: datetime | None = None) -> Item:
+    """Make a held-back story live."""
+    if item.published_at is None:
+        item.published_at = now or timezone.now()
+        item.save(update_fields=["published_at"])
+    return item
+
+
+def item_publish_next(*, source: str, now: datetime | None = None) -> Item | None:
+    """Publish the next held-back story of a catalog (in external-id order), if any."""
+    with transaction.atomic():
+        item = (
+            Item.objects.select_for_update(skip_locked=True)
+            .filter(source=source, published_at__isnull=True)
+            .order_by("external_id")
+            .first()
+        )
+        return item_publish(item=item, now=now) if item else None
+
+
+def item_popularity_refresh(
+    *, now: datetime | None = None, half_life_hours: float | None = None
+) -> int:
+    """Recompute every item's decayed click count in one statement. Clicks older than ten
+    half-lives (weight < 0.001) are ignored. Returns the number of items updated."""
+    now = now or timezone.now()
+    half_life = half_life_hours or settings.POPULARITY_HALF_LIFE_HOURS
+    decay = math.log(2) / (half_life * 3600.0)
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            WITH recent AS (
+                SELECT item_id, SUM(EXP(-%(decay)s * EXTRACT(EPOCH FROM (%(now)s - clicked_at))))
+                       AS pop
+                FROM news_click
+                WHERE clicked_at > %(now)s - make_interval(secs => %(window)s)
+                  AND clicked_at <= %(now)s
+                GROUP BY item_id
+            )
+            UPDATE news_item AS i
+            SET popularity = COALESCE(r.pop, 0)
+            FROM news_item AS j LEFT JOIN recent AS r ON r.item_id = j.id
+            WHERE i.id = j.id AND i.popularity IS DISTINCT FROM COALESCE(r.pop, 0)
+            """,
+            {"decay": decay, "now": now, "window": 10 * half_life * 3600.0},
+        )
+        return cur.rowcount

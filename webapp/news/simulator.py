@@ -1,0 +1,155 @@
+"""Simulated readers using the running system: they request feeds through the web's code
+path (over HTTP, or in-process through the same services), click by the hidden click model
+(recsys.simulation), and held-back stories are published as time passes."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from fixtures.corpus import DemoReader
+from recsys.simulation import ClickModel, ItemTruth, item_truth
+from webapp.news import services
+from webapp.news.models import Reader, Source
+
+
+@dataclass(frozen=True)
+class Shown:
+    impression: int
+    position: int
+    external_id: str
+    category: str
+    subcategory: str
+    published_at: datetime
+
+
+class Transport(Protocol):
+    def feed(self, reader_id: int, limit: int, now: datetime | None) -> list[Shown]: ...
+    def click(self, impression: int, reader_id: int, now: datetime | None) -> bool: ...
+
+
+class TransportError(RuntimeError):
+    pass
+
+
+class HttpTransport:
+    """Talks to GET /api/feed and POST /api/clicks of a running server."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url, self.timeout = base_url.rstrip("/"), timeout
+
+    def _call(self, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base_url + path, data=data, method="POST" if body else "GET",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise TransportError(f"{path} answered {exc.code}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise TransportError(f"{self.base_url}{path}: {getattr(exc, 'reason', exc)}") from None
+
+    def feed(self, reader_id: int, limit: int, now: datetime | None) -> list[Shown]:
+        _, page = self._call(f"/api/feed?reader={reader_id}&limit={limit}")
+        return [Shown(e["impression"], e["position"], e["item"]["external_id"], e["item"]["category"],
+                      e["item"]["subcategory"], parse_datetime(e["item"]["published_at"]))
+                for e in page["items"]]
+
+    def click(self, impression: int, reader_id: int, now: datetime | None) -> bool:
+        status, _ = self._call("/api/clicks", {"impression": impression, "reader": reader_id})
+        return status == 201
+
+    def wait_ready(self) -> None:
+        self._call("/healthz")
+
+
+class LocalTransport:
+    """Calls the services the API views call, in this process (and can backdate)."""
+
+    def feed(self, reader_id: int, limit: int, now: datetime | None) -> list[Shown]:
+        page = services.feed_build(reader=Reader.objects.get(pk=reader_id), limit=limit, now=now)
+        return [Shown(e.impression_id, e.position, e.item.external_id, e.item.category,
+                      e.item.subcategory, e.item.published_at) for e in page.entries]
+
+    def click(self, impression: int, reader_id: int, now: datetime | None) -> bool:
+        return services.click_record(impression_id=impression, reader_id=reader_id, now=now).created
+
+
+@dataclass
+class Stats:
+    sessions: int = 0
+    impressions: int = 0
+    clicks: int = 0
+    published: int = 0
+    errors: int = 0
+
+    @property
+    def ctr(self) -> float:
+        return self.clicks / self.impressions if self.impressions else 0.0
+
+
+class Simulator:
+    def __init__(self, *, readers: list[DemoReader], click_model: ClickModel, transport: Transport,
+                 feed_size: int = 10, seed: int = 0) -> None:
+        by_ext = dict(Reader.objects.filter(source=Source.DEMO).values_list("external_id", "pk"))
+        self.readers = [r for r in readers if r.id in by_ext]
+        if not self.readers:
+            raise ValueError("no demo readers in the database: run load_demo first")
+        self.db_ids = [by_ext[r.id] for r in self.readers]
+        weights = np.array([r.truth.activity for r in self.readers])
+        self.p = weights / weights.sum()
+        self.model, self.transport, self.feed_size = click_model, transport, feed_size
+        self.rng = np.random.default_rng(seed)
+        self.stats = Stats()
+        self._truths: dict[str, ItemTruth] = {}
+
+    def _truth(self, shown: Shown) -> ItemTruth:
+        if shown.external_id not in self._truths:
+            self._truths[shown.external_id] = item_truth(
+                external_id=shown.external_id, category=shown.category,
+                subcategory=shown.subcategory, config=self.model.config)
+        return self._truths[shown.external_id]
+
+    def session(self, now: datetime | None = None) -> None:
+        """One visit: a reader drawn by activity reads one feed page and clicks."""
+        k = int(self.rng.choice(len(self.readers), p=self.p))
+        reader, reader_id = self.readers[k], self.db_ids[k]
+        page = self.transport.feed(reader_id, self.feed_size, now)
+        self.stats.sessions += 1
+        self.stats.impressions += len(page)
+        at = now or timezone.now()
+        for shown in page:
+            age = (at - shown.published_at).total_seconds() / 3600.0
+            p = self.model.click_probability(reader.truth, self._truth(shown),
+                                             position=shown.position, age_hours=age)
+            if self.rng.random() < p:
+                when = now + timedelta(seconds=5 + 10 * shown.position) if now else None
+                self.stats.clicks += self.transport.click(shown.impression, reader_id, when)
+
+    def publish_next(self, now: datetime | None = None) -> str | None:
+        item = services.item_publish_next(source=Source.DEMO, now=now)
+        if item is not None:
+            self.stats.published += 1
+            return item.title
+        return None
+
+
+def backfill_times(*, hours: float, sessions: int, now: datetime, rng: np.random.Generator) -> list[datetime]:
+    """Session times over the last `hours`, busier in the day than at night, sorted."""
+    offsets = []
+    while len(offsets) < sessions:
+        t = rng.uniform(0, hours)
+        hour_of_day = ((now - timedelta(hours=hours - t)).hour + 0.5) % 24
+        if rng.random() < 0.35 + 0.65 * math.sin(math.pi * hour_of_day / 24) ** 2:
+            offsets.append(t)
+    return [now - timedelta(hours=hours - t) for t in sorted(offsets)]

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from webapp.news import api
+
+api_patterns = [
+    path("feed", api.FeedView.as_view(), name="feed"),
+    path("clicks", api.ClickView.as_view(), name="clicks"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include((api_patterns, "api"))),
+    path("healthz", api.healthz, name="healthz"),
+    path("", include("webapp.news.urls")),
+]
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return api.json_404(request, exception)
+    return render(request, "news/not_found.html", {"what": "page"}, status=404)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return api.json_500(request)
+    return HttpResponse("Server error.", status=500, content_type="text/plain")
