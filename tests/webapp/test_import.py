@@ -28,7 +28,8 @@ def test_mind_sample_imports_exactly_and_reimport_adds_nothing():
     assert all(c.item_id == c.impression.item_id and c.reader_id == c.impression.reader_id for c in linked)
     # U10: history N1001 N1003, then clicked N1005 (impression 1), N1008 and N1002 (impression 3)
     u10 = Reader.objects.get(source="mind", external_id="U10")
-    assert sorted(u10.clicks.values_list("item__external_id", flat=True)) == ["N1001", "N1002", "N1003", "N1005", "N1008"]
+    clicked = sorted(u10.clicks.values_list("item__external_id", flat=True))
+    assert clicked == ["N1001", "N1002", "N1003", "N1005", "N1008"]
     assert SeedSet.objects.filter(dirty=True).count() == len({c.item_id for c in Click.objects.all()})
     call_command("import_dataset", "--format", "mind", str(DATA / "mind_sample"), verbosity=0)
     assert counts() == (8, 4, 13, 11)

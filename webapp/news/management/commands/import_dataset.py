@@ -30,6 +30,8 @@ class Command(BaseCommand):
         with tqdm(total=total, desc=f"import {fmt}", unit="row",
                   disable=options.get("verbosity", 1) == 0) as bar:
             report = dataset_import(dataset=dataset, source=Source(fmt), progress=bar.update)
+        if options.get("verbosity", 1) == 0:
+            return
         self.stdout.write(
             f"{fmt}: items {report.items} ({report.items_created} new), readers {report.readers} "
             f"({report.readers_created} new), impressions {report.impressions} "

@@ -34,6 +34,8 @@ class Command(BaseCommand):
                   disable=options.get("verbosity", 1) == 0) as bar:
             report = demo_load(stories=story_rows, readers=reader_rows,
                                held_back_share=held_back_share, progress=bar.update)
+        if options.get("verbosity", 1) == 0:
+            return
         self.stdout.write(
             f"stories: {report.stories} ({report.stories_created} new, {report.stories_updated} updated, "
             f"{report.held_back} held back); readers: {report.readers} "

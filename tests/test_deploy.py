@@ -1,0 +1,95 @@
+"""docker-compose.yml, the Procfile, the Makefile and .ci/run agree with each other and
+with the project. No Docker engine is needed: the compose file is parsed and checked."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+from django.core.management import get_commands
+
+from webapp.news.management.commands.rundemo import read_procfile
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+PROCFILE = read_procfile(ROOT / "Procfile")
+# Where the two deployments legitimately differ: host names, ports and paths.
+COMPOSE_TO_LOCAL = {
+    "0.0.0.0:8000": "127.0.0.1:${PORT:-8000}",
+    "http://web:8000": "http://127.0.0.1:${PORT:-8000}",
+    "/tmp/celerybeat-schedule": "var/celerybeat-schedule",
+}
+
+
+def _steps(command: str) -> list[list[str]]:
+    """Split `sh -c "a && b && exec c"` (or a plain command) into token lists."""
+    tokens = shlex.split(command)
+    if tokens[:2] == ["sh", "-c"]:
+        return [shlex.split(part.strip().removeprefix("exec ")) for part in tokens[2].split("&&")]
+    return [tokens]
+
+
+def _check_runs_here(tokens: list[str]) -> None:
+    """The command names something that exists in this project."""
+    if tokens[:2] == ["python", "manage.py"]:
+        assert tokens[2] in get_commands(), f"no management command {tokens[2]}"
+    elif tokens[0] == "celery":
+        assert tokens[1:3] == ["-A", "workers"] and tokens[3] in {"worker", "beat"}
+        importlib.import_module("workers.celery")
+    elif tokens[0] == "gunicorn":
+        module, _, attr = tokens[1].partition(":")
+        assert hasattr(importlib.import_module(module), attr or "application")
+    else:
+        raise AssertionError(f"unexpected program {tokens[0]}")
+
+
+def test_compose_has_every_service_from_one_image():
+    services = COMPOSE["services"]
+    assert set(services) == {"postgres", "redis", "web", "worker", "beat", "simulator"}
+    app = [services[s] for s in ("web", "worker", "beat", "simulator")]
+    assert len({(s["build"], s["image"]) for s in app}) == 1
+    for s in app:
+        assert s["environment"]["DATABASE_URL"].startswith("postgres://")
+        assert s["environment"]["REDIS_URL"].startswith("redis://redis:")
+        assert set(s["depends_on"]) == {"postgres", "redis"}
+
+
+def test_compose_commands_are_the_procfile_processes():
+    for name in ("web", "worker", "beat", "simulator"):
+        compose = _steps(COMPOSE["services"][name]["command"])[-1]
+        local = [COMPOSE_TO_LOCAL.get(t, t) for t in compose]
+        proc = shlex.split(PROCFILE[name])
+        proc = [t.replace("${WEB_CONCURRENCY:-2}", "2") for t in proc]
+        assert local == proc, f"{name}: compose {compose} vs Procfile {proc}"
+        for step in _steps(COMPOSE["services"][name]["command"]):
+            _check_runs_here(step)
+
+
+def test_compose_web_runs_the_same_setup_steps_as_make_demo():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^demo:.*?\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    make_steps = [shlex.split(line.strip().replace("$(BIN)/python", "python"))
+                  for line in recipe.splitlines() if "manage.py" in line and "rundemo" not in line]
+    compose_steps = _steps(COMPOSE["services"]["web"]["command"])[:-1]
+    assert compose_steps[0] == ["python", "manage.py", "migrate", "--noinput"]
+    assert compose_steps[1:] == make_steps
+
+
+def test_procfile_processes_exist():
+    assert set(PROCFILE) == {"web", "worker", "beat", "simulator"}
+    for command in PROCFILE.values():
+        _check_runs_here(shlex.split(command))
+
+
+def test_dockerfile_installs_pinned_requirements_offline():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "-r requirements.txt" in dockerfile and "HF_HUB_OFFLINE=1" in dockerfile
+    assert "torch==2.13.0" in (ROOT / "requirements.txt").read_text().split()
+
+
+def test_ci_runs_make_test_and_starts_services():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci and "pg_ctlcluster" in ci and "redis-server" in ci

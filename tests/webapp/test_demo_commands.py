@@ -1,0 +1,129 @@
+"""load_demo, simulate and the popularity refresh against the real database."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from tests.factories import ClickFactory, ItemFactory
+from webapp.news import services
+from webapp.news.models import Click, Impression, Item, Reader
+
+
+@pytest.mark.django_db
+def test_load_demo_loads_corpus_and_population_and_is_idempotent(demo_db):
+    items, readers = Item.objects.filter(source="demo"), Reader.objects.filter(source="demo")
+    assert items.count() >= 300 and readers.count() >= 1000
+    assert items.values("category").distinct().count() >= 12
+    held = items.filter(published_at__isnull=True).count()
+    assert 0.1 * items.count() < held < 0.3 * items.count()
+    assert items.filter(published_at__gt=timezone.now()).count() == 0
+    snapshot = list(items.order_by("pk").values_list("pk", "title", "published_at", "status"))
+    people = list(readers.order_by("pk").values_list("pk", "name", "region"))
+    call_command("load_demo", verbosity=0)
+    assert list(items.order_by("pk").values_list("pk", "title", "published_at", "status")) == snapshot
+    assert list(readers.order_by("pk").values_list("pk", "name", "region")) == people
+
+
+@pytest.mark.django_db
+def test_load_demo_does_not_unpublish_a_story_published_since(demo_db):
+    published = services.item_publish_next(source="demo")
+    call_command("load_demo", verbosity=0)
+    published.refresh_from_db()
+    assert published.published_at is not None
+
+
+@pytest.mark.django_db
+def test_load_demo_bad_input_is_one_line_and_loads_nothing(tmp_path):
+    (tmp_path / "bad.json").write_text(json.dumps([{"id": "x-1", "title": "Only a title"}]))
+    with pytest.raises(CommandError) as err:
+        call_command("load_demo", "--stories", str(tmp_path), verbosity=0)
+    assert "bad.json: story 1: missing or empty abstract, category, subcategory" in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(CommandError, match="not a folder"):
+        call_command("load_demo", "--stories", str(tmp_path / "missing"), verbosity=0)
+    with pytest.raises(CommandError, match="held-back-share"):
+        call_command("load_demo", "--held-back-share", "1.5", verbosity=0)
+    assert Item.objects.count() == 0 and Reader.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_backfill_writes_a_past_history_through_the_feed_service(demo_db):
+    call_command("simulate", "--backfill-hours", "6", "--sessions", "150", "--seed", "3", verbosity=0)
+    imps = Impression.objects.filter(reader__source="demo")
+    assert imps.count() == 1500
+    now = timezone.now()
+    assert imps.filter(shown_at__lt=now - timedelta(hours=3)).exists()
+    clicks = Click.objects.filter(reader__source="demo")
+    assert clicks.count() > 20
+    # Every click follows its impression and matches its reader and item.
+    for c in clicks.select_related("impression"):
+        assert c.impression.reader_id == c.reader_id and c.impression.item_id == c.item_id
+        assert c.clicked_at >= c.impression.shown_at
+    # Only stories live at the time were shown.
+    assert not imps.filter(item__published_at__gt=timezone.now()).exists()
+    assert all(i.item.published_at <= i.shown_at for i in imps.select_related("item")[:300])
+    # Skipped when history exists.
+    call_command("simulate", "--backfill-hours", "6", "--sessions", "50", "--skip-if-history", verbosity=0)
+    assert imps.count() == 1500
+
+
+@pytest.mark.django_db
+def test_simulated_clicks_follow_hidden_interests(demo_db):
+    """Readers click their favourite categories far more often than others."""
+    from fixtures.corpus import load_readers
+
+    call_command("simulate", "--backfill-hours", "12", "--sessions", "600", "--seed", "5", verbosity=0)
+    truth = {r.id: r.truth for r in load_readers()}
+    fav, other = [0, 0], [0, 0]  # [clicks, impressions]
+    for ext, cat, clicked in Impression.objects.filter(reader__source="demo").values_list(
+            "reader__external_id", "item__category", "click__id"):
+        bucket = fav if truth[ext].interests[cat] >= 0.2 else other
+        bucket[0] += clicked is not None
+        bucket[1] += 1
+    assert fav[0] / fav[1] > 4 * other[0] / other[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_simulation_over_http_clicks_and_publishes(live_server, capsys):
+    call_command("load_demo", verbosity=0)
+    held = Item.objects.filter(source="demo", published_at__isnull=True).count()
+    call_command("simulate", "--base-url", live_server.url, "--sessions", "40", "--rate", "200",
+                 "--publish-every", "0.05", "--seed", "1")
+    out = capsys.readouterr().out
+    assert "simulate: 40 sessions, 400 impressions" in out and "0 errors" in out
+    assert Impression.objects.filter(reader__source="demo").count() == 400
+    assert Item.objects.filter(source="demo", published_at__isnull=True).count() < held
+    clicks = Click.objects.filter(reader__source="demo")
+    assert clicks.exists() and not clicks.filter(impression__isnull=True).exists()
+
+
+def test_simulate_rejects_bad_arguments():
+    with pytest.raises(CommandError, match="--backfill-hours needs"):
+        call_command("simulate", "--backfill-hours", "5")
+    with pytest.raises(CommandError, match="must be positive"):
+        call_command("simulate", "--rate", "0")
+
+
+@pytest.mark.django_db
+def test_simulate_without_demo_readers_is_a_clear_error():
+    with pytest.raises(CommandError, match="run load_demo first"):
+        call_command("simulate", "--inprocess", "--sessions", "1")
+
+
+@pytest.mark.django_db
+def test_popularity_is_a_decayed_click_count():
+    now = timezone.now()
+    hot, cooling, cold = ItemFactory(), ItemFactory(), ItemFactory(popularity=5.0)
+    ClickFactory.create_batch(2, item=hot, clicked_at=now)
+    ClickFactory(item=cooling, clicked_at=now - timedelta(hours=6))
+    ClickFactory(item=cold, clicked_at=now - timedelta(days=30))
+    services.item_popularity_refresh(now=now, half_life_hours=6.0)
+    for item, expected in [(hot, 2.0), (cooling, 0.5), (cold, 0.0)]:
+        item.refresh_from_db()
+        assert item.popularity == pytest.approx(expected, abs=1e-6)
+    assert services.item_popularity_refresh(now=now, half_life_hours=6.0) == 0  # nothing changed
