@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -17,5 +23,38 @@ def demo_db(db):
 
 
 @pytest.fixture
-def api(client):
-    return client
+def celery_env(transactional_db) -> dict[str, str]:
+    """Environment for processes of ours (web, worker, beat): the test database and the test Redis."""
+    db = connection.settings_dict
+    return {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "REDIS_URL": settings.REDIS_URL, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """Start a process of ours; it is stopped (and its log shown on failure) at teardown."""
+    procs: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = tmp_path / f"proc{len(procs)}.log"
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        procs.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sys.stdout.write(f"--- {log.name}\n{log.read_text()[-3000:]}\n")
+
+
+def wait_for(predicate, timeout: float, every: float = 0.3) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False

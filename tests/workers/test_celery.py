@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from tests.conftest import wait_for
 from tests.factories import ClickFactory, ItemFactory
-from tests.workers.conftest import wait_for
 from workers import tasks
 from workers.celery import app
 

@@ -52,25 +52,27 @@ class Command(BaseCommand):
         width = max(len(n) for n in procs)
         lock = threading.Lock()
         children: dict[str, subprocess.Popen] = {}
+        pumps: list[threading.Thread] = []
         for n, (name, command) in enumerate(procs.items()):
             child = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=settings.BASE_DIR, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)
             children[name] = child
             prefix = f"{COLORS[n % len(COLORS)]}{name:<{width}}{RESET} | "
-            threading.Thread(target=self._pump, args=(child, prefix, lock), daemon=True).start()
+            pumps.append(threading.Thread(target=self._pump, args=(child, prefix, lock), daemon=True))
+            pumps[-1].start()
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # even if started with SIGINT ignored
+            signal.signal(sig, lambda *_: stop.set())
         if "web" in children:
             threading.Thread(target=self._announce, args=(port, lock, stop), daemon=True).start()
         failed = None
-        try:
-            while not stop.is_set() and failed is None:
-                failed = next((n for n, c in children.items() if c.poll() is not None), None)
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+        while not stop.is_set() and failed is None:
+            failed = next((n for n, c in children.items() if c.poll() is not None), None)
+            stop.wait(0.5)
         self._stop_all(children)
+        for pump in pumps:  # let the last lines (the simulator's summary) through
+            pump.join(timeout=2)
         if failed:
             raise CommandError(f"{failed} exited with code {children[failed].returncode}; stopped the rest")
         self.stdout.write("demo stopped")
