@@ -111,6 +111,11 @@ FEED_MAX_LIMIT = env.int("FEED_MAX_LIMIT", default=100)
 # Half-life of a story's freshness in the baseline ranker, hours.
 FEED_RECENCY_HALF_LIFE_HOURS = env.float("FEED_RECENCY_HALF_LIFE_HOURS", default=24.0)
 
+# Trained models: one folder per training run under MODEL_DIR (see recsys/artifacts.py).
+MODEL_DIR = env.path("MODEL_DIR", default=BASE_DIR / "var" / "models")
+# Latest seeds an item keeps (the look-alike model attends over their clusters).
+SEED_CAP = env.int("SEED_CAP", default=1000)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

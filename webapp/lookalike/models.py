@@ -78,3 +78,22 @@ class LookalikeState(models.Model):
 
     def __str__(self) -> str:
         return f"state of item {self.item_id} under run {self.model_run_id}"
+
+
+class ReaderVector(models.Model):
+    """A reader's E_u under one user-tower run (the durable copy; Redis serves it).
+    `vector` is little-endian float32 bytes of length `dim`."""
+
+    reader = models.ForeignKey("news.Reader", on_delete=models.CASCADE, related_name="vectors")
+    model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="reader_vectors")
+    dim = models.PositiveSmallIntegerField()
+    vector = models.BinaryField()
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["reader", "model_run"], name="readervector_reader_run_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"E_u of reader {self.reader_id} under run {self.model_run_id}"

@@ -1,0 +1,76 @@
+"""Saving and loading trained models: config and weights together, in one folder per model,
+so what a training job writes the web process and the workers can read.
+
+    tower/       config.json (TowerConfig + feature vocabularies), weights.pt, vocab.npz
+    lookalike/   config.json (LookalikeConfig), weights.pt
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recsys.features import FeatureBuilder
+from recsys.interactions import Interactions
+from recsys.lookalike import LookalikeConfig, LookalikeModel
+from recsys.stage1 import Stage1Result
+from recsys.tower import ItemSoftmax, TowerConfig, UserTower
+
+
+class ArtifactError(RuntimeError):
+    """A model folder is missing, incomplete or unreadable."""
+
+
+def save_tower(folder: Path, result: Stage1Result) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    inter = result.builder.inter
+    (folder / "config.json").write_text(json.dumps({
+        "tower": result.tower.config.to_dict(), "train_before": result.train_before,
+        "best_epoch": result.best_epoch, "reader_keys": inter.reader_keys, "item_keys": inter.item_keys,
+        "categories": inter.categories, "subcategories": inter.subcategories, "keywords": inter.keywords,
+        "profile_vocab": inter.profile_vocab}))
+    np.savez(folder / "vocab.npz", item_category=inter.item_category, item_subcategory=inter.item_subcategory,
+             item_keywords=inter.item_keywords, **{f"profile_{k}": v for k, v in inter.profile.items()})
+    torch.save({"tower": result.tower.state_dict(), "softmax": result.softmax.state_dict()}, folder / "weights.pt")
+
+
+def load_tower(folder: Path) -> Stage1Result:
+    try:
+        meta = json.loads((folder / "config.json").read_text())
+        arrays = np.load(folder / "vocab.npz")
+        weights = torch.load(folder / "weights.pt", weights_only=True)
+        inter = Interactions(
+            reader_keys=meta["reader_keys"], item_keys=meta["item_keys"], item_category=arrays["item_category"],
+            item_subcategory=arrays["item_subcategory"], item_keywords=arrays["item_keywords"], item_text=[],
+            categories=meta["categories"], subcategories=meta["subcategories"], keywords=meta["keywords"],
+            profile={k: arrays[f"profile_{k}"] for k in meta["profile_vocab"]}, profile_vocab=meta["profile_vocab"],
+            click_reader=np.zeros(0, np.int32), click_item=np.zeros(0, np.int32), click_time=np.zeros(0))
+        config = TowerConfig(**meta["tower"])
+        tower, softmax = UserTower(config), ItemSoftmax(config.n_items, config.dim)
+        tower.load_state_dict(weights["tower"])
+        softmax.load_state_dict(weights["softmax"])
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError, pickle.UnpicklingError) as exc:
+        raise ArtifactError(f"cannot load the user tower from {folder}: {exc.__class__.__name__}: {exc}") from exc
+    tower.eval()
+    return Stage1Result(tower, softmax, FeatureBuilder(inter, config.max_history), meta["train_before"],
+                        best_epoch=meta.get("best_epoch", 0))
+
+
+def save_lookalike(folder: Path, model: LookalikeModel) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(model.config.to_dict()))
+    torch.save(model.state_dict(), folder / "weights.pt")
+
+
+def load_lookalike(folder: Path) -> LookalikeModel:
+    try:
+        model = LookalikeModel(LookalikeConfig(**json.loads((folder / "config.json").read_text())))
+        model.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError, pickle.UnpicklingError) as exc:
+        raise ArtifactError(f"cannot load the look-alike model from {folder}: {exc.__class__.__name__}: {exc}") from exc
+    model.eval()
+    return model

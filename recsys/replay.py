@@ -1,0 +1,212 @@
+"""The replay: test-period clicks in time order, each turned into a scoring group of the
+clicked item and negatives, with every candidate's seed count and popularity *at that time*.
+
+Seeds at time t are the readers with a train-period vector who clicked an item strictly
+before t (train and earlier test events): the readers a look-alike model can use. Events
+sharing a timestamp are grouped first and applied afterwards, so they never see each other. Two views:
+- overall: the click plus negatives drawn in proportion to test-period popularity among items
+  live at t (first seen at or before t), excluding items the reader ever touched. With logged
+  impressions (MIND), the real impression list instead.
+- buckets: the click plus negatives drawn uniformly from live items whose seed count at t is
+  in the clicked item's bucket (0, 1-4, 5-19, 20-99, 100+). With impressions, the impression's
+  own candidates in that bucket (groups with none are dropped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys.interactions import Interactions
+from recsys.stage2 import BUCKETS, bucket_of
+
+NEGATIVES = 4
+
+
+@dataclass
+class Groups:
+    view: str
+    reader: np.ndarray  # (G,)
+    time: np.ndarray  # (G,)
+    items: np.ndarray  # (G, C) item indices, column 0 the clicked one, -1 = padding
+    seeds: np.ndarray  # (G, C) seeds before t (distinct clickers with a vector)
+    pop: np.ndarray  # (G, C) clicks before t
+    bucket: np.ndarray  # (G,) bucket index of the clicked item
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.items >= 0
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+
+class _BucketSets:
+    """Live items per seed bucket, with O(1) add, remove and uniform draws."""
+
+    def __init__(self, n_items: int) -> None:
+        self.members: list[list[int]] = [[] for _ in BUCKETS]
+        self.where = np.full(n_items, -1, dtype=np.int64)
+        self.bucket = np.full(n_items, -1, dtype=np.int64)
+
+    def put(self, item: int, bucket: int) -> None:
+        old = self.bucket[item]
+        if old == bucket:
+            return
+        if old >= 0:
+            lst, pos = self.members[old], self.where[item]
+            last = lst.pop()
+            if last != item:
+                lst[pos] = last
+                self.where[last] = pos
+        self.members[bucket].append(item)
+        self.where[item], self.bucket[item] = len(self.members[bucket]) - 1, bucket
+
+
+def _draw(pick, exclude: set[int], n: int, tries: int = 200) -> list[int] | None:
+    out: list[int] = []
+    for _ in range(tries):
+        j = pick()
+        if j is None:
+            return None
+        if j not in exclude and j not in out:
+            out.append(j)
+            if len(out) == n:
+                return out
+    return None
+
+
+@dataclass
+class Timeline:
+    """What the replay needs of the log, computed once for all sampling seeds."""
+
+    inter: Interactions
+    train_before: float
+    has_vector: np.ndarray  # (R,) bool: readers with a train-period vector (they can be seeds)
+    eligible: np.ndarray  # (R,) bool: readers scored (enough train history)
+    first_seen: np.ndarray  # (I,)
+    touched: list[set[int]]  # per reader, every item clicked (or shown, with impressions) ever
+
+    @classmethod
+    def build(cls, inter: Interactions, *, train_before: float, min_history: int = 1) -> Timeline:
+        train = inter.click_time < train_before
+        counts = np.bincount(inter.click_reader[train], minlength=inter.n_readers)
+        has_vector, eligible = counts >= 1, counts >= max(min_history, 1)
+        first_seen = np.full(inter.n_items, np.inf)
+        np.minimum.at(first_seen, inter.click_item, inter.click_time)
+        if inter.has_impressions:
+            np.minimum.at(first_seen, inter.imp_item, inter.imp_time)
+        touched: list[set[int]] = [set() for _ in range(inter.n_readers)]
+        for r, i in zip(inter.click_reader, inter.click_item, strict=True):
+            touched[r].add(int(i))
+        return cls(inter, train_before, has_vector, eligible, first_seen, touched)
+
+
+def replay_groups(tl: Timeline, *, view: str, rng: np.random.Generator) -> Groups:
+    assert view in ("overall", "buckets")
+    inter = tl.inter
+    seeds = np.zeros(inter.n_items, dtype=np.int64)
+    clicks = np.zeros(inter.n_items, dtype=np.int64)
+    pairs: set[tuple[int, int]] = set()
+    train = inter.click_time < tl.train_before
+    for r, i in zip(inter.click_reader[train], inter.click_item[train], strict=True):
+        clicks[i] += 1
+        if tl.has_vector[r] and (r, i) not in pairs:
+            pairs.add((int(r), int(i)))
+            seeds[i] += 1
+    test = np.flatnonzero(~train)
+    test_pop = np.bincount(inter.click_item[test], minlength=inter.n_items).astype(np.float64)
+    live_order = np.argsort(tl.first_seen, kind="stable")
+    live_time = tl.first_seen[live_order]
+    cum_pop = np.cumsum(test_pop[live_order])
+    sets = _BucketSets(inter.n_items)
+    n_live = 0
+
+    rows: list[tuple[int, float, list[int], int]] = []
+    if inter.has_impressions:
+        imp_test = np.flatnonzero(inter.imp_time >= tl.train_before)
+        requests = {}
+        for n in imp_test:
+            requests.setdefault(int(inter.imp_request[n]), []).append(n)
+        by_time: dict[float, list] = {}
+        for idx in requests.values():
+            by_time.setdefault(float(inter.imp_time[idx[0]]), []).append(idx)
+    else:
+        by_time = {}
+        for n in test:
+            by_time.setdefault(float(inter.click_time[n]), []).append(n)
+
+    items_out, seeds_out, pop_out = [], [], []
+    for t in sorted(by_time):
+        while n_live < len(live_order) and live_time[n_live] <= t:
+            j = int(live_order[n_live])
+            sets.put(j, int(bucket_of(seeds[j])))
+            n_live += 1
+        for event in by_time[t]:
+            reader = int(inter.imp_reader[event[0]] if inter.has_impressions else inter.click_reader[event])
+            if not tl.eligible[reader]:
+                continue
+            if inter.has_impressions:
+                groups = _impression_groups(inter, event, seeds, view)
+            else:
+                pos = int(inter.click_item[event])
+                groups = [_sampled_group(tl, reader, pos, seeds, sets, cum_pop[:n_live], live_order, view, rng)]
+            for cands in groups:
+                if cands is None:
+                    continue
+                rows.append((reader, t, cands, int(bucket_of(seeds[cands[0]]))))
+                items_out.append(cands)
+                seeds_out.append(seeds[cands].tolist())
+                pop_out.append(clicks[cands].tolist())
+        # Apply this timestamp's clicks only after all of its groups are formed.
+        for event in by_time[t]:
+            if inter.has_impressions:
+                done = [(int(inter.imp_reader[n]), int(inter.imp_item[n])) for n in event if inter.imp_clicked[n]]
+            else:
+                done = [(int(inter.click_reader[event]), int(inter.click_item[event]))]
+            for r, i in done:
+                clicks[i] += 1
+                if tl.has_vector[r] and (r, i) not in pairs:
+                    pairs.add((r, i))
+                    seeds[i] += 1
+                    if sets.bucket[i] >= 0:
+                        sets.put(i, int(bucket_of(seeds[i])))
+    width = max((len(c) for c in items_out), default=1)
+
+    def pad(rows_: list[list[int]], fill: int) -> np.ndarray:
+        return np.array([r + [fill] * (width - len(r)) for r in rows_], dtype=np.int64).reshape(-1, width)
+
+    return Groups(
+        view=view,
+        reader=np.array([r[0] for r in rows], dtype=np.int64),
+        time=np.array([r[1] for r in rows], dtype=np.float64),
+        items=pad(items_out, -1), seeds=pad(seeds_out, 0), pop=pad(pop_out, 0),
+        bucket=np.array([r[3] for r in rows], dtype=np.int64),
+    )
+
+
+def _sampled_group(tl, reader, pos, seeds, sets, cum, live_order, view, rng) -> list[int] | None:
+    exclude = tl.touched[reader] | {pos}
+    if view == "overall":
+        if len(cum) == 0 or cum[-1] <= 0:
+            return None
+        negs = _draw(lambda: int(live_order[np.searchsorted(cum, rng.random() * cum[-1], side="right")]),
+                     exclude, NEGATIVES)
+    else:
+        members = sets.members[int(bucket_of(seeds[pos]))]
+        negs = _draw(lambda: members[rng.integers(len(members))] if members else None, exclude, NEGATIVES)
+    return None if negs is None else [pos, *negs]
+
+
+def _impression_groups(inter: Interactions, idx: list[int], seeds, view) -> list[list[int] | None]:
+    shown = [(int(inter.imp_item[n]), bool(inter.imp_clicked[n])) for n in idx]
+    negatives = [i for i, c in shown if not c]
+    out = []
+    for pos in (i for i, c in shown if c):
+        if view == "overall":
+            out.append([pos, *negatives] if negatives else None)
+        else:
+            same = [j for j in negatives if bucket_of(seeds[j]) == bucket_of(seeds[pos])]
+            out.append([pos, *same] if same else None)
+    return out

@@ -1,0 +1,146 @@
+"""The scorers of the replay. Each maps Groups to scores (G, C); higher is better.
+
+Seed-based scorers look up an item's seeds at the group's time: the distinct readers with a
+train-period vector who clicked it before t, the latest `seed_cap` of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recsys.baselines import ItemKNN
+from recsys.clustering import pad_states
+from recsys.replay import Groups
+from recsys.serving import ItemState, LookalikeScorer
+
+
+@dataclass
+class SeedTimeline:
+    """Per item, its distinct clickers that have a vector, in time order, with times."""
+
+    readers: list[np.ndarray]
+    times: list[np.ndarray]
+
+    @classmethod
+    def build(cls, click_reader, click_item, click_time, has_vector, n_items) -> SeedTimeline:
+        readers = [[] for _ in range(n_items)]
+        times = [[] for _ in range(n_items)]
+        seen = set()
+        for r, i, t in zip(click_reader, click_item, click_time, strict=True):
+            if has_vector[r] and (r, i) not in seen:
+                seen.add((r, i))
+                readers[i].append(int(r))
+                times[i].append(float(t))
+        return cls([np.array(r, np.int64) for r in readers], [np.array(t) for t in times])
+
+    def count(self, item: int, t: float) -> int:
+        return int(np.searchsorted(self.times[item], t, side="left"))
+
+    def seeds(self, item: int, n: int, cap: int) -> np.ndarray:
+        return self.readers[item][max(0, n - cap):n]
+
+
+def _per_candidate(groups: Groups, fn) -> np.ndarray:
+    out = np.zeros(groups.items.shape)
+    for g in range(len(groups)):
+        for c, item in enumerate(groups.items[g]):
+            if item >= 0:
+                out[g, c] = fn(int(groups.reader[g]), int(item), float(groups.time[g]))
+    return out
+
+
+@dataclass
+class SeedAverage:
+    """Cosine between a reader's vector and the mean of the item's seeds' vectors (prefix
+    sums make each lookup O(h))."""
+
+    vectors: np.ndarray  # (R, h)
+    timeline: SeedTimeline
+    cap: int
+    _prefix: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        h = self.vectors.shape[1]
+        self._prefix = [np.vstack([np.zeros((1, h)), np.cumsum(self.vectors[r], 0)]) if len(r)
+                        else np.zeros((1, h)) for r in self.timeline.readers]
+
+    def __call__(self, groups: Groups) -> np.ndarray:
+        def one(reader: int, item: int, t: float) -> float:
+            n = self.timeline.count(item, t)
+            if n == 0:
+                return 0.0
+            lo = max(0, n - self.cap)
+            mean = (self._prefix[item][n] - self._prefix[item][lo]) / (n - lo)
+            u = self.vectors[reader]
+            return float(u @ mean / max(np.linalg.norm(u) * np.linalg.norm(mean), 1e-12))
+        return _per_candidate(groups, one)
+
+
+@dataclass
+class Lookalike:
+    """A trained look-alike model through the numpy online scorer. `clustered=False` attends
+    over the raw seeds instead of k-means centroids (`ralm_noclust`)."""
+
+    scorer: LookalikeScorer
+    vectors: np.ndarray  # (R, h) serving reader vectors
+    timeline: SeedTimeline
+    cap: int
+    clustered: bool = True
+    _cache: dict = field(default_factory=dict)
+
+    def state(self, item: int, n: int) -> ItemState:
+        key = (item, n)
+        if key not in self._cache:
+            seeds = self.vectors[self.timeline.seeds(item, n, self.cap)]
+            if self.clustered and self.scorer.mode == "attention":
+                self._cache[key] = self.scorer.item_state(seeds)
+            elif len(seeds) == 0:
+                self._cache[key] = ItemState(np.zeros((0, self.scorer.dim), np.float32), np.zeros(0, np.float32),
+                                             np.zeros(self.scorer.dim, np.float32))
+            else:
+                cents = self.scorer.transform(seeds).astype(np.float32)
+                if self.scorer.mode == "mean":  # the size-weighted mean is the mean: one centroid
+                    cents = cents.mean(0, keepdims=True)
+                sizes = np.full(len(cents), len(seeds) / len(cents), np.float32)
+                e_global = self.scorer.global_embedding(cents[None].astype(np.float64), sizes[None],
+                                                        np.ones((1, len(cents)), bool))[0]
+                self._cache[key] = ItemState(cents, sizes, e_global.astype(np.float32))
+        return self._cache[key]
+
+    def __call__(self, groups: Groups) -> np.ndarray:
+        out = np.zeros(groups.items.shape)
+        width = self.scorer.k if self.clustered else self.cap
+        for g in range(len(groups)):
+            t, cands = float(groups.time[g]), groups.items[g]
+            states = [self.state(int(i), self.timeline.count(int(i), t)) for i in cands if i >= 0]
+            cents, sizes, mask = pad_states([(s.centroids, s.sizes) for s in states], width, self.scorer.dim)
+            e_global = np.stack([s.e_global for s in states])
+            out[g, : len(states)] = self.scorer._score(
+                self.vectors[groups.reader[g]].astype(np.float64), cents.astype(np.float64), sizes, mask,
+                e_global.astype(np.float64))
+        return out
+
+
+def dot_scorer(readers: np.ndarray, items: np.ndarray, item_bias: np.ndarray | None = None):
+    """score = reader vector . item vector (+ item bias): `mf` and `als`."""
+    def score(groups: Groups) -> np.ndarray:
+        cand = np.maximum(groups.items, 0)
+        s = np.einsum("gh,gch->gc", readers[groups.reader], items[cand])
+        return s + (item_bias[cand] if item_bias is not None else 0.0)
+    return score
+
+
+def popularity(groups: Groups) -> np.ndarray:
+    return groups.pop.astype(np.float64)
+
+
+def random_scorer(seed: int):
+    def score(groups: Groups) -> np.ndarray:
+        return np.random.default_rng(seed).random(groups.items.shape)
+    return score
+
+
+def itemknn_scorer(knn: ItemKNN):
+    return lambda groups: knn.scores(groups.reader, groups.items)

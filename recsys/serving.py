@@ -1,0 +1,123 @@
+"""The online scorer, in numpy: what the feed runs per request.
+
+From one reader vector E_u and a batch of candidates' padded centroids (with masks and seed
+counts) and precomputed E_global, the look-alike logits of all candidates at once. It mirrors
+LookalikeModel.forward exactly (a test holds them within 1e-5); cost O(C * k * h).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys.clustering import cluster_seeds
+
+EPS = 1e-8
+
+
+def _softmax_sized(logits: np.ndarray, sizes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    logits = np.where(mask, logits + np.log(np.maximum(sizes, 1.0)), -np.inf)
+    logits = logits - logits.max(-1, keepdims=True)
+    w = np.exp(logits)
+    return w / w.sum(-1, keepdims=True)
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    na = np.maximum(np.linalg.norm(a, axis=-1), EPS)
+    nb = np.maximum(np.linalg.norm(b, axis=-1), EPS)
+    return (a * b).sum(-1) / (na * nb)
+
+
+@dataclass(frozen=True)
+class ItemState:
+    centroids: np.ndarray  # (k_i, h) in the look-alike space
+    sizes: np.ndarray  # (k_i,) seeds per centroid
+    e_global: np.ndarray  # (h,)
+
+
+@dataclass
+class LookalikeScorer:
+    """The trained stage-2 weights as numpy arrays."""
+
+    w: np.ndarray  # (h, h)
+    b: np.ndarray  # (h,)
+    slope: float  # PReLU
+    w_g: np.ndarray  # (d, h)
+    v_g: np.ndarray  # (d,)
+    w_l: np.ndarray  # (h, h)
+    tau: float
+    alpha: float
+    beta: float
+    temperature: float
+    bias: float
+    k: int
+    min_cluster: int = 1
+    mode: str = "attention"
+
+    @classmethod
+    def from_model(cls, model) -> LookalikeScorer:
+        """From a recsys.lookalike.LookalikeModel (duck-typed: no torch import needed here)."""
+        t = lambda p: p.detach().cpu().numpy().astype(np.float64)  # noqa: E731
+        return cls(
+            w=t(model.transform.linear.weight), b=t(model.transform.linear.bias),
+            slope=float(t(model.transform.act.weight).reshape(-1)[0]),
+            w_g=t(model.global_attn.w_g.weight), v_g=t(model.global_attn.v_g.weight).reshape(-1),
+            w_l=t(model.local_attn.w_l), tau=float(t(model.local_attn.tau)), alpha=float(t(model.alpha)),
+            beta=float(t(model.beta)), temperature=float(t(model.temperature)), bias=float(t(model.bias)),
+            k=model.config.k, min_cluster=model.config.min_cluster, mode=model.config.mode,
+        )
+
+    @property
+    def dim(self) -> int:
+        return self.w.shape[0]
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """f(x) = PReLU(W x + b) for x (..., h)."""
+        z = x @ self.w.T + self.b
+        return np.where(z >= 0, z, self.slope * z)
+
+    def global_embedding(self, cents: np.ndarray, sizes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(C, k, h), (C, k), (C, k) -> E_global (C, h)."""
+        safe = mask | ~mask.any(-1, keepdims=True)
+        if self.mode == "mean":
+            logits = np.zeros(sizes.shape)
+        else:
+            logits = np.tanh(cents @ self.w_g.T) @ self.v_g  # (C, k)
+        return np.einsum("ck,ckh->ch", _softmax_sized(logits, sizes, safe), cents)
+
+    def item_state(self, seed_vectors: np.ndarray, *, random_state: int = 0) -> ItemState:
+        """Cluster an item's seeds (raw E_u, (n, h)) and precompute its E_global."""
+        cents, sizes = cluster_seeds(self.transform(seed_vectors), self.k, min_size=self.min_cluster,
+                                     random_state=random_state)
+        if len(sizes) == 0:
+            return ItemState(cents, sizes, np.zeros(self.dim, np.float32))
+        e_global = self.global_embedding(cents[None].astype(np.float64), sizes[None], np.ones((1, len(sizes)), bool))
+        return ItemState(cents, sizes, e_global[0].astype(np.float32))
+
+    def score(self, e_u: np.ndarray, cents: np.ndarray, sizes: np.ndarray, mask: np.ndarray,
+              e_global: np.ndarray) -> np.ndarray:
+        """Logits for C candidates: e_u (h,), cents (C, k, h), sizes (C, k), mask (C, k),
+        e_global (C, h) -> (C,). A candidate with no centroid scores sim 0."""
+        e_u = np.asarray(e_u, dtype=np.float64)
+        if e_u.shape != (self.dim,):
+            raise ValueError(f"e_u must have shape ({self.dim},), got {e_u.shape}")
+        c = len(cents)
+        if cents.shape[0] != c or cents.ndim != 3 or cents.shape[2] != self.dim:
+            raise ValueError(f"centroids must have shape (C, k, {self.dim}), got {cents.shape}")
+        if sizes.shape != cents.shape[:2] or mask.shape != cents.shape[:2] or e_global.shape != (c, self.dim):
+            raise ValueError("sizes and mask must be (C, k) and e_global (C, h)")
+        return self._score(e_u, cents.astype(np.float64), sizes, mask.astype(bool), e_global.astype(np.float64))
+
+    def _score(self, e_u, cents, sizes, mask, e_global) -> np.ndarray:
+        target = self.transform(e_u)  # (h,)
+        any_seed = mask.any(-1)
+        safe = mask | ~any_seed[:, None]
+        if self.mode == "mean":
+            e_local = e_global
+        else:
+            logits = self.tau * np.tanh(cents @ (self.w_l @ target))  # (C, k)
+            e_local = np.einsum("ck,ckh->ch", _softmax_sized(logits, sizes, safe), cents)
+        sim = self.alpha * _cos(target[None], e_global) + self.beta * _cos(target[None], e_local)
+        sim = np.where(any_seed, sim, 0.0)
+        return self.temperature * sim + self.bias

@@ -1,0 +1,161 @@
+"""Training the user tower (stage 1) and computing reader vectors E_u."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from recsys.features import FeatureBuilder
+from recsys.interactions import Interactions
+from recsys.sampling import LogUniformSampler
+from recsys.tower import ItemSoftmax, TowerConfig, UserTower, sampled_softmax_loss
+
+
+@dataclass
+class Stage1Params:
+    epochs: int = 30  # a fixed cap; the best validation epoch is kept
+    lr: float = 3e-3  # 1e-3 sat on a plateau in a prototype; 1e-2 was worse
+    batch_size: int = 256
+    positives_per_reader: int = 50  # per epoch, as in the paper
+    negatives: int = 10  # per positive
+    weight_decay: float = 0.0
+    validation_negatives: int = 100
+    seed: int = 0
+
+
+@dataclass
+class Stage1Result:
+    tower: UserTower
+    softmax: ItemSoftmax
+    builder: FeatureBuilder
+    train_before: float
+    history: list[dict] = field(default_factory=list)  # per epoch: loss, validation AUC
+    best_epoch: int = 0
+    seconds: float = 0.0
+
+
+def _to_torch(fields: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in fields.items()}
+
+
+def _without(hist: np.ndarray, item: int, keep: int) -> np.ndarray:
+    pos = np.flatnonzero(hist == item)
+    if len(pos):
+        hist = np.delete(hist, pos[0])
+    return hist[-keep:]
+
+
+def reader_vectors(result: Stage1Result, *, before: float, readers: np.ndarray | None = None,
+                   batch_size: int = 1024) -> np.ndarray:
+    """E_u of each reader from their clicks before `before` and their profile: (R, dim)
+    float32. A reader with no clicks gets the vector of their profile alone."""
+    builder, tower = result.builder, result.tower
+    readers = np.arange(builder.inter.n_readers) if readers is None else np.asarray(readers)
+    hists = builder.histories(before=before, readers=readers)
+    out = np.zeros((len(readers), tower.config.dim), dtype=np.float32)
+    tower.eval()
+    with torch.no_grad():
+        for s in range(0, len(readers), batch_size):
+            fields = builder.batch(readers[s:s + batch_size], hists[s:s + batch_size])
+            out[s:s + batch_size] = tower(_to_torch(fields))[0].numpy()
+    return out
+
+
+def fit_tower(
+    inter: Interactions, *, train_before: float, tower: dict | None = None,
+    params: Stage1Params | None = None, progress: Callable[[str, dict], None] | None = None,
+) -> Stage1Result:
+    """Train on clicks before `train_before`; `tower` overrides TowerConfig defaults (dim,
+    field_dim, ...). Each reader's last such click is held out (from
+    both targets and inputs) to pick the best epoch: AUC of the held-out item against
+    uniformly drawn items that had train clicks."""
+    started = time.perf_counter()
+    p = params or Stage1Params()
+    rng = np.random.default_rng(p.seed)
+    torch.manual_seed(p.seed)
+    options = dict(tower or {})
+    builder = FeatureBuilder(inter, max_history=options.get("max_history", TowerConfig.max_history))
+    cfg = TowerConfig(fields={s.name: s.vocab for s in builder.specs}, n_items=inter.n_items, **options)
+    model, softmax = UserTower(cfg), ItemSoftmax(inter.n_items, cfg.dim)
+
+    train = inter.click_time < train_before
+    counts = np.bincount(inter.click_item[train], minlength=inter.n_items)
+    sampler = LogUniformSampler(counts)
+    known_items = np.flatnonzero(counts > 0)
+
+    hists = builder.histories(before=train_before, extra=1)  # latest max_history + 1, oldest first
+    val_reader, val_item = [], []
+    for r, h in enumerate(hists):
+        if len(h) >= 3:
+            val_reader.append(r)
+            val_item.append(int(h[-1]))
+            hists[r] = h[:-1]
+    # Positives: every train click except the held-out ones.
+    by_reader = [[] for _ in range(inter.n_readers)]
+    held = set(zip(val_reader, val_item, strict=True))
+    for r, i in zip(inter.click_reader[train], inter.click_item[train], strict=True):
+        by_reader[r].append(int(i))
+    for r, i in held:
+        by_reader[r].remove(i)
+    val_reader = np.array(val_reader, dtype=np.int64)
+    val_item = np.array(val_item, dtype=np.int64)
+    val_negs = rng.choice(known_items, size=(len(val_reader), p.validation_negatives))
+
+    opt = torch.optim.Adam([*model.parameters(), *softmax.parameters()], lr=p.lr, weight_decay=p.weight_decay)
+    result = Stage1Result(model, softmax, builder, train_before)
+    best = (-1.0, None)
+    for epoch in range(1, p.epochs + 1):
+        readers, targets = [], []
+        for r, items in enumerate(by_reader):
+            if items:
+                take = rng.choice(len(items), size=min(len(items), p.positives_per_reader), replace=False)
+                readers.extend([r] * len(take))
+                targets.extend(items[t] for t in take)
+        order = rng.permutation(len(readers))
+        readers, targets = np.array(readers)[order], np.array(targets)[order]
+        model.train()
+        total, steps = 0.0, 0
+        for s in range(0, len(readers), p.batch_size):
+            rb, tb = readers[s:s + p.batch_size], targets[s:s + p.batch_size]
+            fields = builder.batch(rb, [_without(hists[r], t, cfg.max_history) for r, t in zip(rb, tb, strict=True)])
+            negs = sampler.sample((len(rb), p.negatives), rng)
+            cands = np.concatenate([tb[:, None], negs], axis=1)  # (B, 1 + negatives)
+            log_q = np.log(p.negatives * sampler.probability(cands))
+            e_u, _ = model(_to_torch(fields))
+            logits = softmax.logits(e_u, torch.from_numpy(cands))
+            accidental = np.concatenate([np.zeros((len(rb), 1), bool), negs == tb[:, None]], axis=1)
+            loss = sampled_softmax_loss(logits, torch.from_numpy(log_q).float(), torch.from_numpy(accidental))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, steps = total + float(loss.detach()), steps + 1
+        auc = _validate(result, hists, val_reader, val_item, val_negs)
+        result.history.append({"epoch": epoch, "loss": round(total / max(steps, 1), 4), "val_auc": round(auc, 4)})
+        if auc > best[0]:
+            best = (auc, copy.deepcopy((model.state_dict(), softmax.state_dict())))
+            result.best_epoch = epoch
+        if progress:
+            progress("stage1", result.history[-1])
+    model.load_state_dict(best[1][0])
+    softmax.load_state_dict(best[1][1])
+    model.eval()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _validate(result: Stage1Result, hists, val_reader, val_item, val_negs) -> float:
+    if len(val_reader) == 0:
+        return 0.0
+    tower, softmax = result.tower, result.softmax
+    tower.eval()
+    with torch.no_grad():
+        fields = result.builder.batch(val_reader, [hists[r] for r in val_reader])
+        e_u, _ = tower(_to_torch(fields))
+        pos = softmax.logits(e_u, torch.from_numpy(val_item[:, None])).numpy()  # (V, 1)
+        neg = softmax.logits(e_u, torch.from_numpy(val_negs)).numpy()  # (V, N)
+    return float(((neg < pos).mean(1) + 0.5 * (neg == pos).mean(1)).mean())

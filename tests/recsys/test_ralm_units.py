@@ -1,0 +1,155 @@
+"""RALM's parts on tiny inputs that can be checked by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recsys.clustering import cluster_labels, cluster_seeds, clusters_for, pad_states
+from recsys.lookalike import LocalAttention, LookalikeConfig, LookalikeModel
+from recsys.sampling import LogUniformSampler
+from recsys.serving import LookalikeScorer
+from recsys.tower import AttentionMerge, TowerConfig, UserTower, sampled_softmax_loss
+
+
+def test_attention_merge_weights_sum_to_one_and_skip_absent_fields():
+    torch.manual_seed(0)
+    merge = AttentionMerge(m=4, k=3)
+    h = torch.randn(2, 3, 4)
+    present = torch.tensor([[True, True, True], [True, False, True]])
+    merged, a = merge(h, present)
+    assert torch.allclose(a.sum(-1), torch.ones(2))
+    assert a[1, 1] == 0
+    assert torch.allclose(merged[0], (a[0, :, None] * h[0]).sum(0))
+
+
+def test_attention_merge_learns_to_weight_the_field_that_carries_the_signal():
+    """In a tiny tower, field `a` decides the label and fields `b`, `c` are noise: after
+    training, the merge puts most of its weight on `a`."""
+    torch.manual_seed(0)
+    n = 2048
+    fields = {name: torch.randint(1, 21, (n, 1)) for name in ("a", "b", "c")}
+    label = (fields["a"][:, 0] <= 10).float()
+    tower = UserTower(TowerConfig(fields={"a": 21, "b": 21, "c": 21}, dim=4, field_dim=8, attn_dim=4, hidden=16,
+                                  dropout=0.0))
+    head = torch.nn.Linear(4, 1)
+    weights = lambda: tower(fields)[1].mean(0)  # noqa: E731  (a, b, c, constant)
+    before = weights()
+    opt = torch.optim.Adam([*tower.parameters(), *head.parameters()], lr=0.02)
+    for _ in range(300):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(head(tower(fields)[0]).squeeze(-1), label)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = weights()
+    assert torch.allclose(after.sum(), torch.tensor(1.0))
+    assert after[0] > 0.5 and after[0] > before[0] + 0.2 and after[0] > 2 * max(after[1], after[2]), (before, after)
+
+
+def test_local_attention_weights_the_centroid_nearest_the_target_most():
+    att = LocalAttention(dim=3, tau=3.0)
+    with torch.no_grad():
+        att.w_l.copy_(torch.eye(3))
+    cents = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]])  # (1, k=3, h=3)
+    target = torch.tensor([[0.1, 0.9, 0.2]])
+    pooled, a = att(cents, torch.ones(1, 3), torch.ones(1, 3, dtype=torch.bool), target)
+    assert a.argmax().item() == 1 and a[0, 1] > 0.5
+    assert torch.allclose(a.sum(), torch.tensor(1.0))
+    # With W_l = 0 the attention is the size-weighted average: a bigger cluster counts more.
+    with torch.no_grad():
+        att.w_l.zero_()
+    _, a = att(cents, torch.tensor([[1.0, 2.0, 1.0]]), torch.ones(1, 3, dtype=torch.bool), target)
+    assert torch.allclose(a, torch.tensor([[0.25, 0.5, 0.25]]))
+
+
+def test_log_uniform_sampler_frequencies_match_the_formula():
+    counts = np.array([5, 100, 0, 40, 7, 3, 60, 1, 9, 20])  # ranks by count: item 1 is rank 0, ...
+    sampler = LogUniformSampler(counts)
+    rng = np.random.default_rng(0)
+    draws = sampler.sample(400_000, rng)
+    freq = np.bincount(draws, minlength=10) / len(draws)
+    expected = sampler.probability(np.arange(10))
+    d = len(counts)
+    rank = np.argsort(np.argsort(-counts, kind="stable"), kind="stable")
+    assert np.allclose(expected, (np.log(rank + 2) - np.log(rank + 1)) / np.log(d + 1))
+    assert expected.sum() == pytest.approx(1.0)
+    assert np.abs(freq - expected).max() < 0.003
+    assert freq[1] > freq[6] > freq[3] > freq[2]  # by rank, not by count: item 2 (0 clicks) still drawn
+    assert freq[2] > 0
+
+
+def test_sampled_softmax_drops_accidental_hits():
+    logits = torch.tensor([[1.0, 5.0, 0.0]])
+    log_q = torch.zeros(1, 3)
+    with_hit = sampled_softmax_loss(logits, log_q, torch.tensor([[False, True, False]]))
+    without = torch.nn.functional.cross_entropy(torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
+    assert torch.allclose(with_hit, without)
+
+
+def _random_model(mode: str = "attention", seed: int = 0) -> LookalikeModel:
+    torch.manual_seed(seed)
+    model = LookalikeModel(LookalikeConfig(dim=6, k=4, global_dim=5, mode=mode), base_rate=0.3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("mode", ["attention", "mean"])
+def test_numpy_online_scorer_equals_the_torch_model(mode):
+    model = _random_model(mode)
+    scorer = LookalikeScorer.from_model(model)
+    rng = np.random.default_rng(1)
+    c, k, h = 7, 4, 6
+    cents = rng.standard_normal((c, k, h)).astype(np.float32)
+    sizes = rng.integers(1, 9, (c, k)).astype(np.float32)
+    mask = rng.random((c, k)) < 0.8
+    mask[0] = False  # a candidate without seeds
+    mask[1, 1:] = False  # one with a single centroid
+    e_u = rng.standard_normal(h).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(np.tile(e_u, (c, 1))), torch.from_numpy(cents),
+                         torch.from_numpy(sizes), torch.from_numpy(mask)).numpy()
+    e_global = scorer.global_embedding(cents.astype(np.float64), sizes, mask)
+    got = scorer.score(e_u, cents, sizes, mask, e_global)
+    assert np.abs(got - expected).max() < 1e-5
+    assert got[0] == pytest.approx(scorer.bias)  # no seeds: sim 0
+
+
+def test_online_scorer_rejects_bad_shapes():
+    scorer = LookalikeScorer.from_model(_random_model())
+    good = (np.zeros(6), np.zeros((2, 4, 6)), np.ones((2, 4)), np.ones((2, 4), bool), np.zeros((2, 6)))
+    scorer.score(*good)
+    with pytest.raises(ValueError, match="e_u"):
+        scorer.score(np.zeros(5), *good[1:])
+    with pytest.raises(ValueError, match="centroids"):
+        scorer.score(good[0], np.zeros((2, 4, 5)), *good[2:])
+    with pytest.raises(ValueError, match="sizes and mask"):
+        scorer.score(*good[:2], np.ones((2, 3)), *good[3:])
+
+
+def test_item_state_clusters_seeds_and_matches_the_model_global_pool():
+    model = _random_model()
+    scorer = LookalikeScorer.from_model(model)
+    rng = np.random.default_rng(2)
+    seeds = rng.standard_normal((50, 6))
+    state = scorer.item_state(seeds)
+    assert len(state.sizes) == clusters_for(50, 4, scorer.min_cluster) and state.sizes.sum() == 50
+    with torch.no_grad():
+        e_global, _ = model.pool(torch.from_numpy(state.centroids[None]), torch.from_numpy(state.sizes[None]),
+                                 torch.ones(1, len(state.sizes), dtype=torch.bool))
+    assert np.abs(e_global.numpy()[0] - state.e_global).max() < 1e-5
+
+
+def test_small_seed_sets_get_fewer_clusters_of_real_averages():
+    rng = np.random.default_rng(3)
+    assert clusters_for(0, 20, 10) == 0 and clusters_for(7, 20, 10) == 1 and clusters_for(55, 20, 10) == 5
+    assert clusters_for(5000, 20, 10) == 20 and clusters_for(7, 20, 1) == 7
+    two_groups = np.vstack([rng.normal(5, 0.1, (12, 3)), rng.normal(-5, 0.1, (12, 3))])
+    labels = cluster_labels(two_groups, 20, min_size=10)
+    assert set(labels[:12]) != set(labels[12:]) and len(set(labels)) == 2
+    cents, sizes = cluster_seeds(two_groups, 20, min_size=10)
+    assert sorted(sizes.tolist()) == [12.0, 12.0] and np.abs(np.abs(cents) - 5).max() < 0.2
+    padded, psizes, pmask = pad_states([(cents, sizes), (cents[:0], sizes[:0])], 3, 3)
+    assert padded.shape == (2, 3, 3) and pmask.tolist() == [[True, True, False], [False, False, False]]

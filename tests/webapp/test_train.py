@@ -1,0 +1,61 @@
+"""`manage.py train` on the demo data: model runs, artifacts, and E_u for every demo reader in
+Postgres and in Redis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from recsys.artifacts import load_lookalike, load_tower
+from webapp.lookalike import store
+from webapp.lookalike.models import ModelRun, ReaderVector
+from webapp.news.models import Reader
+
+
+@pytest.fixture
+def demo_history(demo_db):
+    call_command("simulate", "--backfill-hours", "12", "--sessions", "400", "--seed", "2", verbosity=0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_train_writes_runs_artifacts_and_every_readers_vector(demo_history, settings, tmp_path):
+    settings.MODEL_DIR = tmp_path / "models"
+    r = store.client()
+    call_command("train", "--stage1-epochs", "3", "--stage2-epochs", "1", "--dim", "16", verbosity=0)
+    tower = ModelRun.objects.get(kind="user_tower", is_active=True)
+    look = ModelRun.objects.get(kind="lookalike", is_active=True)
+    assert tower.metrics["clicks"] > 50 and 0 < tower.metrics["val_auc"] <= 1 and look.metrics["samples"] > 0
+    assert load_tower(tmp_path / "models" / tower.version / "tower").tower.config.dim == 16
+    assert load_lookalike(tmp_path / "models" / look.version / "lookalike").config.dim == 16
+
+    readers = set(Reader.objects.filter(source="demo").values_list("pk", flat=True))
+    assert len(readers) >= 1000
+    rows = {v.reader_id: np.frombuffer(bytes(v.vector), "<f4") for v in ReaderVector.objects.filter(model_run=tower)}
+    assert set(rows) == readers
+    assert store.active_tower_get(r=r) == tower.pk
+    some = sorted(readers)[:25]
+    for reader_id in some:
+        served = store.reader_vector_get(reader_id=reader_id, r=r)
+        assert served is not None and served.shape == (16,) and np.array_equal(served, rows[reader_id])
+    assert r.hlen(f"ralm:run:{tower.pk}:eu") == len(readers)
+
+    # A second training switches the serving pointer; one run per kind stays active.
+    call_command("train", "--stage1-epochs", "2", "--stage2-epochs", "1", "--dim", "16", "--seed", "1", verbosity=0)
+    assert ModelRun.objects.filter(is_active=True).count() == 2
+    new = ModelRun.objects.get(kind="user_tower", is_active=True)
+    assert new.pk != tower.pk and store.active_tower_get(r=r) == new.pk
+    store.run_drop(run_id=tower.pk, r=r)
+    store.run_drop(run_id=new.pk, r=r)
+
+
+@pytest.mark.django_db
+def test_train_without_history_is_a_clear_error(demo_db):
+    with pytest.raises(CommandError, match="only 0 clicks"):
+        call_command("train", verbosity=0)
+    assert not ModelRun.objects.exists()
+
+
+def test_train_rejects_bad_arguments():
+    with pytest.raises(CommandError, match="--dim must be at least 2"):
+        call_command("train", "--dim", "1")

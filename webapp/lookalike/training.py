@@ -1,0 +1,129 @@
+"""Training from the Postgres logs: rows become recsys Interactions, recsys trains both RALM
+stages, and the results become ModelRun rows, artifact folders and reader vectors (Postgres
+for durability, Redis for serving)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from recsys.artifacts import save_lookalike, save_tower
+from recsys.interactions import Interactions, build_interactions
+from recsys.lookalike import LookalikeConfig
+from recsys.stage1 import Stage1Params, fit_tower, reader_vectors
+from recsys.stage2 import SNAPSHOT_SHARES, Stage2Params, fit_lookalike, snapshots_for
+from webapp.lookalike import store
+from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector
+from webapp.news.models import Click, Impression, Item, Reader, Source
+
+
+class TrainingError(RuntimeError):
+    """Not enough data to train, or nothing to train on."""
+
+
+@dataclass
+class TrainReport:
+    tower_run: ModelRun
+    lookalike_run: ModelRun
+    readers: int
+    clicks: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def interactions_from_db(*, source: str) -> Interactions:
+    """The reader source's log as Interactions; keys are database ids as strings."""
+    catalog = Source.DEMO if source == Source.WEB else source
+    items = list(Item.objects.filter(source=catalog).order_by("pk").values_list(
+        "pk", "category", "subcategory", "title", "abstract"))
+    readers = list(Reader.objects.filter(source=source).order_by("pk").values_list(
+        "pk", "region", "age_band", "device"))
+    clicks = Click.objects.filter(reader__source=source, item__source=catalog).values_list(
+        "reader_id", "item_id", "clicked_at")
+    impressions = Impression.objects.filter(reader__source=source, item__source=catalog).values_list(
+        "request_id", "reader_id", "item_id", "shown_at", "click__id")
+    profiles = {f: [r[n] for r in readers] for n, f in enumerate(("region", "age_band", "device"), start=1)}
+    if all(len(set(v)) <= 1 for v in profiles.values()):
+        profiles = {}  # imported logs carry no profile
+    return build_interactions(
+        reader_keys=[str(r[0]) for r in readers], item_keys=[str(i[0]) for i in items],
+        item_category=[i[1] for i in items], item_subcategory=[i[2] for i in items],
+        item_text=[f"{i[3]}. {i[4]}" for i in items], profiles=profiles,
+        clicks=[(str(r), str(i), t.timestamp()) for r, i, t in clicks.iterator(chunk_size=20_000)],
+        impressions=[(q, str(r), str(i), t.timestamp(), c is not None)
+                     for q, r, i, t, c in impressions.iterator(chunk_size=20_000)],
+    )
+
+
+def _activate(run: ModelRun) -> None:
+    ModelRun.objects.filter(kind=run.kind, is_active=True).exclude(pk=run.pk).update(is_active=False)
+    run.is_active = True
+    run.save(update_fields=["is_active"])
+
+
+def model_train(
+    *, source: str = Source.DEMO, dim: int = 64, stage1_epochs: int = 20, stage2_epochs: int = 4, seed: int = 0,
+    progress: Callable[[str, dict], None] | None = None, log: Callable[[str], None] = lambda m: None,
+) -> TrainReport:
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    inter = interactions_from_db(source=source)
+    seconds["load"] = round(time.perf_counter() - t, 1)
+    n_clicks = len(inter.click_item)
+    if n_clicks < 50 or inter.n_readers < 2:
+        raise TrainingError(f"only {n_clicks} clicks by {inter.n_readers} readers of source {source!r}: "
+                            "run the simulator (or import a dataset) first")
+    log(f"loaded {inter.n_readers:,} readers, {inter.n_items:,} items, {n_clicks:,} clicks, "
+        f"{len(inter.imp_item):,} impressions in {seconds['load']} s")
+    now = timezone.now()
+    version = now.strftime("%Y%m%d-%H%M%S")
+    folder = Path(settings.MODEL_DIR) / f"{source}-{version}"
+    end = float(inter.click_time[-1]) + 1.0
+
+    s1 = fit_tower(inter, train_before=end, tower={"dim": dim},
+                   params=Stage1Params(epochs=stage1_epochs, seed=seed), progress=progress)
+    seconds["stage1"] = round(s1.seconds, 1)
+    e_u = reader_vectors(s1, before=end)
+    cuts = [float(np.quantile(inter.click_time, q)) for q in SNAPSHOT_SHARES]
+    snaps = snapshots_for(inter, vectors=lambda c: reader_vectors(s1, before=c), cuts=cuts, until=end,
+                          seed_cap=settings.SEED_CAP, negatives=4, rng=np.random.default_rng(seed))
+    if not snaps:
+        raise TrainingError("no item had seeds before a window with clicks: too little history to train stage 2")
+    s2 = fit_lookalike(snaps, config=LookalikeConfig(dim=dim), params=Stage2Params(epochs=stage2_epochs, seed=seed),
+                       progress=progress)
+    seconds["stage2"] = round(s2.seconds, 1)
+
+    t = time.perf_counter()
+    save_tower(folder / "tower", s1)
+    save_lookalike(folder / "lookalike", s2.model)
+    with transaction.atomic():
+        tower_run = ModelRun.objects.create(
+            kind=ModelKind.USER_TOWER, version=f"{source}-{version}", artifact_path=str(folder / "tower"),
+            config=s1.tower.config.to_dict(), finished_at=timezone.now(),
+            metrics={"best_epoch": s1.best_epoch, "val_auc": s1.history[s1.best_epoch - 1]["val_auc"],
+                     "history": s1.history, "seconds": seconds["stage1"], "clicks": n_clicks,
+                     "readers": inter.n_readers})
+        look_run = ModelRun.objects.create(
+            kind=ModelKind.LOOKALIKE, version=f"{source}-{version}", artifact_path=str(folder / "lookalike"),
+            config=s2.model.config.to_dict(), finished_at=timezone.now(),
+            metrics={"best_epoch": s2.best_epoch, "val_auc": s2.history[s2.best_epoch - 1]["val_auc"],
+                     "history": s2.history, "seconds": seconds["stage2"],
+                     "samples": int(sum(len(s.samples.label) for s in snaps))})
+        reader_ids = [int(k) for k in inter.reader_keys]
+        ReaderVector.objects.bulk_create(
+            [ReaderVector(reader_id=r, model_run=tower_run, dim=dim, vector=v.astype("<f4").tobytes(), computed_at=now)
+             for r, v in zip(reader_ids, e_u, strict=True)], batch_size=2000)
+        _activate(tower_run)
+        _activate(look_run)
+        # Redis: the vectors first, then the pointer, once the rows are committed.
+        transaction.on_commit(lambda: (store.reader_vectors_write(run_id=tower_run.pk, vectors=zip(reader_ids, e_u,
+                                                                                                    strict=True)),
+                                       store.active_tower_set(run_id=tower_run.pk)))
+    seconds["store"] = round(time.perf_counter() - t, 1)
+    return TrainReport(tower_run, look_run, len(reader_ids), n_clicks, seconds)
