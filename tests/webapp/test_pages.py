@@ -70,6 +70,6 @@ def test_admin_needs_staff_login_and_lists_every_model(client, admin_client):
     assert client.get("/admin/").status_code == 302
     index = admin_client.get("/admin/").content.decode()
     for path in ["news/reader", "news/item", "news/impression", "news/click",
-                 "lookalike/seedset", "lookalike/lookalikestate", "lookalike/modelrun"]:
+                 "lookalike/seedset", "lookalike/lookalikestate", "lookalike/modelrun", "lookalike/readervector"]:
         assert f"/admin/{path}/" in index
         assert admin_client.get(f"/admin/{path}/").status_code == 200

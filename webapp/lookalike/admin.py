@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from webapp.lookalike.models import LookalikeState, ModelRun, SeedSet
+from webapp.lookalike.models import LookalikeState, ModelRun, ReaderVector, SeedSet
 
 
 @admin.register(ModelRun)
@@ -24,3 +24,11 @@ class LookalikeStateAdmin(admin.ModelAdmin):
     list_display = ["item", "model_run", "k", "dim", "computed_at"]
     raw_id_fields = ["item", "model_run"]
     exclude = ["centroids", "global_embedding"]
+
+
+@admin.register(ReaderVector)
+class ReaderVectorAdmin(admin.ModelAdmin):
+    list_display = ["reader", "model_run", "dim", "computed_at"]
+    list_filter = ["model_run"]
+    raw_id_fields = ["reader", "model_run"]
+    exclude = ["vector"]
