@@ -59,3 +59,16 @@ def test_train_without_history_is_a_clear_error(demo_db):
 def test_train_rejects_bad_arguments():
     with pytest.raises(CommandError, match="--dim must be at least 2"):
         call_command("train", "--dim", "1")
+
+
+@pytest.mark.django_db
+def test_train_with_redis_down_keeps_the_vectors_in_postgres(demo_history, settings, tmp_path):
+    from webapp.lookalike.training import model_train
+
+    settings.MODEL_DIR = tmp_path / "models"
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    messages = []
+    report = model_train(dim=8, stage1_epochs=1, stage2_epochs=1, log=messages.append)
+    assert not report.redis_ok and any("Redis unreachable" in m for m in messages)
+    assert ReaderVector.objects.filter(model_run=report.tower_run).count() == Reader.objects.filter(
+        source="demo").count()

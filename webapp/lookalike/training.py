@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -35,6 +36,7 @@ class TrainReport:
     readers: int
     clicks: int
     seconds: dict[str, float] = field(default_factory=dict)
+    redis_ok: bool = True
 
 
 def interactions_from_db(*, source: str) -> Interactions:
@@ -121,9 +123,13 @@ def model_train(
              for r, v in zip(reader_ids, e_u, strict=True)], batch_size=2000)
         _activate(tower_run)
         _activate(look_run)
-        # Redis: the vectors first, then the pointer, once the rows are committed.
-        transaction.on_commit(lambda: (store.reader_vectors_write(run_id=tower_run.pk, vectors=zip(reader_ids, e_u,
-                                                                                                    strict=True)),
-                                       store.active_tower_set(run_id=tower_run.pk)))
+    # Redis once the rows are committed: the vectors first, then the pointer.
+    try:
+        store.reader_vectors_write(run_id=tower_run.pk, vectors=zip(reader_ids, e_u, strict=True))
+        store.active_tower_set(run_id=tower_run.pk)
+        redis_ok = True
+    except redis.RedisError as exc:
+        log(f"Redis unreachable ({exc.__class__.__name__}): the vectors are in Postgres only")
+        redis_ok = False
     seconds["store"] = round(time.perf_counter() - t, 1)
-    return TrainReport(tower_run, look_run, len(reader_ids), n_clicks, seconds)
+    return TrainReport(tower_run, look_run, len(reader_ids), n_clicks, seconds, redis_ok)
