@@ -74,3 +74,25 @@ def load_lookalike(folder: Path) -> LookalikeModel:
         raise ArtifactError(f"cannot load the look-alike model from {folder}: {exc.__class__.__name__}: {exc}") from exc
     model.eval()
     return model
+
+
+def save_coldstart(folder: Path, *, model, calibration, meta: dict) -> None:
+    """The cold-start estimator and the hybrid's calibration maps (scikit-learn objects, kept
+    with joblib as scikit-learn recommends), with a JSON description beside them."""
+    import joblib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump({"model": model, "calibration": calibration}, folder / "model.joblib")
+    (folder / "config.json").write_text(json.dumps(meta))
+
+
+def load_coldstart(folder: Path) -> dict:
+    """{"model": ColdStartModel, "calibration": Calibration | None, "meta": dict}."""
+    import joblib
+
+    try:
+        payload = joblib.load(folder / "model.joblib")
+        payload["meta"] = json.loads((folder / "config.json").read_text())
+    except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise ArtifactError(f"cannot load the cold-start model from {folder}: {exc.__class__.__name__}: {exc}") from exc
+    return payload

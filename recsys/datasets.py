@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ class ItemRow(NamedTuple):
     subcategory: str
     url: str
     published_at: datetime | None  # first time the item was seen in the log
+    released_at: datetime | None = None  # when the item itself came out, if the data says
 
 
 class ClickRow(NamedTuple):
@@ -167,15 +169,18 @@ def read_movielens(folder: Path | str) -> Dataset:
         text = f"Genres: {', '.join(genres) or 'none'}."
         if top_tags:
             text += f" Tags: {', '.join(top_tags)}."
+        year = _YEAR.search(title)
         items.append(ItemRow(
             external_id=movie_id, title=title, abstract=text,
             category=genres[0] if genres else "unknown", subcategory="|".join(genres)[:128],
             url=f"https://movielens.org/movies/{movie_id}", published_at=first_seen.get(movie_id),
+            released_at=datetime(int(year.group(1)), 1, 1, tzinfo=UTC) if year else None,
         ))
     return Dataset(name="movielens", items=items, readers=sorted(readers, key=int), clicks=clicks)
 
 
 MIND_TIME = "%m/%d/%Y %I:%M:%S %p"
+_YEAR = re.compile(r"\((\d{4})\)\s*$")
 
 
 def read_mind(folder: Path | str) -> Dataset:

@@ -21,21 +21,41 @@ import torch
 from tqdm import tqdm
 
 from recsys.baselines import ItemKNN, fit_als, reader_item_matrix
+from recsys.calibration import CalibrationError
 from recsys.datasets import READERS, DatasetError, read_dataset
+from recsys.hybrid import NotEnoughData, calibrate, fit_coldstart, labelled, profiles_at, reliability
 from recsys.interactions import Interactions, from_dataset
 from recsys.lookalike import LookalikeConfig
 from recsys.metrics import positive_metrics
 from recsys.replay import Groups, Timeline, replay_groups
-from recsys.scorers import Lookalike, SeedAverage, SeedTimeline, dot_scorer, itemknn_scorer, popularity, random_scorer
+from recsys.scorers import (
+    ColdStart,
+    Hybrid,
+    Lookalike,
+    SeedAverage,
+    SeedTimeline,
+    dot_scorer,
+    itemknn_scorer,
+    popularity,
+    random_scorer,
+)
 from recsys.serving import LookalikeScorer
 from recsys.stage1 import Stage1Params, fit_tower, reader_vectors
-from recsys.stage2 import BUCKETS, SNAPSHOT_SHARES, Stage2Params, fit_lookalike, snapshots_for
+from recsys.stage2 import (
+    BUCKETS,
+    SNAPSHOT_SHARES,
+    Stage2Params,
+    fit_lookalike,
+    snapshots_for,
+)
+from recsys.text import TextEncoder
 
 SCORERS = ["random", "popularity", "itemknn", "mf", "als", "als_seed_avg", "eu_seed_avg", "ralm_avg",
-           "ralm_noclust", "ralm"]
+           "ralm_noclust", "ralm", "coldstart_linear", "hybrid"]
 # Paired differences of per-group AUC on the same groups: (scorer, baseline).
 PAIRS = [("ralm", "ralm_avg"), ("ralm", "mf"), ("ralm", "als"), ("ralm", "als_seed_avg"),
-         ("ralm", "ralm_noclust"), ("eu_seed_avg", "als_seed_avg")]
+         ("ralm", "ralm_noclust"), ("eu_seed_avg", "als_seed_avg"), ("coldstart_linear", "popularity"),
+         ("hybrid", "coldstart_linear"), ("hybrid", "ralm")]
 METRICS = ["auc", "mrr", "ndcg@5", "ndcg@10"]
 POOLED = {"5-99": ("5-19", "20-99")}
 
@@ -135,7 +155,8 @@ def build_models(inter: Interactions, args, log) -> tuple[dict[str, Callable], d
                    disable=args.quiet)
         fits[mode] = fit_lookalike(
             snaps, config=LookalikeConfig(dim=args.dim, k=args.k, mode=mode),
-            params=Stage2Params(epochs=args.stage2_epochs, seed_cap=args.seed_cap, seed=args.seed),
+            params=Stage2Params(epochs=args.stage2_epochs, seed_cap=args.seed_cap, seed=args.seed,
+                                validation_from=cuts[-1]),
             progress=_ticker(bar))
         bar.close()
         seconds[f"stage2_{mode}"] = round(fits[mode].seconds, 1)
@@ -162,8 +183,37 @@ def build_models(inter: Interactions, args, log) -> tuple[dict[str, Callable], d
                 "stage2_final": {m: {k: round(float(getattr(f.model, k).detach()), 4) for k in
                                      ("alpha", "beta", "temperature", "bias")} for m, f in fits.items()}}
     training["stage2_samples"] = n_samples
+
+    # Cold start: the linear model on text features, trained on the windows before the last
+    # cut; the last window [cuts[-1], cut) is replayed to calibrate both parts of the hybrid.
+    t = time.perf_counter()
+    item_vectors = TextEncoder().encode(inter.item_text, progress=not args.quiet)
+    seconds["text_vectors"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    cold_model, n_cold = fit_coldstart(inter, item_vectors, cuts, seed=args.seed)
+    seconds["coldstart"] = round(time.perf_counter() - t, 1)
+    log(f"cold start: linear model on {n_cold:,} samples")
+    cold = ColdStart(cold_model, profiles_at(inter, item_vectors, cut), item_vectors, inter.item_category,
+                     inter.item_published)
+    scorers["coldstart_linear"] = cold
+    t = time.perf_counter()
+    try:
+        cal = calibrate(inter, cal_from=cuts[-1], until=cut, cold_model=cold_model, item_vectors=item_vectors,
+                        ralm=ralm, e_u=reader_vectors(s1, before=cuts[-1]), seed_cap=args.seed_cap,
+                        threshold=args.seed_threshold, min_history=args.min_history, seed=args.seed)
+    except (CalibrationError, NotEnoughData) as exc:  # no hybrid, said in the JSON and on stderr
+        log(f"no hybrid: calibration slice: {exc}")
+        calibration = {"error": str(exc), "threshold": args.seed_threshold}
+    else:
+        scorers["hybrid"] = hybrid = Hybrid(cold, scorers["ralm"], cal.cold, cal.warm, args.seed_threshold)
+        # How the maps fitted on the slice hold on the test period (overall view, first draw).
+        test = replay_groups(Timeline.build(inter, train_before=cut, min_history=args.min_history),
+                             view="overall", rng=np.random.default_rng(args.seed))
+        cal.report["test_overall"] = reliability(cal, *labelled([test], hybrid.parts))
+        calibration = cal.report
+    seconds["calibration"] = round(time.perf_counter() - t, 1)
     return scorers, {"seconds": seconds, "training": training, "train_before": cut,
-                     "readers_with_vector": int(has_vector.sum())}
+                     "readers_with_vector": int(has_vector.sum()), "calibration": calibration}
 
 
 def run(args) -> dict:
@@ -178,7 +228,7 @@ def run(args) -> dict:
     log(f"{args.format}: {inter.n_readers:,} readers, {inter.n_items:,} items, {len(inter.click_item):,} clicks")
     scorers, info = build_models(inter, args, log)
     seconds.update(info.pop("seconds"))
-    wanted = args.scorers or SCORERS
+    wanted = [name for name in (args.scorers or SCORERS) if name in scorers]
 
     tl = Timeline.build(inter, train_before=info["train_before"], min_history=args.min_history)
     t = time.perf_counter()
@@ -212,6 +262,7 @@ def run(args) -> dict:
     return {"dataset": args.format, "data": str(args.data), "train_share": args.train_share,
             "sampling_seeds": args.seeds, "scorers": results, "paired_auc_differences": pairs, "seconds": seconds,
             "config": {"dim": args.dim, "k": args.k, "seed_cap": args.seed_cap, "min_history": args.min_history,
+                       "seed_threshold": args.seed_threshold,
                        "stage1_epochs": args.stage1_epochs, "stage2_epochs": args.stage2_epochs,
                        "stage2_snapshots": list(SNAPSHOT_SHARES), "seed": args.seed},
             **info}
@@ -273,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--seed-cap", type=int, default=200)
+    ap.add_argument("--seed-threshold", type=int, default=20, help="seeds at which an item turns warm (hybrid)")
     ap.add_argument("--min-history", type=int, default=1, help="train clicks a reader needs to be scored")
     ap.add_argument("--stage1-epochs", type=int, default=30)
     ap.add_argument("--stage2-epochs", type=int, default=4)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.interactions import Interactions
+from recsys.interactions import Interactions, histories_before
 
 
 @dataclass(frozen=True)
@@ -38,15 +38,7 @@ class FeatureBuilder:
                   extra: int = 0) -> list[np.ndarray]:
         """Each reader's latest `max_history + extra` clicked items before `before`, oldest
         first, as item indices. `readers` defaults to all."""
-        inter = self.inter
-        keep = inter.click_time < before
-        r, i = inter.click_reader[keep], inter.click_item[keep]
-        order = np.argsort(r, kind="stable")  # stable: time order kept within a reader
-        r, i = r[order], i[order]
-        bounds = np.searchsorted(r, np.arange(inter.n_readers + 1))
-        cap = self.max_history + extra
-        wanted = np.arange(inter.n_readers) if readers is None else readers
-        return [i[max(bounds[u], bounds[u + 1] - cap): bounds[u + 1]] for u in wanted]
+        return histories_before(self.inter, before=before, cap=self.max_history + extra, readers=readers)
 
     def batch(self, readers: np.ndarray, histories: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Field arrays for B readers: each of shape (B, length), int64."""

@@ -50,6 +50,9 @@ class Interactions:
     click_reader: np.ndarray  # (N,) int32
     click_item: np.ndarray  # (N,) int32
     click_time: np.ndarray  # (N,) float64, non-decreasing
+    # When each item came out (publication, release), NaN if unknown: the freshness feature.
+    # Never derived from clicks: "first clicked now" would give the click away.
+    item_published: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     # Logged impressions, when the source has them (MIND, the demo): one row per item shown.
     imp_request: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     imp_reader: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
@@ -99,6 +102,7 @@ def build_interactions(
     clicks: Sequence[tuple[str, str, float]],
     profiles: dict[str, Sequence[str]] | None = None,
     impressions: Sequence[tuple[str, str, str, float, bool]] = (),
+    item_published: Sequence[float | None] | None = None,
 ) -> Interactions:
     """`clicks` are (reader key, item key, time); `impressions` are (request key, reader key,
     item key, time, clicked); `profiles` maps a field to one value per reader, in order."""
@@ -119,6 +123,8 @@ def build_interactions(
         item_subcategory=sub, item_keywords=kw, item_text=list(item_text), categories=categories,
         subcategories=subcategories, keywords=keywords, profile=prof, profile_vocab=prof_vocab,
         click_reader=c_reader[order], click_item=c_item[order], click_time=c_time[order],
+        item_published=np.array([np.nan if p is None else p for p in (item_published or [None] * len(item_keys))],
+                                dtype=np.float64),
     )
     if impressions:
         requests = {k: n for n, k in enumerate(dict.fromkeys(i[0] for i in impressions))}
@@ -131,8 +137,15 @@ def build_interactions(
 
 
 def from_dataset(ds: Dataset) -> Interactions:
-    """Interactions of a parsed MovieLens or MIND dataset."""
+    """Interactions of a parsed MovieLens or MIND dataset. An item's publication time is its
+    release date where the data has one (MovieLens titles), else its first impression (MIND)."""
+    first_shown: dict[str, float] = {}
+    for imp in ds.impressions:
+        t = imp.shown_at.timestamp()
+        first_shown[imp.item] = min(first_shown.get(imp.item, t), t)
+    published = [i.released_at.timestamp() if i.released_at else first_shown.get(i.external_id) for i in ds.items]
     return build_interactions(
+        item_published=published,
         reader_keys=ds.readers,
         item_keys=[i.external_id for i in ds.items],
         item_category=[i.category for i in ds.items],
@@ -142,3 +155,16 @@ def from_dataset(ds: Dataset) -> Interactions:
         impressions=[(i.request_id, i.reader, i.item, i.shown_at.timestamp(), i.clicked)
                      for i in ds.impressions],
     )
+
+
+def histories_before(inter: Interactions, *, before: float, cap: int,
+                     readers: np.ndarray | None = None) -> list[np.ndarray]:
+    """Each reader's latest `cap` clicked items before `before`, oldest first (item indices).
+    `readers` defaults to all."""
+    keep = inter.click_time < before
+    r, i = inter.click_reader[keep], inter.click_item[keep]
+    order = np.argsort(r, kind="stable")  # stable: time order kept within a reader
+    r, i = r[order], i[order]
+    bounds = np.searchsorted(r, np.arange(inter.n_readers + 1))
+    wanted = np.arange(inter.n_readers) if readers is None else readers
+    return [i[max(bounds[u], bounds[u + 1] - cap): bounds[u + 1]] for u in wanted]

@@ -103,7 +103,8 @@ class Timeline:
         return cls(inter, train_before, has_vector, eligible, first_seen, touched)
 
 
-def replay_groups(tl: Timeline, *, view: str, rng: np.random.Generator) -> Groups:
+def replay_groups(tl: Timeline, *, view: str, rng: np.random.Generator, until: float = np.inf) -> Groups:
+    """Groups of every event from tl.train_before up to `until` (exclusive)."""
     assert view in ("overall", "buckets")
     inter = tl.inter
     seeds = np.zeros(inter.n_items, dtype=np.int64)
@@ -115,7 +116,7 @@ def replay_groups(tl: Timeline, *, view: str, rng: np.random.Generator) -> Group
         if tl.has_vector[r] and (r, i) not in pairs:
             pairs.add((int(r), int(i)))
             seeds[i] += 1
-    test = np.flatnonzero(~train)
+    test = np.flatnonzero(~train & (inter.click_time < until))
     test_pop = np.bincount(inter.click_item[test], minlength=inter.n_items).astype(np.float64)
     live_order = np.argsort(tl.first_seen, kind="stable")
     live_time = tl.first_seen[live_order]
@@ -125,7 +126,7 @@ def replay_groups(tl: Timeline, *, view: str, rng: np.random.Generator) -> Group
 
     rows: list[tuple[int, float, list[int], int]] = []
     if inter.has_impressions:
-        imp_test = np.flatnonzero(inter.imp_time >= tl.train_before)
+        imp_test = np.flatnonzero((inter.imp_time >= tl.train_before) & (inter.imp_time < until))
         requests = {}
         for n in imp_test:
             requests.setdefault(int(inter.imp_request[n]), []).append(n)

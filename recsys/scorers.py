@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recsys.baselines import ItemKNN
+from recsys.calibration import PlattCalibrator
 from recsys.clustering import pad_states
+from recsys.coldstart import ColdStartModel, Profiles, pair_features
 from recsys.replay import Groups
 from recsys.serving import ItemState, LookalikeScorer
 
@@ -144,3 +146,50 @@ def random_scorer(seed: int):
 
 def itemknn_scorer(knn: ItemKNN):
     return lambda groups: knn.scores(groups.reader, groups.items)
+
+
+@dataclass
+class ColdStart:
+    """The cold-start linear model's logit for each candidate, with reader profiles frozen
+    at some time and each item's age at the group's time."""
+
+    model: ColdStartModel
+    profiles: Profiles
+    item_vectors: np.ndarray  # (I, d)
+    item_category: np.ndarray  # (I,)
+    published: np.ndarray  # (I,) publication times, NaN if unknown
+
+    def __call__(self, groups: Groups) -> np.ndarray:
+        valid = groups.valid
+        items = np.maximum(groups.items, 0)
+        if not valid.any():
+            return np.zeros(items.shape)
+        readers = np.broadcast_to(groups.reader[:, None], items.shape)
+        age = (groups.time[:, None] - self.published[items]) / 3600.0
+        x = pair_features(self.profiles, readers[valid], self.item_vectors, self.item_category, items[valid],
+                          age[valid])
+        out = np.zeros(items.shape)
+        out[valid] = self.model.decision_function(x)
+        return out
+
+
+@dataclass
+class Hybrid:
+    """Cold items (fewer seeds than the threshold) by the calibrated linear model; warm items
+    by a calibrated blend of the look-alike score and the linear one. Both parts are P(click)
+    on one scale, fitted on a held-out slice of the training period."""
+
+    cold: ColdStart
+    warm: Lookalike
+    cold_calibration: PlattCalibrator
+    warm_calibration: PlattCalibrator
+    threshold: int
+
+    def parts(self, groups: Groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.cold(groups), self.warm(groups), groups.seeds >= self.threshold
+
+    def __call__(self, groups: Groups) -> np.ndarray:
+        lin, ralm, warm = self.parts(groups)
+        p_cold = self.cold_calibration.predict(lin.ravel()).reshape(lin.shape)
+        p_warm = self.warm_calibration.predict(np.stack([ralm.ravel(), lin.ravel()], 1)).reshape(lin.shape)
+        return np.where(warm, p_warm, p_cold)

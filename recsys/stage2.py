@@ -45,6 +45,7 @@ class Stage2Params:
     negatives: int = 4  # per click, where the log has no impressions
     seed_cap: int = 200  # latest seeds per item
     validation_share: float = 0.15  # the latest groups of the window
+    validation_from: float | None = None  # or: hold out every group from this time on
     # Keep the best validation epoch, or the last. The late-slice validation AUC was flat
     # within its noise (about +-.01) on ml-latest-small, so choosing by it chose at random.
     keep_best: bool = False
@@ -91,23 +92,29 @@ def seeds_before(inter: Interactions, *, before: float, has_vector: np.ndarray, 
 
 
 def training_samples(inter: Interactions, *, seed_counts: np.ndarray, seed_before: float, until: float,
-                     has_history: np.ndarray, negatives: int, rng: np.random.Generator) -> Samples:
-    """Labelled (reader, item) pairs in [seed_before, until) for items with at least one seed."""
+                     has_history: np.ndarray, negatives: int, rng: np.random.Generator,
+                     first_seen: np.ndarray | None = None) -> Samples:
+    """Labelled (reader, item) pairs in [seed_before, until) for items with at least one seed.
+    Given `first_seen` (the cold-start model's view), items without seeds count too, as long
+    as they are live at the click."""
+    need_seeds = first_seen is None
     if inter.has_impressions:
-        w = (inter.imp_time >= seed_before) & (inter.imp_time < until)
-        w &= has_history[inter.imp_reader] & (seed_counts[inter.imp_item] > 0)
+        w = (inter.imp_time >= seed_before) & (inter.imp_time < until) & has_history[inter.imp_reader]
+        if need_seeds:
+            w &= seed_counts[inter.imp_item] > 0
         return Samples(inter.imp_reader[w].astype(np.int64), inter.imp_item[w].astype(np.int64),
                        inter.imp_clicked[w].astype(np.float32), inter.imp_request[w], inter.imp_time[w])
     window = (inter.click_time >= seed_before) & (inter.click_time < until)
     touched: dict[int, set[int]] = {}
     for r, i in zip(inter.click_reader, inter.click_item, strict=True):
         touched.setdefault(int(r), set()).add(int(i))
-    pos = window & has_history[inter.click_reader] & (seed_counts[inter.click_item] > 0)
+    has_seeds = (seed_counts > 0) | (not need_seeds)
+    pos = window & has_history[inter.click_reader] & has_seeds[inter.click_item]
     pop = np.bincount(inter.click_item[window], minlength=inter.n_items).astype(np.float64)
-    pop[seed_counts == 0] = 0
+    pop[~has_seeds] = 0
     cum = np.cumsum(pop)
     buckets = bucket_of(seed_counts)
-    members = [np.flatnonzero((buckets == b) & (seed_counts > 0)) for b in range(len(BUCKETS))]
+    members = [np.flatnonzero((buckets == b) & has_seeds) for b in range(len(BUCKETS))]
     reader, item, label, group, when = [], [], [], [], []
     for g, (r, i, t) in enumerate(zip(inter.click_reader[pos], inter.click_item[pos], inter.click_time[pos],
                                       strict=True)):
@@ -121,7 +128,7 @@ def training_samples(inter: Interactions, *, seed_counts: np.ndarray, seed_befor
                 j = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
             else:
                 j = int(same[rng.integers(len(same))])
-            if j not in seen and j not in chosen:
+            if j not in seen and j not in chosen and (need_seeds or first_seen[j] <= t):
                 chosen.append(j)
         for j, lab in [(int(i), 1.0)] + [(j, 0.0) for j in chosen]:
             reader.append(int(r)), item.append(j), label.append(lab), group.append(g), when.append(t)
@@ -225,6 +232,8 @@ def fit_lookalike(
     groups, first = np.unique(samples.group, return_index=True)
     last_time = samples.time[first]
     cut = np.quantile(last_time, 1 - p.validation_share) if len(groups) > 10 else np.inf
+    if p.validation_from is not None:
+        cut = p.validation_from
     is_val = np.isin(samples.group, groups[last_time >= cut])
     items = np.unique(samples.item)
     slot = np.full(int(items.max()) + 1, -1, dtype=np.int64)

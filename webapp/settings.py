@@ -102,6 +102,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 # Seconds between runs of the popularity refresh (the baseline feed's popularity signal).
 POPULARITY_REFRESH_SECONDS = env.float("POPULARITY_REFRESH_SECONDS", default=60.0)
+# Seconds between sweeps that embed items still lacking a text vector.
+EMBED_REFRESH_SECONDS = env.float("EMBED_REFRESH_SECONDS", default=60.0)
 # Half-life of a click's weight in the popularity signal, hours.
 POPULARITY_HALF_LIFE_HOURS = env.float("POPULARITY_HALF_LIFE_HOURS", default=6.0)
 
@@ -115,6 +117,12 @@ FEED_RECENCY_HALF_LIFE_HOURS = env.float("FEED_RECENCY_HALF_LIFE_HOURS", default
 MODEL_DIR = env.path("MODEL_DIR", default=BASE_DIR / "var" / "models")
 # Latest seeds an item keeps (the look-alike model attends over their clusters).
 SEED_CAP = env.int("SEED_CAP", default=1000)
+# An item is cold (scored by the cold-start model) until it has this many seed readers; a
+# warm item goes cold again only below SEED_DEMOTE_BELOW (default: half), so it never flaps.
+SEED_THRESHOLD = env.int("SEED_THRESHOLD", default=20)
+SEED_DEMOTE_BELOW = env.int("SEED_DEMOTE_BELOW", default=SEED_THRESHOLD // 2)
+# Seconds between runs of the cold-to-warm promotion.
+PROMOTE_REFRESH_SECONDS = env.float("PROMOTE_REFRESH_SECONDS", default=60.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -22,4 +22,7 @@ def _every(seconds: float, task: str) -> dict:
 
 app.conf.beat_schedule = {
     "refresh-popularity": _every(settings.POPULARITY_REFRESH_SECONDS, "workers.tasks.refresh_popularity"),
+    # Catches any item whose embedding task was lost (the admin queues one per new item).
+    "embed-missing-items": _every(settings.EMBED_REFRESH_SECONDS, "workers.tasks.embed_items"),
+    "promote-items": _every(settings.PROMOTE_REFRESH_SECONDS, "workers.tasks.promote_items"),
 }

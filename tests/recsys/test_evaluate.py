@@ -43,7 +43,8 @@ def test_planted_taste_is_found_by_the_learned_scorers(planted):
     result, _ = planted
     s = result["scorers"]
     assert abs(s["random"]["overall"]["auc"] - 0.5) < 0.06
-    for name, floor in (("mf", 0.6), ("als", 0.65), ("itemknn", 0.7), ("ralm", 0.7), ("ralm_avg", 0.7)):
+    for name, floor in (("mf", 0.6), ("als", 0.65), ("itemknn", 0.7), ("ralm", 0.7), ("ralm_avg", 0.7),
+                        ("coldstart_linear", 0.7), ("hybrid", 0.7)):
         assert s[name]["overall"]["auc"] > floor, (name, s[name]["overall"])
     pooled = s["ralm"]["pooled"]["5-99"]["auc"]
     assert pooled > s["random"]["pooled"]["5-99"]["auc"] + 0.15
@@ -53,13 +54,24 @@ def test_mind_format_scores_the_real_impression_lists(tmp_path, capsys):
     folder = write_mind(tmp_path / "mind")
     out = tmp_path / "mind.json"
     code = main(["--format", "mind", "--data", str(folder), "--out", str(out), "--stage1-epochs", "4",
-                 "--stage2-epochs", "2", "--dim", "16", "--quiet"])
+                 "--stage2-epochs", "2", "--dim", "16", "--seed-threshold", "10", "--quiet"])
     assert code == 0
     result = json.loads(out.read_text())
     overall = result["scorers"]["ralm"]["overall"]
     assert overall["groups"] > 50 and overall["auc"] > 0.6
+    assert result["scorers"]["hybrid"]["overall"]["auc"] > 0.6 and "error" not in result["calibration"]
     assert result["scorers"]["random"]["overall"]["auc_seed_sd"] == 0.0  # one draw: the logged lists
     assert "| scorer" in capsys.readouterr().out
+
+
+def test_without_a_calibration_slice_the_hybrid_is_left_out_and_said_so(tmp_path):
+    folder = write_mind(tmp_path / "mind")
+    out = tmp_path / "mind.json"
+    code = main(["--format", "mind", "--data", str(folder), "--out", str(out), "--stage1-epochs", "1",
+                 "--stage2-epochs", "1", "--dim", "8", "--seed-threshold", "1000", "--quiet"])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert "hybrid" not in result["scorers"] and "no warm items" in result["calibration"]["error"]
 
 
 def test_too_little_data_is_a_clear_error(capsys):
@@ -113,3 +125,17 @@ def test_acceptance_on_ml_latest_small(tmp_path):
     assert pooled["ralm"] > pooled["ralm_avg"] and pooled["ralm"] > pooled["mf"], pooled
     paired = result["paired_auc_differences"]["ralm - ralm_avg"]["5-99"]
     assert paired["diff"] > paired["se"], paired  # more than one standard error
+
+    # Cold start: the linear model beats popularity and random at 0 and 1-4 seeds, and the
+    # calibrated hybrid is at least as good overall as the better of its two parts.
+    s = result["scorers"]
+    for bucket in ("0", "1-4"):
+        cold = s["coldstart_linear"]["buckets"][bucket]["auc"]
+        assert cold > s["popularity"]["buckets"][bucket]["auc"] and cold > s["random"]["buckets"][bucket]["auc"]
+    overall = {name: r["overall"]["auc"] for name, r in s.items()}
+    assert overall["hybrid"] >= max(overall["coldstart_linear"], overall["ralm"]), overall
+    cal = result["calibration"]
+    assert cal["warm_map"]["coef_ralm_lin"][0] > 0 and cal["cold_map"]["coef"][0] > 0
+    for part in ("cold", "warm"):  # the maps fitted before the test period still hold in it
+        held = cal["test_overall"][part]
+        assert abs(held["predicted"] - held["observed"]) < 0.05, cal

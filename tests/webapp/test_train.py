@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from recsys.artifacts import load_lookalike, load_tower
+from recsys.artifacts import load_coldstart, load_lookalike, load_tower
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelRun, ReaderVector
 from webapp.news.models import Reader
@@ -28,6 +28,10 @@ def test_train_writes_runs_artifacts_and_every_readers_vector(demo_history, sett
     assert tower.metrics["clicks"] > 50 and 0 < tower.metrics["val_auc"] <= 1 and look.metrics["samples"] > 0
     assert load_tower(tmp_path / "models" / tower.version / "tower").tower.config.dim == 16
     assert load_lookalike(tmp_path / "models" / look.version / "lookalike").config.dim == 16
+    cold = ModelRun.objects.get(kind="coldstart", is_active=True)
+    saved = load_coldstart(tmp_path / "models" / cold.version / "coldstart")
+    assert cold.metrics["samples"] > 0 and saved["model"].n_features_in_ == 384 + 4
+    assert saved["meta"]["threshold"] == cold.config["threshold"]
 
     readers = set(Reader.objects.filter(source="demo").values_list("pk", flat=True))
     assert len(readers) >= 1000
@@ -42,7 +46,7 @@ def test_train_writes_runs_artifacts_and_every_readers_vector(demo_history, sett
 
     # A second training switches the serving pointer; one run per kind stays active.
     call_command("train", "--stage1-epochs", "2", "--stage2-epochs", "1", "--dim", "16", "--seed", "1", verbosity=0)
-    assert ModelRun.objects.filter(is_active=True).count() == 2
+    assert ModelRun.objects.filter(is_active=True).count() == 3
     new = ModelRun.objects.get(kind="user_tower", is_active=True)
     assert new.pk != tower.pk and store.active_tower_get(r=r) == new.pk
     store.run_drop(run_id=tower.pk, r=r)

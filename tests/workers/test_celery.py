@@ -16,10 +16,12 @@ CELERY = [sys.executable, "-m", "celery", "-A", "workers"]
 
 
 def test_beat_schedule_is_declared_with_expiry():
-    entry = app.conf.beat_schedule["refresh-popularity"]
-    assert entry["task"] == "workers.tasks.refresh_popularity"
-    assert entry["options"]["expires"] == entry["schedule"] > 0
-    assert entry["task"] == tasks.refresh_popularity.name and entry["task"] in app.tasks
+    schedule = app.conf.beat_schedule
+    assert {e["task"] for e in schedule.values()} == {
+        tasks.refresh_popularity.name, tasks.embed_items.name, tasks.promote_items.name}
+    for entry in schedule.values():
+        assert entry["options"]["expires"] == entry["schedule"] > 0
+        assert entry["task"] in app.tasks
 
 
 def test_worker_and_beat_refresh_popularity_with_no_manual_step(celery_env, spawn, tmp_path):

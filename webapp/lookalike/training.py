@@ -15,13 +15,18 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from recsys.artifacts import save_lookalike, save_tower
+from recsys.artifacts import save_coldstart, save_lookalike, save_tower
+from recsys.calibration import CalibrationError
+from recsys.hybrid import NotEnoughData, calibrate, fit_coldstart
 from recsys.interactions import Interactions, build_interactions
 from recsys.lookalike import LookalikeConfig
+from recsys.serving import LookalikeScorer
 from recsys.stage1 import Stage1Params, fit_tower, reader_vectors
 from recsys.stage2 import SNAPSHOT_SHARES, Stage2Params, fit_lookalike, snapshots_for
+from recsys.text import DIM
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector
+from webapp.news.embedding import items_embed
 from webapp.news.models import Click, Impression, Item, Reader, Source
 
 
@@ -33,6 +38,7 @@ class TrainingError(RuntimeError):
 class TrainReport:
     tower_run: ModelRun
     lookalike_run: ModelRun
+    coldstart_run: ModelRun
     readers: int
     clicks: int
     seconds: dict[str, float] = field(default_factory=dict)
@@ -43,7 +49,7 @@ def interactions_from_db(*, source: str) -> Interactions:
     """The reader source's log as Interactions; keys are database ids as strings."""
     catalog = Source.DEMO if source == Source.WEB else source
     items = list(Item.objects.filter(source=catalog).order_by("pk").values_list(
-        "pk", "category", "subcategory", "title", "abstract"))
+        "pk", "category", "subcategory", "title", "abstract", "published_at"))
     readers = list(Reader.objects.filter(source=source).order_by("pk").values_list(
         "pk", "region", "age_band", "device"))
     clicks = Click.objects.filter(reader__source=source, item__source=catalog).values_list(
@@ -57,10 +63,20 @@ def interactions_from_db(*, source: str) -> Interactions:
         reader_keys=[str(r[0]) for r in readers], item_keys=[str(i[0]) for i in items],
         item_category=[i[1] for i in items], item_subcategory=[i[2] for i in items],
         item_text=[f"{i[3]}. {i[4]}" for i in items], profiles=profiles,
+        item_published=[i[5].timestamp() if i[5] else None for i in items],
         clicks=[(str(r), str(i), t.timestamp()) for r, i, t in clicks.iterator(chunk_size=20_000)],
         impressions=[(q, str(r), str(i), t.timestamp(), c is not None)
                      for q, r, i, t, c in impressions.iterator(chunk_size=20_000)],
     )
+
+
+def _item_vectors(inter: Interactions) -> np.ndarray:
+    """Text vectors (I, 384) in the order of inter.item_keys; zero rows where still missing."""
+    out = np.zeros((inter.n_items, DIM), dtype=np.float32)
+    index = {int(k): n for n, k in enumerate(inter.item_keys)}
+    for pk, raw in Item.objects.filter(pk__in=index, text_vector__isnull=False).values_list("pk", "text_vector"):
+        out[index[pk]] = np.frombuffer(bytes(raw), dtype="<f4")
+    return out
 
 
 def _activate(run: ModelRun) -> None:
@@ -97,13 +113,34 @@ def model_train(
                           seed_cap=settings.SEED_CAP, negatives=4, rng=np.random.default_rng(seed))
     if not snaps:
         raise TrainingError("no item had seeds before a window with clicks: too little history to train stage 2")
-    s2 = fit_lookalike(snaps, config=LookalikeConfig(dim=dim), params=Stage2Params(epochs=stage2_epochs, seed=seed),
+    s2 = fit_lookalike(snaps, config=LookalikeConfig(dim=dim),
+                       params=Stage2Params(epochs=stage2_epochs, seed=seed, validation_from=cuts[-1]),
                        progress=progress)
     seconds["stage2"] = round(s2.seconds, 1)
+
+    # The cold-start model, and the maps that put it and RALM on one P(click) scale.
+    t = time.perf_counter()
+    items_embed(progress=False)  # anything that slipped through the embedding task
+    item_vectors = _item_vectors(inter)
+    try:
+        cold_model, n_cold = fit_coldstart(inter, item_vectors, cuts, seed=seed)
+    except NotEnoughData as exc:
+        raise TrainingError(f"cold-start model: {exc}") from None
+    try:
+        cal = calibrate(inter, cal_from=cuts[-1], until=end, cold_model=cold_model, item_vectors=item_vectors,
+                        ralm=LookalikeScorer.from_model(s2.model), e_u=reader_vectors(s1, before=cuts[-1]),
+                        seed_cap=settings.SEED_CAP, threshold=settings.SEED_THRESHOLD, seed=seed)
+        cal_report = cal.report
+    except (CalibrationError, NotEnoughData) as exc:
+        cal, cal_report = None, {"error": str(exc)}
+        log(f"calibration failed ({exc}); the feed will rank cold and warm items apart")
+    seconds["coldstart"] = round(time.perf_counter() - t, 1)
 
     t = time.perf_counter()
     save_tower(folder / "tower", s1)
     save_lookalike(folder / "lookalike", s2.model)
+    save_coldstart(folder / "coldstart", model=cold_model, calibration=cal,
+                   meta={"samples": n_cold, "threshold": settings.SEED_THRESHOLD, "calibration": cal_report})
     with transaction.atomic():
         tower_run = ModelRun.objects.create(
             kind=ModelKind.USER_TOWER, version=f"{source}-{version}", artifact_path=str(folder / "tower"),
@@ -117,12 +154,16 @@ def model_train(
             metrics={"best_epoch": s2.best_epoch, "val_auc": s2.history[s2.best_epoch - 1]["val_auc"],
                      "history": s2.history, "seconds": seconds["stage2"],
                      "samples": int(sum(len(s.samples.label) for s in snaps))})
+        cold_run = ModelRun.objects.create(
+            kind=ModelKind.COLDSTART, version=f"{source}-{version}", artifact_path=str(folder / "coldstart"),
+            config={"C": cold_model.C, "threshold": settings.SEED_THRESHOLD}, finished_at=timezone.now(),
+            metrics={"samples": n_cold, "seconds": seconds["coldstart"], "calibration": cal_report})
         reader_ids = [int(k) for k in inter.reader_keys]
         ReaderVector.objects.bulk_create(
             [ReaderVector(reader_id=r, model_run=tower_run, dim=dim, vector=v.astype("<f4").tobytes(), computed_at=now)
              for r, v in zip(reader_ids, e_u, strict=True)], batch_size=2000)
-        _activate(tower_run)
-        _activate(look_run)
+        for run in (tower_run, look_run, cold_run):
+            _activate(run)
     # Redis once the rows are committed: the vectors first, then the pointer.
     try:
         store.reader_vectors_write(run_id=tower_run.pk, vectors=zip(reader_ids, e_u, strict=True))
@@ -132,4 +173,4 @@ def model_train(
         log(f"Redis unreachable ({exc.__class__.__name__}): the vectors are in Postgres only")
         redis_ok = False
     seconds["store"] = round(time.perf_counter() - t, 1)
-    return TrainReport(tower_run, look_run, len(reader_ids), n_clicks, seconds, redis_ok)
+    return TrainReport(tower_run, look_run, cold_run, len(reader_ids), n_clicks, seconds, redis_ok)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from webapp.news import services
 from webapp.news.models import Click, Impression, Item, Reader
 
 
@@ -14,10 +15,22 @@ class ReaderAdmin(admin.ModelAdmin):
 
 @admin.register(Item)
 class ItemAdmin(admin.ModelAdmin):
-    list_display = ["id", "title", "category", "subcategory", "status", "popularity", "published_at"]
+    list_display = ["id", "title", "category", "subcategory", "status", "has_vector", "popularity", "published_at"]
     list_filter = ["source", "status", "category"]
     search_fields = ["title", "external_id", "abstract"]
     date_hierarchy = "published_at"
+
+    @admin.display(boolean=True, description="text vector")
+    def has_vector(self, obj: Item) -> bool:
+        return obj.text_vector is not None
+
+    def save_model(self, request, obj: Item, form, change: bool) -> None:
+        text_changed = not change or {"title", "abstract"} & set(form.changed_data)
+        if text_changed:
+            obj.text_vector = None  # stale until the task re-embeds it
+        super().save_model(request, obj, form, change)
+        if text_changed:
+            services.item_embed_later(item_id=obj.pk)
 
 
 @admin.register(Impression)

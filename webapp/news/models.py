@@ -55,6 +55,8 @@ class Item(models.Model):
     status = models.CharField(max_length=8, choices=ItemStatus.choices, default=ItemStatus.COLD)
     # Exponentially decayed click count, refreshed by a periodic job (baseline ranker input).
     popularity = models.FloatField(default=0.0)
+    # all-MiniLM-L6-v2 vector of the title and abstract: 384 little-endian float32, unit length.
+    text_vector = models.BinaryField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -66,7 +68,8 @@ class Item(models.Model):
                 fields=["-published_at"],
                 name="item_live_recent_idx",
                 condition=Q(published_at__isnull=False),
-            )
+            ),
+            models.Index(fields=["id"], name="item_needs_vector_idx", condition=Q(text_vector__isnull=True)),
         ]
 
     def __str__(self) -> str:

@@ -3,6 +3,7 @@ stories, refreshing popularity. Views, commands and tasks call these; nothing el
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from recsys.baseline import baseline_scores
 from webapp.lookalike.services import seedset_mark_dirty
 from webapp.news.models import Click, Impression, Item, Reader
 from webapp.news.selectors import feed_candidates_for
+
+logger = logging.getLogger(__name__)
 
 
 class NotFound(Exception):
@@ -112,6 +115,20 @@ def click_record(
         if created:
             seedset_mark_dirty(item_ids=[impression.item_id])
     return ClickResult(click=click, created=created)
+
+
+def item_embed_later(*, item_id: int) -> None:
+    """Queue the item's text embedding once the current transaction commits. If the broker
+    is down, the periodic sweep (or `manage.py embed_items`) picks the item up later."""
+    from workers.celery import app  # the web process only needs the app to send by name
+
+    def enqueue() -> None:
+        try:
+            app.send_task("workers.tasks.embed_items", args=[[item_id]])
+        except Exception as exc:  # noqa: BLE001 -- any broker failure: leave it to the sweep
+            logger.warning("could not queue embedding of item %s (%s); the sweep will", item_id, exc)
+
+    transaction.on_commit(enqueue)
 
 
 def item_publish(*, item: Item, now: datetime | None = None) -> Item:

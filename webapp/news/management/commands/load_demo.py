@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from fixtures.corpus import READERS_FILE, STORIES_DIR, CorpusError, load_readers, load_stories
 from webapp.news.demo import demo_load
+from webapp.news.embedding import items_embed
 
 
 class Command(BaseCommand):
@@ -34,10 +35,11 @@ class Command(BaseCommand):
                   disable=options.get("verbosity", 1) == 0) as bar:
             report = demo_load(stories=story_rows, readers=reader_rows,
                                held_back_share=held_back_share, progress=bar.update)
+        embedded = items_embed(progress=options.get("verbosity", 1) > 0)
         if options.get("verbosity", 1) == 0:
             return
         self.stdout.write(
             f"stories: {report.stories} ({report.stories_created} new, {report.stories_updated} updated, "
             f"{report.held_back} held back); readers: {report.readers} "
-            f"({report.readers_created} new, {report.readers_updated} updated)"
+            f"({report.readers_created} new, {report.readers_updated} updated); {embedded} text vectors computed"
         )

@@ -1,0 +1,121 @@
+"""Training the cold-start model and calibrating the hybrid, shared by the replay evaluation
+and `manage.py train`.
+
+The training period is cut into windows (recsys.stage2.SNAPSHOT_SHARES). The cold-start model
+learns from every window but the last; the last window is replayed with every model frozen as
+of its start, and one Platt map per part of the hybrid is fitted on it: the linear model's
+logit for cold items, (RALM logit, linear logit) for warm ones. The test period is never seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys.calibration import PlattCalibrator
+from recsys.coldstart import ColdStartModel, Profiles, pair_features, reader_profiles
+from recsys.interactions import Interactions, histories_before
+from recsys.replay import Groups, Timeline, replay_groups
+from recsys.scorers import ColdStart, Hybrid, Lookalike, SeedTimeline
+from recsys.serving import LookalikeScorer
+from recsys.stage2 import seeds_before, training_samples
+
+PROFILE_HISTORY = 100  # latest clicks in a reader's text profile
+
+
+class NotEnoughData(ValueError):
+    pass
+
+
+def profiles_at(inter: Interactions, item_vectors: np.ndarray, before: float) -> Profiles:
+    return reader_profiles(item_vectors=item_vectors, item_category=inter.item_category,
+                           n_categories=len(inter.categories),
+                           histories=histories_before(inter, before=before, cap=PROFILE_HISTORY))
+
+
+def fit_coldstart(inter: Interactions, item_vectors: np.ndarray, cuts: list[float], *,
+                  seed: int = 0) -> tuple[ColdStartModel, int]:
+    """Train on the windows between consecutive cuts (the last window is left for
+    calibration); a reader's profile is as of the window's start. Returns the model and the
+    number of samples."""
+    live_from = Timeline.build(inter, train_before=cuts[-1]).first_seen  # when an item can be a negative
+    xs, ys = [], []
+    rng = np.random.default_rng(seed)
+    for start, end in zip(cuts[:-1], cuts[1:], strict=True):
+        before = inter.click_time < start
+        has = np.bincount(inter.click_reader[before], minlength=inter.n_readers) >= 1
+        seeds = np.array([len(s) for s in seeds_before(inter, before=start, has_vector=has, cap=10**9)])
+        smp = training_samples(inter, seed_counts=seeds, seed_before=start, until=end, has_history=has,
+                               negatives=4, rng=rng, first_seen=live_from)
+        if not len(smp.label):
+            continue
+        xs.append(pair_features(profiles_at(inter, item_vectors, start), smp.reader, item_vectors,
+                                inter.item_category, smp.item, (smp.time - inter.item_published[smp.item]) / 3600.0))
+        ys.append(smp.label)
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    if len(y) == 0 or y.min() == y.max():
+        raise NotEnoughData("no returning reader clicked (and skipped) items during training")
+    return ColdStartModel(random_state=seed).fit(np.vstack(xs), y), len(y)
+
+
+@dataclass
+class Calibration:
+    cold: PlattCalibrator
+    warm: PlattCalibrator
+    threshold: int
+    report: dict
+
+
+def labelled(groups: list[Groups], parts) -> tuple[np.ndarray, ...]:
+    lin, ral, label, warm = [], [], [], []
+    for g in groups:
+        g_lin, g_ral, g_warm = parts(g)
+        v = g.valid
+        lin.append(g_lin[v])
+        ral.append(g_ral[v])
+        label.append(np.broadcast_to(np.arange(g.items.shape[1]) == 0, g.items.shape)[v])
+        warm.append(g_warm[v])
+    return tuple(np.concatenate(a) for a in (lin, ral, label, warm))
+
+
+def reliability(cal: Calibration, lin: np.ndarray, ral: np.ndarray, label: np.ndarray, warm: np.ndarray) -> dict:
+    """Mean predicted P(click) against the observed share of clicks, per part."""
+    def part(p: np.ndarray, m: np.ndarray) -> dict:
+        return {"predicted": round(float(p.mean()), 4) if m.any() else None,
+                "observed": round(float(label[m].mean()), 4) if m.any() else None, "candidates": int(m.sum())}
+    return {"cold": part(cal.cold.predict(lin[~warm]), ~warm),
+            "warm": part(cal.warm.predict(np.stack([ral[warm], lin[warm]], 1)), warm)}
+
+
+def calibrate(inter: Interactions, *, cal_from: float, until: float, cold_model: ColdStartModel,
+              item_vectors: np.ndarray, ralm: LookalikeScorer, e_u: np.ndarray, seed_cap: int, threshold: int,
+              min_history: int = 1, seed: int = 0) -> Calibration:
+    """Replay [cal_from, until) with the models frozen as of cal_from (`e_u`: reader vectors
+    from clicks before it) and fit the two maps. Raises CalibrationError if a map would not
+    increase with its scores, NotEnoughData if a part has no clicks."""
+    tl = Timeline.build(inter, train_before=cal_from, min_history=min_history)
+    groups = [replay_groups(tl, view=v, rng=np.random.default_rng(seed + 7), until=until)
+              for v in ("overall", "buckets")]
+    has_then = np.bincount(inter.click_reader[inter.click_time < cal_from], minlength=inter.n_readers) >= 1
+    timeline = SeedTimeline.build(inter.click_reader, inter.click_item, inter.click_time, has_then, inter.n_items)
+    cold = ColdStart(cold_model, profiles_at(inter, item_vectors, cal_from), item_vectors, inter.item_category,
+                     inter.item_published)
+    warm = Lookalike(ralm, e_u, timeline, seed_cap)
+    if not sum(len(g) for g in groups):
+        raise NotEnoughData("no returning reader clicked in the calibration slice")
+    frozen = Hybrid(cold, warm, PlattCalibrator(), PlattCalibrator(), threshold)
+    lin, ral, label, is_warm = labelled(groups, frozen.parts)
+    for name, mask in (("cold", ~is_warm), ("warm", is_warm)):
+        if label[mask].sum() == 0 or label[mask].sum() == mask.sum():
+            raise NotEnoughData(f"the calibration slice has no {name} items with both clicks and skips")
+    cold_cal = PlattCalibrator().fit(lin[~is_warm], label[~is_warm])
+    warm_cal = PlattCalibrator().fit(np.stack([ral[is_warm], lin[is_warm]], 1), label[is_warm])
+    cal = Calibration(cold_cal, warm_cal, threshold, {})
+    cal.report = {
+        "threshold": threshold,
+        "cold_map": {"coef": cold_cal.coef_.round(4).tolist(), "intercept": round(cold_cal.intercept_, 4)},
+        "warm_map": {"coef_ralm_lin": warm_cal.coef_.round(4).tolist(), "intercept": round(warm_cal.intercept_, 4)},
+        "calibration_slice": reliability(cal, lin, ral, label, is_warm),
+    }
+    return cal
