@@ -23,7 +23,7 @@ from tqdm import tqdm
 from recsys.baselines import ItemKNN, fit_als, reader_item_matrix
 from recsys.calibration import CalibrationError
 from recsys.datasets import READERS, DatasetError, read_dataset
-from recsys.hybrid import NotEnoughData, calibrate, fit_coldstart, labelled, profiles_at, reliability
+from recsys.hybrid import Calibration, NotEnoughData, calibrate, fit_coldstart, labelled, profiles_at, reliability
 from recsys.interactions import Interactions, from_dataset
 from recsys.lookalike import LookalikeConfig
 from recsys.metrics import positive_metrics
@@ -205,12 +205,8 @@ def build_models(inter: Interactions, args, log) -> tuple[dict[str, Callable], d
         log(f"no hybrid: calibration slice: {exc}")
         calibration = {"error": str(exc), "threshold": args.seed_threshold}
     else:
-        scorers["hybrid"] = hybrid = Hybrid(cold, scorers["ralm"], cal.cold, cal.warm, args.seed_threshold)
-        # How the maps fitted on the slice hold on the test period (overall view, first draw).
-        test = replay_groups(Timeline.build(inter, train_before=cut, min_history=args.min_history),
-                             view="overall", rng=np.random.default_rng(args.seed))
-        cal.report["test_overall"] = reliability(cal, *labelled([test], hybrid.parts))
-        calibration = cal.report
+        scorers["hybrid"] = Hybrid(cold, scorers["ralm"], cal.cold, cal.warm, args.seed_threshold)
+        calibration = cal  # run() adds how the maps hold on the test period
     seconds["calibration"] = round(time.perf_counter() - t, 1)
     return scorers, {"seconds": seconds, "training": training, "train_before": cut,
                      "readers_with_vector": int(has_vector.sum()), "calibration": calibration}
@@ -237,6 +233,10 @@ def run(args) -> dict:
     seconds["replay"] = round(time.perf_counter() - t, 1)
     if inter.has_impressions:  # real impression lists: one draw, nothing to resample
         groups = {v: g[:1] for v, g in groups.items()}
+    cal = info.pop("calibration")
+    if isinstance(cal, Calibration):  # how the maps fitted before the test period hold in it
+        cal.report["test_overall"] = reliability(cal, *labelled(groups["overall"][:1], scorers["hybrid"].parts))
+        cal = cal.report
 
     results: dict[str, dict] = {}
     raw: dict[str, dict[str, list[np.ndarray]]] = {}  # scorer -> view -> per-seed per-group AUC
@@ -260,7 +260,8 @@ def run(args) -> dict:
                 for label, sel in _slices(groups["buckets"]).items()}
     seconds["total"] = round(time.perf_counter() - started, 1)
     return {"dataset": args.format, "data": str(args.data), "train_share": args.train_share,
-            "sampling_seeds": args.seeds, "scorers": results, "paired_auc_differences": pairs, "seconds": seconds,
+            "sampling_seeds": args.seeds, "calibration": cal, "scorers": results,
+            "paired_auc_differences": pairs, "seconds": seconds,
             "config": {"dim": args.dim, "k": args.k, "seed_cap": args.seed_cap, "min_history": args.min_history,
                        "seed_threshold": args.seed_threshold,
                        "stage1_epochs": args.stage1_epochs, "stage2_epochs": args.stage2_epochs,
