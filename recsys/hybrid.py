@@ -40,11 +40,26 @@ def fit_coldstart(inter: Interactions, item_vectors: np.ndarray, cuts: list[floa
     calibration); a reader's profile is as of the window's start. Returns the model and the
     number of samples."""
     live_from = Timeline.build(inter, train_before=cuts[-1]).first_seen  # when an item can be a negative
+    for returning_only in (True, False):
+        # Returning readers (a click before the window) are the ones the model is for; on a
+        # history too thin to give them both clicks and skips, every reader's pairs are used
+        # (a first-time reader's text profile is empty, the item and freshness terms remain).
+        xs, ys = _coldstart_samples(inter, item_vectors, cuts, live_from, returning_only, seed)
+        y = np.concatenate(ys) if ys else np.zeros(0)
+        if len(y) and y.min() != y.max():
+            return ColdStartModel(random_state=seed).fit(np.vstack(xs), y), len(y)
+    raise NotEnoughData("no reader clicked (and skipped) items during training")
+
+
+def _coldstart_samples(inter: Interactions, item_vectors: np.ndarray, cuts: list[float], live_from: np.ndarray,
+                       returning_only: bool, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     xs, ys = [], []
     rng = np.random.default_rng(seed)
     for start, end in zip(cuts[:-1], cuts[1:], strict=True):
         before = inter.click_time < start
         has = np.bincount(inter.click_reader[before], minlength=inter.n_readers) >= 1
+        if not returning_only:
+            has = np.ones(inter.n_readers, dtype=bool)
         seeds = np.array([len(s) for s in seeds_before(inter, before=start, has_vector=has, cap=10**9)])
         smp = training_samples(inter, seed_counts=seeds, seed_before=start, until=end, has_history=has,
                                negatives=4, rng=rng, first_seen=live_from)
@@ -53,10 +68,7 @@ def fit_coldstart(inter: Interactions, item_vectors: np.ndarray, cuts: list[floa
         xs.append(pair_features(profiles_at(inter, item_vectors, start), smp.reader, item_vectors,
                                 inter.item_category, smp.item, (smp.time - inter.item_published[smp.item]) / 3600.0))
         ys.append(smp.label)
-    y = np.concatenate(ys) if ys else np.zeros(0)
-    if len(y) == 0 or y.min() == y.max():
-        raise NotEnoughData("no returning reader clicked (and skipped) items during training")
-    return ColdStartModel(random_state=seed).fit(np.vstack(xs), y), len(y)
+    return xs, ys
 
 
 @dataclass

@@ -15,7 +15,7 @@ from webapp.news.models import Reader
 
 @pytest.fixture
 def demo_history(demo_db):
-    call_command("simulate", "--backfill-hours", "12", "--sessions", "400", "--seed", "2", verbosity=0)
+    call_command("simulate", "--backfill-hours", "12", "--sessions", "900", "--seed", "2", verbosity=0)
 
 
 @pytest.mark.django_db(transaction=True)
