@@ -49,3 +49,58 @@ def pad_states(states: list[tuple[np.ndarray, np.ndarray]], k: int, dim: int):
         n = min(len(s), k)
         cents[row, :n], sizes[row, :n], mask[row, :n] = c[:n], s[:n], True
     return cents, sizes, mask
+
+
+def batched_kmeans(x: np.ndarray, lengths: np.ndarray, n_clusters: np.ndarray, *, iters: int = 15,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """k-means for many items at once (Lloyd's algorithm with k-means++ seeding, in torch).
+
+    x (B, n, h): each item's points, padded; lengths (B,): real points per item;
+    n_clusters (B,): clusters wanted per item (1 <= c <= length). Returns centroids
+    (B, K, h) and cluster sizes (B, K) with K = max(n_clusters); unused slots have size 0.
+    """
+    import torch
+
+    b, n, h = x.shape
+    kmax = int(n_clusters.max()) if b else 0
+    if b == 0 or kmax == 0:
+        return np.zeros((b, kmax, h), np.float32), np.zeros((b, kmax), np.float32)
+    gen = torch.Generator().manual_seed(seed)
+    pts = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))  # (B, n, h)
+    valid = torch.arange(n)[None, :] < torch.from_numpy(lengths)[:, None]  # (B, n)
+    want = torch.from_numpy(n_clusters.astype(np.int64))  # (B,)
+    sq = (pts * pts).sum(-1)  # (B, n)
+    rows = torch.arange(b)
+
+    def dist2(c: torch.Tensor) -> torch.Tensor:  # (B, n, K)
+        return (sq[:, :, None] - 2 * torch.bmm(pts, c.transpose(1, 2)) + (c * c).sum(-1)[:, None, :]).clamp(min=0)
+
+    # Greedy k-means++ (as scikit-learn): the first centre uniformly; each next one the best of
+    # 2 + log(k) candidates drawn with probability ~ squared distance to the closest centre.
+    cents = torch.zeros(b, kmax, h)
+    first = (torch.rand(b, generator=gen) * torch.from_numpy(lengths).float()).long()
+    cents[:, 0] = pts[rows, first]
+    closest = dist2(cents[:, :1])[..., 0].masked_fill(~valid, 0)  # (B, n)
+    tries = 2 + int(np.log(kmax))
+    for j in range(1, kmax):
+        cand = torch.multinomial(closest + 1e-12 * valid, tries, replacement=True, generator=gen)  # (B, L)
+        cand_pts = pts[rows[:, None], cand]  # (B, L, h)
+        d = dist2(cand_pts).masked_fill(~valid[..., None], 0)  # (B, n, L)
+        potential = torch.minimum(closest[..., None], d).sum(1)  # (B, L)
+        best = potential.argmin(-1)
+        cents[:, j] = cand_pts[rows, best]
+        closest = torch.minimum(closest, d[rows, :, best])
+    unused = torch.arange(kmax)[None, :] >= want[:, None]  # (B, K)
+    labels = torch.full((b, n), -1, dtype=torch.long)
+    for _ in range(iters):
+        d = dist2(cents).masked_fill(unused[:, None, :], float("inf"))
+        new = d.argmin(-1).masked_fill(~valid, -1)
+        if torch.equal(new, labels):
+            break
+        labels = new
+        onehot = torch.nn.functional.one_hot(labels.clamp(min=0), kmax).float() * valid[..., None]  # (B, n, K)
+        counts = onehot.sum(1)  # (B, K)
+        sums = torch.bmm(onehot.transpose(1, 2), pts)  # (B, K, h)
+        cents = torch.where(counts[..., None] > 0, sums / counts.clamp(min=1)[..., None], cents)
+    onehot = torch.nn.functional.one_hot(labels.clamp(min=0), kmax).float() * valid[..., None]
+    return cents.numpy(), onehot.sum(1).numpy()

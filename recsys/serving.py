@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.clustering import cluster_seeds
+from recsys.clustering import batched_kmeans, cluster_seeds, clusters_for
 
 EPS = 1e-8
 
@@ -94,6 +94,46 @@ class LookalikeScorer:
             return ItemState(cents, sizes, np.zeros(self.dim, np.float32))
         e_global = self.global_embedding(cents[None].astype(np.float64), sizes[None], np.ones((1, len(sizes)), bool))
         return ItemState(cents, sizes, e_global[0].astype(np.float32))
+
+    def item_states(self, seed_sets: list[np.ndarray], *, matrix: np.ndarray | None = None, seed: int = 0,
+                    chunk_floats: int = 8_000_000) -> list[ItemState]:
+        """The states of many items at once: seed_sets[i] holds item i's seeds' raw E_u
+        (n_i, h); or, given `matrix` (U, h) of seeds' transformed vectors f(E_u), row indices
+        into it (so that millions of seed references are never copied at once). Items are
+        clustered in batches (recsys.clustering.batched_kmeans), sorted by size so that
+        little padding is wasted."""
+        out: list[ItemState | None] = [None] * len(seed_sets)
+        empty = ItemState(np.zeros((0, self.dim), np.float32), np.zeros(0, np.float32), np.zeros(self.dim, np.float32))
+        order = sorted((i for i, s in enumerate(seed_sets) if len(s)), key=lambda i: len(seed_sets[i]))
+        for i, s in enumerate(seed_sets):
+            if not len(s):
+                out[i] = empty
+        start = 0
+        while start < len(order):
+            n_max = len(seed_sets[order[min(len(order) - 1, start)]])
+            size = max(1, chunk_floats // max(n_max * self.dim, 1))
+            idx = order[start:start + size]
+            n_max = max(len(seed_sets[i]) for i in idx)
+            x = np.zeros((len(idx), n_max, self.dim), np.float32)
+            lengths = np.array([len(seed_sets[i]) for i in idx])
+            for row, i in enumerate(idx):
+                if matrix is not None:
+                    x[row, : lengths[row]] = matrix[seed_sets[i]]
+                else:
+                    x[row, : lengths[row]] = self.transform(np.asarray(seed_sets[i], np.float64))
+            if self.mode == "mean":
+                cents = (x.sum(1) / lengths[:, None])[:, None, :]
+                sizes = lengths[:, None].astype(np.float32)
+            else:
+                wanted = np.array([clusters_for(n, self.k, self.min_cluster) for n in lengths])
+                cents, sizes = batched_kmeans(x, lengths, wanted, seed=seed)
+            e_global = self.global_embedding(cents.astype(np.float64), sizes, sizes > 0)
+            for row, i in enumerate(idx):
+                keep = sizes[row] > 0
+                out[i] = ItemState(cents[row][keep].astype(np.float32), sizes[row][keep].astype(np.float32),
+                                   e_global[row].astype(np.float32))
+            start += len(idx)
+        return out
 
     def score(self, e_u: np.ndarray, cents: np.ndarray, sizes: np.ndarray, mask: np.ndarray,
               e_global: np.ndarray) -> np.ndarray:

@@ -58,3 +58,21 @@ def wait_for(predicate, timeout: float, every: float = 0.3) -> bool:
             return True
         time.sleep(every)
     return False
+
+
+@pytest.fixture
+def trained(transactional_db, settings, tmp_path):
+    """The demo world with a short simulated history and small models trained on it, serving
+    from Redis; the runs' Redis keys are dropped afterwards."""
+    settings.MODEL_DIR = tmp_path / "models"
+    call_command("load_demo", verbosity=0)
+    call_command("simulate", "--backfill-hours", "12", "--sessions", "900", "--seed", "4", verbosity=0)
+    call_command("train", "--stage1-epochs", "3", "--stage2-epochs", "1", "--dim", "16", verbosity=0)
+    from webapp.lookalike import store
+    from webapp.lookalike.models import ModelRun
+
+    yield
+    r = store.client()
+    for run in ModelRun.objects.all():
+        store.run_drop(run_id=run.pk, r=r)
+    r.delete(store.ACTIVE_TOWER_KEY, store.ACTIVE_LOOKALIKE_KEY)

@@ -20,7 +20,6 @@ PROCFILE = read_procfile(ROOT / "Procfile")
 COMPOSE_TO_LOCAL = {
     "0.0.0.0:8000": "127.0.0.1:${PORT:-8000}",
     "http://web:8000": "http://127.0.0.1:${PORT:-8000}",
-    "/tmp/celerybeat-schedule": "var/celerybeat-schedule",
 }
 
 

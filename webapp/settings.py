@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "django_celery_beat",
     "webapp.news",
     "webapp.lookalike",
 ]
@@ -100,6 +101,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Beat reads its schedule from the database (editable in the admin); workers/schedule.py
+# declares the entries and creates any that are missing.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Seconds between runs of the popularity refresh (the baseline feed's popularity signal).
 POPULARITY_REFRESH_SECONDS = env.float("POPULARITY_REFRESH_SECONDS", default=60.0)
 # Seconds between sweeps that embed items still lacking a text vector.
@@ -123,6 +127,11 @@ SEED_THRESHOLD = env.int("SEED_THRESHOLD", default=20)
 SEED_DEMOTE_BELOW = env.int("SEED_DEMOTE_BELOW", default=SEED_THRESHOLD // 2)
 # Seconds between runs of the cold-to-warm promotion.
 PROMOTE_REFRESH_SECONDS = env.float("PROMOTE_REFRESH_SECONDS", default=60.0)
+# Seconds between runs of the seed and look-alike state refresh, and its batch size.
+LOOKALIKE_REFRESH_SECONDS = env.float("LOOKALIKE_REFRESH_SECONDS", default=60.0)
+LOOKALIKE_REFRESH_BATCH = env.int("LOOKALIKE_REFRESH_BATCH", default=2000)
+# Nightly retraining: hour and minute (UTC).
+RETRAIN_AT = env.str("RETRAIN_AT", default="03:00")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,12 +1,21 @@
-"""Thin task adapters: each calls one webapp service and returns a small summary."""
+"""Thin task adapters: each takes its job's lock, calls one webapp service, re-queues itself
+while work remains, and returns a small summary."""
 
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
+from webapp.lookalike import refresh
 from webapp.lookalike.services import item_status_refresh
+from webapp.lookalike.training import model_train
 from webapp.news import services
 from webapp.news.embedding import items_embed
+
+
+def _locked(name: str, run, *, timeout: float) -> dict:
+    with refresh.job_lock(name, timeout=timeout) as acquired:
+        return run() if acquired else {"skipped": "another run holds the lock"}
 
 
 @shared_task(name="workers.tasks.refresh_popularity")
@@ -20,7 +29,39 @@ def embed_items(item_ids: list[int] | None = None) -> dict:
     return {"embedded": items_embed(item_ids=item_ids, progress=False)}
 
 
+@shared_task(name="workers.tasks.refresh_seeds")
+def refresh_seeds() -> dict:
+    """Seeds of clicked items; then their states at once, and more seeds while dirty remain."""
+    result = _locked("refresh_seeds", refresh.seeds_refresh, timeout=settings.CELERY_TASK_TIME_LIMIT)
+    if result.get("changed"):
+        refresh_states.delay()
+    if result.get("remaining"):
+        refresh_seeds.delay()
+    return result
+
+
+@shared_task(name="workers.tasks.refresh_states")
+def refresh_states() -> dict:
+    """Centroids and E_global of items whose seeds changed; then the cold/warm promotion."""
+    result = _locked("refresh_states", refresh.states_refresh, timeout=settings.CELERY_TASK_TIME_LIMIT)
+    if result.get("items"):
+        promote_items.delay()
+    if result.get("remaining"):
+        refresh_states.delay()
+    return result
+
+
 @shared_task(name="workers.tasks.promote_items")
 def promote_items() -> dict:
     """Cold items that reached the seed threshold turn warm (and back only far below it)."""
-    return item_status_refresh()
+    return _locked("promote_items", item_status_refresh, timeout=settings.CELERY_TASK_TIME_LIMIT)
+
+
+@shared_task(name="workers.tasks.retrain", time_limit=3 * 3600, soft_time_limit=3 * 3600 - 60)
+def retrain() -> dict:
+    """Nightly: train every model from the logs and switch serving to the new runs."""
+    def run() -> dict:
+        report = model_train()
+        return {"runs": [report.tower_run.pk, report.lookalike_run.pk, report.coldstart_run.pk],
+                "seconds": report.seconds}
+    return _locked("retrain", run, timeout=3 * 3600)

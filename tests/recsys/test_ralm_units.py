@@ -153,3 +153,37 @@ def test_small_seed_sets_get_fewer_clusters_of_real_averages():
     assert sorted(sizes.tolist()) == [12.0, 12.0] and np.abs(np.abs(cents) - 5).max() < 0.2
     padded, psizes, pmask = pad_states([(cents, sizes), (cents[:0], sizes[:0])], 3, 3)
     assert padded.shape == (2, 3, 3) and pmask.tolist() == [[True, True, False], [False, False, False]]
+
+
+def test_batched_kmeans_matches_scikit_learn_per_item():
+    from sklearn.cluster import KMeans
+
+    from recsys.clustering import batched_kmeans
+
+    rng = np.random.default_rng(4)
+    b, n, h = 30, 120, 8
+    centres = rng.normal(0, 4, (b, 5, h))
+    x = (centres[np.arange(b)[:, None], rng.integers(0, 5, (b, n))] + rng.normal(0, 0.5, (b, n, h))).astype(np.float32)
+    lengths = rng.integers(40, n + 1, b)
+    wanted = rng.integers(1, 6, b)
+    cents, sizes = batched_kmeans(x, lengths, wanted)
+    ratios = []
+    for i in range(b):
+        pts = x[i, : lengths[i]]
+        assert sizes[i].sum() == lengths[i] and (sizes[i] > 0).sum() <= wanted[i]
+        ours = ((pts[:, None] - cents[i][sizes[i] > 0][None]) ** 2).sum(-1).min(1).sum()
+        ratios.append(ours / KMeans(int(wanted[i]), n_init=4, random_state=0).fit(pts).inertia_)
+    assert np.median(ratios) < 1.05 and max(ratios) < 2.0, ratios
+
+
+def test_item_states_in_batch_equal_one_by_one_for_small_seed_sets():
+    """Below 2 * min_cluster seeds there is one cluster: batched and single give the same."""
+    scorer = LookalikeScorer.from_model(_random_model())
+    rng = np.random.default_rng(5)
+    sets = [rng.standard_normal((n, 6)) for n in (0, 1, 3, 7)]
+    batch = scorer.item_states(sets)
+    for seeds, got in zip(sets, batch, strict=True):
+        one = scorer.item_state(seeds)
+        assert np.allclose(got.centroids, one.centroids, atol=1e-5) and np.allclose(got.e_global, one.e_global,
+                                                                                     atol=1e-5)
+        assert got.sizes.sum() == len(seeds)

@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 
 from tests.conftest import DATA, wait_for
-from tests.factories import ClickFactory, ItemFactory, ReaderFactory
-from webapp.lookalike.models import ModelRun, ReaderVector
+from tests.factories import ItemFactory
+from webapp.lookalike.models import SeedSet
 from webapp.lookalike.services import item_status_refresh
 from webapp.news.embedding import item_vector
 from webapp.news.models import Item, ItemStatus
@@ -60,25 +60,17 @@ def test_an_item_added_in_the_admin_gets_a_vector_from_the_worker(celery_env, sp
 
 @pytest.mark.django_db
 def test_items_turn_warm_at_the_threshold_and_do_not_flap(settings):
-    from webapp.lookalike.models import ModelKind
-
+    """Seed counts as the refresh keeps them (distinct clickers with a vector)."""
     settings.SEED_THRESHOLD, settings.SEED_DEMOTE_BELOW = 3, 2
-    run = ModelRun.objects.create(kind=ModelKind.USER_TOWER, version="t", is_active=True)
     item = ItemFactory()
-    readers = ReaderFactory.create_batch(4)
-    for r in readers:
-        ReaderVector.objects.create(reader=r, model_run=run, dim=2, vector=b"\0" * 8)
-    ClickFactory(item=item, reader=ReaderFactory())  # a reader with no vector is no seed
-    for r in readers[:2]:
-        ClickFactory(item=item, reader=r)
-    assert item_status_refresh() == {"promoted": 0, "demoted": 0}
-    ClickFactory(item=item, reader=readers[2])
-    assert item_status_refresh() == {"promoted": 1, "demoted": 0}
-    item.refresh_from_db()
-    assert item.status == ItemStatus.WARM
-    ReaderVector.objects.filter(reader=readers[2]).delete()  # hovering just under the threshold
-    assert item_status_refresh() == {"promoted": 0, "demoted": 0}
-    item.refresh_from_db()
-    assert item.status == ItemStatus.WARM
-    ReaderVector.objects.filter(reader__in=readers[:2]).delete()  # far below: cold again
-    assert item_status_refresh() == {"promoted": 0, "demoted": 1}
+    seeds = SeedSet.objects.create(item=item, count=2, dirty=False)
+    expected = [(2, {"promoted": 0, "demoted": 0}, ItemStatus.COLD),
+                (3, {"promoted": 1, "demoted": 0}, ItemStatus.WARM),
+                (2, {"promoted": 0, "demoted": 0}, ItemStatus.WARM),  # hovering below: stays warm
+                (3, {"promoted": 0, "demoted": 0}, ItemStatus.WARM),
+                (1, {"promoted": 0, "demoted": 1}, ItemStatus.COLD)]  # far below: cold again
+    for count, result, status in expected:
+        SeedSet.objects.filter(pk=seeds.pk).update(count=count)
+        assert item_status_refresh() == result
+        item.refresh_from_db()
+        assert item.status == status

@@ -49,10 +49,15 @@ class SeedSet(models.Model):
     count = models.PositiveIntegerField(default=0)
     # Set by a click, cleared by the refresh job once the seeds are rebuilt.
     dirty = models.BooleanField(default=True)
+    # Set when the seeds changed, cleared once the item's look-alike state is recomputed.
+    state_dirty = models.BooleanField(default=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["item"], condition=Q(dirty=True), name="seedset_dirty_idx")]
+        indexes = [
+            models.Index(fields=["item"], condition=Q(dirty=True), name="seedset_dirty_idx"),
+            models.Index(fields=["item"], condition=Q(state_dirty=True), name="seedset_state_dirty_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"seeds of item {self.item_id}: {self.count}{' (dirty)' if self.dirty else ''}"
@@ -69,6 +74,7 @@ class LookalikeState(models.Model):
     centroids = models.BinaryField()
     cluster_sizes = ArrayField(models.PositiveIntegerField(), default=list, blank=True)
     global_embedding = models.BinaryField()
+    seed_count = models.PositiveIntegerField(default=0)
     computed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

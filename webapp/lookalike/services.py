@@ -10,8 +10,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from recsys.calibration import item_status
-from webapp.lookalike.models import SeedSet
-from webapp.lookalike.selectors import seed_counts
+from webapp.lookalike import store
+from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
 from webapp.news.models import Item, ItemStatus
 
 
@@ -28,19 +28,22 @@ def seedset_mark_dirty(*, item_ids: Iterable[int]) -> None:
 
 def item_status_refresh(*, item_ids: Iterable[int] | None = None) -> dict[str, int]:
     """Apply the cold/warm policy (recsys.calibration.item_status) to items from their seed
-    counts: distinct clickers that have a reader vector under the active user tower."""
-    counts = seed_counts(item_ids=item_ids)
-    promoted, demoted = [], []
-    items = Item.objects.all() if item_ids is None else Item.objects.filter(pk__in=list(item_ids))
+    counts (SeedSet.count: distinct clickers with a reader vector), in Postgres and in the
+    serving store."""
+    seeds = SeedSet.objects.all() if item_ids is None else SeedSet.objects.filter(item_id__in=list(item_ids))
+    counts = dict(seeds.values_list("item_id", "count"))
+    items = Item.objects.filter(pk__in=list(counts)) if item_ids is None else Item.objects.filter(pk__in=list(item_ids))
+    changed: dict[int, bool] = {}
     for pk, status in items.values_list("pk", "status"):
         warm = status == ItemStatus.WARM
         now_warm = item_status(warm=warm, seeds=counts.get(pk, 0), threshold=settings.SEED_THRESHOLD,
                                demote_below=settings.SEED_DEMOTE_BELOW)
-        if now_warm and not warm:
-            promoted.append(pk)
-        elif warm and not now_warm:
-            demoted.append(pk)
+        if now_warm != warm:
+            changed[pk] = now_warm
     with transaction.atomic():
-        Item.objects.filter(pk__in=promoted).update(status=ItemStatus.WARM)
-        Item.objects.filter(pk__in=demoted).update(status=ItemStatus.COLD)
-    return {"promoted": len(promoted), "demoted": len(demoted)}
+        Item.objects.filter(pk__in=[i for i, w in changed.items() if w]).update(status=ItemStatus.WARM)
+        Item.objects.filter(pk__in=[i for i, w in changed.items() if not w]).update(status=ItemStatus.COLD)
+        run = ModelRun.objects.filter(kind=ModelKind.LOOKALIKE, is_active=True).first()
+        if changed and run is not None:
+            store.item_status_set(run_id=run.pk, warm=changed)
+    return {"promoted": sum(changed.values()), "demoted": sum(not w for w in changed.values())}

@@ -1,16 +1,31 @@
-"""The Redis serving store for reader vectors, keyed by model run so a new run switches
-atomically: vectors are written under the new run's key first, then one SET moves the
-`active` pointer. Postgres (ReaderVector) keeps the durable copy."""
+"""The Redis serving store, keyed by model run so that a new run switches atomically:
+
+    ralm:run:{tower}:eu              hash  reader id -> E_u (float32 bytes)
+    ralm:run:{lookalike}:items       hash  item id -> packed state (status, centroids, sizes, E_global)
+    ralm:run:{lookalike}:changed     zset  item id scored by the version that last wrote it
+    ralm:run:{lookalike}:version     int   bumped by every write of item states
+    ralm:active:user_tower / ralm:active:lookalike   the serving runs (set together)
+
+Everything is written under the new run's keys first; one MULTI moves the pointers.
+Postgres (ReaderVector, LookalikeState, Item.status) keeps the durable copy, and
+`manage.py rebuild_serving_store` restores Redis from it.
+"""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 
 import numpy as np
 import redis
 from django.conf import settings
 
+from recsys.serving import ItemState
+
 PREFIX = "ralm"
+ACTIVE_TOWER_KEY = f"{PREFIX}:active:user_tower"
+ACTIVE_LOOKALIKE_KEY = f"{PREFIX}:active:lookalike"
+_HEADER = struct.Struct("<BHH")  # warm flag, clusters, dim
 
 
 def client() -> redis.Redis:
@@ -21,7 +36,29 @@ def _vectors_key(run_id: int) -> str:
     return f"{PREFIX}:run:{run_id}:eu"
 
 
-ACTIVE_TOWER_KEY = f"{PREFIX}:active:user_tower"
+def items_key(run_id: int) -> str:
+    return f"{PREFIX}:run:{run_id}:items"
+
+
+def changed_key(run_id: int) -> str:
+    return f"{PREFIX}:run:{run_id}:changed"
+
+
+def version_key(run_id: int) -> str:
+    return f"{PREFIX}:run:{run_id}:version"
+
+
+def pack_state(state: ItemState, *, warm: bool) -> bytes:
+    k, h = state.centroids.shape if len(state.sizes) else (0, len(state.e_global))
+    return _HEADER.pack(int(warm), k, h) + np.asarray(state.centroids, "<f4").tobytes() + \
+        np.asarray(state.sizes, "<f4").tobytes() + np.asarray(state.e_global, "<f4").tobytes()
+
+
+def unpack_state(raw: bytes) -> tuple[ItemState, bool]:
+    warm, k, h = _HEADER.unpack_from(raw)
+    body = np.frombuffer(raw, "<f4", offset=_HEADER.size)
+    cents = body[: k * h].reshape(k, h)
+    return ItemState(cents, body[k * h: k * h + k], body[k * h + k: k * h + k + h]), bool(warm)
 
 
 def reader_vectors_write(*, run_id: int, vectors: Iterable[tuple[int, np.ndarray]], r: redis.Redis | None = None,
@@ -42,12 +79,59 @@ def reader_vectors_write(*, run_id: int, vectors: Iterable[tuple[int, np.ndarray
     return n
 
 
+def item_states_write(*, run_id: int, states: dict[int, bytes], r: redis.Redis | None = None,
+                      chunk: int = 2000) -> int:
+    """Write packed item states, then record them as changed at a new version and publish
+    that version in one MULTI. A reader who sees version V finds every state written up to
+    V. Returns the new version."""
+    r = r or client()
+    items = list(states.items())
+    for start in range(0, len(items), chunk):
+        r.hset(items_key(run_id), mapping={str(i): v for i, v in items[start:start + chunk]})
+    with r.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(version_key(run_id))
+                version = int(pipe.get(version_key(run_id)) or 0) + 1
+                pipe.multi()
+                if items:
+                    pipe.zadd(changed_key(run_id), {str(i): version for i, _ in items})
+                pipe.set(version_key(run_id), version)
+                pipe.execute()
+                return version
+            except redis.WatchError:
+                continue
+
+
+def item_status_set(*, run_id: int, warm: dict[int, bool], r: redis.Redis | None = None) -> int:
+    """Flip the warm flag of items that have a state under the run (others have nothing to
+    serve yet: their first state will carry the flag)."""
+    r = r or client()
+    ids = list(warm)
+    raws = r.hmget(items_key(run_id), [str(i) for i in ids]) if ids else []
+    states = {i: bytes([int(warm[i])]) + raw[1:] for i, raw in zip(ids, raws, strict=True) if raw is not None}
+    return item_states_write(run_id=run_id, states=states, r=r) if states else 0
+
+
+def active_runs_set(*, tower_run: int, lookalike_run: int | None, r: redis.Redis | None = None) -> None:
+    pipe = (r or client()).pipeline(transaction=True)
+    pipe.set(ACTIVE_TOWER_KEY, tower_run)
+    if lookalike_run is not None:
+        pipe.set(ACTIVE_LOOKALIKE_KEY, lookalike_run)
+    pipe.execute()
+
+
 def active_tower_set(*, run_id: int, r: redis.Redis | None = None) -> None:
     (r or client()).set(ACTIVE_TOWER_KEY, run_id)
 
 
 def active_tower_get(*, r: redis.Redis | None = None) -> int | None:
     value = (r or client()).get(ACTIVE_TOWER_KEY)
+    return int(value) if value is not None else None
+
+
+def active_lookalike_get(*, r: redis.Redis | None = None) -> int | None:
+    value = (r or client()).get(ACTIVE_LOOKALIKE_KEY)
     return int(value) if value is not None else None
 
 
@@ -61,4 +145,4 @@ def reader_vector_get(*, reader_id: int, run_id: int | None = None, r: redis.Red
 
 
 def run_drop(*, run_id: int, r: redis.Redis | None = None) -> None:
-    (r or client()).delete(_vectors_key(run_id))
+    (r or client()).delete(_vectors_key(run_id), items_key(run_id), changed_key(run_id), version_key(run_id))

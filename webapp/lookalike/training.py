@@ -26,6 +26,8 @@ from recsys.stage2 import SNAPSHOT_SHARES, Stage2Params, fit_lookalike, snapshot
 from recsys.text import DIM
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector
+from webapp.lookalike.refresh import serving_switch
+from webapp.lookalike.services import item_status_refresh
 from webapp.news.embedding import items_embed
 from webapp.news.models import Click, Impression, Item, Reader, Source
 
@@ -79,12 +81,6 @@ def _item_vectors(inter: Interactions) -> np.ndarray:
     return out
 
 
-def _activate(run: ModelRun) -> None:
-    ModelRun.objects.filter(kind=run.kind, is_active=True).exclude(pk=run.pk).update(is_active=False)
-    run.is_active = True
-    run.save(update_fields=["is_active"])
-
-
 def model_train(
     *, source: str = Source.DEMO, dim: int = 64, stage1_epochs: int = 20, stage2_epochs: int = 4, seed: int = 0,
     progress: Callable[[str, dict], None] | None = None, log: Callable[[str], None] = lambda m: None,
@@ -101,6 +97,12 @@ def model_train(
         f"{len(inter.imp_item):,} impressions in {seconds['load']} s")
     now = timezone.now()
     version = now.strftime("%Y%m%d-%H%M%S")
+    taken = set(ModelRun.objects.filter(version__startswith=f"{source}-{version}").values_list("version", flat=True))
+    for n in range(1, 1000):  # two runs within one second get -2, -3, ...
+        candidate = version if n == 1 else f"{version}-{n}"
+        if f"{source}-{candidate}" not in taken and not (Path(settings.MODEL_DIR) / f"{source}-{candidate}").exists():
+            version = candidate
+            break
     folder = Path(settings.MODEL_DIR) / f"{source}-{version}"
     end = float(inter.click_time[-1]) + 1.0
 
@@ -162,15 +164,17 @@ def model_train(
         ReaderVector.objects.bulk_create(
             [ReaderVector(reader_id=r, model_run=tower_run, dim=dim, vector=v.astype("<f4").tobytes(), computed_at=now)
              for r, v in zip(reader_ids, e_u, strict=True)], batch_size=2000)
-        for run in (tower_run, look_run, cold_run):
-            _activate(run)
-    # Redis once the rows are committed: the vectors first, then the pointer.
+    # Redis under the new run's keys (nothing serves them yet), then the switch: seeds and
+    # item states under the new models, active flags, and both Redis pointers at once.
     try:
         store.reader_vectors_write(run_id=tower_run.pk, vectors=zip(reader_ids, e_u, strict=True))
-        store.active_tower_set(run_id=tower_run.pk)
         redis_ok = True
     except redis.RedisError as exc:
         log(f"Redis unreachable ({exc.__class__.__name__}): the vectors are in Postgres only")
         redis_ok = False
+    switched = serving_switch(runs=[tower_run, look_run, cold_run], tower=tower_run, lookalike=look_run)
+    redis_ok = redis_ok and switched["redis"]
+    if redis_ok:
+        item_status_refresh()  # the new seed counts decide which items are warm
     seconds["store"] = round(time.perf_counter() - t, 1)
     return TrainReport(tower_run, look_run, cold_run, len(reader_ids), n_clicks, seconds, redis_ok)

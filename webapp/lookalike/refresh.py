@@ -1,0 +1,252 @@
+"""The every-minute refresh: seeds of the items clicked since the last run, then their
+look-alike states (k-means centroids and E_global under the active model, batched across
+items), written to Postgres and to the Redis serving store.
+
+Safe to run twice and safe to miss: work is found by flags (SeedSet.dirty, .state_dirty),
+taken in bounded batches under `select_for_update(skip_locked)`, and a Redis lock keeps two
+runs of one job from interleaving. Redis is written before the flags are cleared in the same
+transaction: a worker killed half-way leaves the flags set and the next run redoes the batch;
+each item's state is one Redis value, so no item is ever half-updated there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import redis
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from recsys.artifacts import ArtifactError, load_lookalike
+from recsys.serving import LookalikeScorer
+from webapp.lookalike import store
+from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector, SeedSet
+from webapp.lookalike.selectors import active_run
+from webapp.news.models import Item, ItemStatus
+
+log = logging.getLogger(__name__)
+_scorers: dict[int, LookalikeScorer] = {}
+
+
+@contextmanager
+def job_lock(name: str, *, timeout: float) -> Iterator[bool]:
+    """A Redis lock: yields False (and the caller skips) if another run holds it."""
+    lock = store.client().lock(f"{store.PREFIX}:lock:{name}", timeout=timeout, blocking=False)
+    acquired = lock.acquire()
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:  # expired meanwhile: someone else may hold it now
+                log.warning("lock %s expired before the job finished", name)
+
+
+def scorer_for(run: ModelRun) -> LookalikeScorer:
+    """The run's look-alike model, loaded once per process."""
+    if run.pk not in _scorers:
+        _scorers[run.pk] = LookalikeScorer.from_model(load_lookalike(Path(run.artifact_path)))
+    return _scorers[run.pk]
+
+
+_SEEDS_SQL = """
+WITH last AS (
+    SELECT c.item_id, c.reader_id, MAX(c.clicked_at) AS at
+    FROM news_click c
+    JOIN lookalike_readervector v ON v.reader_id = c.reader_id AND v.model_run_id = %(run)s
+    WHERE c.item_id = ANY(%(items)s)
+    GROUP BY c.item_id, c.reader_id
+), ranked AS (
+    SELECT item_id, reader_id, ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY at DESC, reader_id) AS n
+    FROM last
+)
+SELECT item_id, array_agg(reader_id ORDER BY n) FROM ranked WHERE n <= %(cap)s GROUP BY item_id
+"""
+
+
+_SEEDS_UPDATE_SQL = """
+WITH last AS (
+    SELECT c.item_id, c.reader_id, MAX(c.clicked_at) AS at
+    FROM news_click c
+    JOIN lookalike_readervector v ON v.reader_id = c.reader_id AND v.model_run_id = %(run)s
+    WHERE c.item_id = ANY(%(items)s)
+    GROUP BY c.item_id, c.reader_id
+), ranked AS (
+    SELECT item_id, reader_id, ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY at DESC, reader_id) AS n
+    FROM last
+), fresh AS (
+    SELECT item_id, array_agg(reader_id ORDER BY n) AS ids FROM ranked WHERE n <= %(cap)s GROUP BY item_id
+), new AS (
+    SELECT t.item_id, COALESCE(f.ids, '{}'::bigint[]) AS ids
+    FROM unnest(%(items)s::bigint[]) AS t(item_id) LEFT JOIN fresh f USING (item_id)
+)
+UPDATE lookalike_seedset s
+SET seed_reader_ids = new.ids, count = cardinality(new.ids), dirty = false,
+    state_dirty = s.state_dirty OR s.seed_reader_ids IS DISTINCT FROM new.ids, updated_at = now()
+FROM new WHERE s.item_id = new.item_id
+RETURNING s.state_dirty
+"""
+
+
+def seeds_refresh(*, batch: int | None = None) -> dict:
+    """Rebuild the seed lists of up to `batch` dirty items: their latest distinct clickers
+    that have a reader vector under the active tower, capped at SEED_CAP. One statement
+    computes and stores them; an item's state is marked stale only if its seeds changed."""
+    batch = batch or settings.LOOKALIKE_REFRESH_BATCH
+    tower = active_run(kind=ModelKind.USER_TOWER)
+    if tower is None:
+        return {"items": 0, "remaining": False, "skipped": "no active user tower"}
+    with transaction.atomic():
+        ids = list(SeedSet.objects.select_for_update(skip_locked=True).filter(dirty=True)
+                   .order_by("item_id").values_list("item_id", flat=True)[:batch])
+        if not ids:
+            return {"items": 0, "remaining": False}
+        with connection.cursor() as cur:
+            cur.execute(_SEEDS_UPDATE_SQL, {"run": tower.pk, "items": ids, "cap": settings.SEED_CAP})
+            changed = sum(1 for (stale,) in cur.fetchall() if stale)
+    remaining = SeedSet.objects.filter(dirty=True).exists()
+    return {"items": len(ids), "changed": changed, "remaining": remaining}
+
+
+def _vectors(run: ModelRun, reader_ids: np.ndarray) -> dict[int, np.ndarray]:
+    out = {}
+    qs = ReaderVector.objects.filter(model_run=run, reader_id__in=reader_ids.tolist()).values_list(
+        "reader_id", "vector")
+    for reader_id, raw in qs.iterator(chunk_size=20_000):
+        out[reader_id] = np.frombuffer(bytes(raw), dtype="<f4")
+    return out
+
+
+def states_compute(*, items: list[tuple[int, list[int]]], tower: ModelRun, lookalike: ModelRun) -> dict:
+    """item id -> ItemState for (item id, seed reader ids) pairs, batched across items."""
+    scorer = scorer_for(lookalike)
+    lengths = np.array([len(seeds) for _, seeds in items], dtype=np.int64)
+    flat = np.concatenate([np.asarray(seeds, dtype=np.int64) for _, seeds in items]) if len(items) else \
+        np.zeros(0, np.int64)
+    readers = np.unique(flat)
+    vectors = _vectors(tower, readers)
+    known = np.array(sorted(vectors), dtype=np.int64)
+    matrix = scorer.transform(np.stack([vectors[r] for r in known]).astype(np.float64)).astype(np.float32) \
+        if len(known) else np.zeros((0, scorer.dim), np.float32)
+    pos = np.searchsorted(known, flat)
+    has = (pos < len(known)) & (known[np.minimum(pos, max(len(known) - 1, 0))] == flat) if len(known) else \
+        np.zeros(len(flat), bool)
+    owner = np.repeat(np.arange(len(items)), lengths)
+    rows = np.split(pos[has], np.cumsum(np.bincount(owner[has], minlength=len(items)))[:-1])
+    states = scorer.item_states(rows, matrix=matrix)
+    return {item_id: state for (item_id, _), state in zip(items, states, strict=True)}
+
+
+def states_refresh(*, batch: int | None = None) -> dict:
+    """Recompute the look-alike state of up to `batch` items whose seeds changed, under the
+    active runs; write Redis, then Postgres, then clear their flags."""
+    batch = batch or settings.LOOKALIKE_REFRESH_BATCH
+    tower, lookalike = active_run(kind=ModelKind.USER_TOWER), active_run(kind=ModelKind.LOOKALIKE)
+    if tower is None or lookalike is None:
+        return {"items": 0, "remaining": False, "skipped": "no active model"}
+    try:
+        scorer_for(lookalike)
+    except ArtifactError as exc:
+        log.error("look-alike refresh skipped: %s", exc)
+        return {"items": 0, "remaining": False, "skipped": f"model artifact unusable: {exc}"}
+    with transaction.atomic():
+        rows = list(SeedSet.objects.select_for_update(skip_locked=True).filter(state_dirty=True)
+                    .order_by("item_id").values_list("item_id", "seed_reader_ids")[:batch])
+        if not rows:
+            return {"items": 0, "remaining": False}
+        written = states_write(items=[(i, list(s or [])) for i, s in rows], tower=tower, lookalike=lookalike)
+        SeedSet.objects.filter(item_id__in=[r[0] for r in rows]).update(state_dirty=False)
+    remaining = SeedSet.objects.filter(state_dirty=True).exists()
+    return {"items": len(rows), "version": written, "remaining": remaining}
+
+
+def _states_to_redis(states: dict, *, lookalike: ModelRun) -> int:
+    warm = set(Item.objects.filter(pk__in=list(states), status=ItemStatus.WARM).values_list("pk", flat=True))
+    return store.item_states_write(run_id=lookalike.pk, states={
+        i: store.pack_state(s, warm=i in warm) for i, s in states.items()})
+
+
+def _states_to_db(states: dict, *, lookalike: ModelRun) -> None:
+    now = timezone.now()
+    with connection.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO lookalike_lookalikestate (item_id, model_run_id, k, dim, centroids, cluster_sizes,"
+            " global_embedding, seed_count, computed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (item_id, model_run_id) DO UPDATE SET k = EXCLUDED.k, dim = EXCLUDED.dim,"
+            " centroids = EXCLUDED.centroids, cluster_sizes = EXCLUDED.cluster_sizes,"
+            " global_embedding = EXCLUDED.global_embedding, seed_count = EXCLUDED.seed_count,"
+            " computed_at = EXCLUDED.computed_at",
+            [(i, lookalike.pk, len(s.sizes), len(s.e_global), np.asarray(s.centroids, "<f4").tobytes(),
+              [int(x) for x in s.sizes], np.asarray(s.e_global, "<f4").tobytes(), int(s.sizes.sum()), now)
+             for i, s in states.items()])
+
+
+def states_write(*, items: list[tuple[int, list[int]]], tower: ModelRun, lookalike: ModelRun) -> int:
+    """Compute and store the states of these items under `lookalike`: Redis first (one value
+    per item, published by one version bump), then the durable LookalikeState rows."""
+    states = states_compute(items=items, tower=tower, lookalike=lookalike)
+    version = _states_to_redis(states, lookalike=lookalike)
+    _states_to_db(states, lookalike=lookalike)
+    return version
+
+
+def serving_switch(*, runs: list[ModelRun], tower: ModelRun, lookalike: ModelRun) -> dict:
+    """Make freshly trained runs the serving ones: recompute every item's seeds (readers with
+    a vector under the new tower) and state (under the new look-alike model), store them,
+    flip the active flags, then write Redis under the new run keys and move both pointers in
+    one MULTI. Until that MULTI the old runs keep serving. A Redis outage leaves the new runs
+    active in Postgres; `manage.py rebuild_serving_store` brings Redis up to date."""
+    with transaction.atomic():
+        rows = list(SeedSet.objects.select_for_update().values_list("item_id", flat=True))
+        with connection.cursor() as cur:
+            cur.execute(_SEEDS_SQL, {"run": tower.pk, "items": rows, "cap": settings.SEED_CAP})
+            seeds = {i: list(s) for i, s in cur.fetchall()}
+            cur.executemany("UPDATE lookalike_seedset SET seed_reader_ids = %s, count = %s, dirty = false,"
+                            " state_dirty = false, updated_at = now() WHERE item_id = %s",
+                            [(seeds.get(i, []), len(seeds.get(i, [])), i) for i in rows])
+        states = states_compute(items=[(i, s) for i, s in seeds.items()], tower=tower, lookalike=lookalike) \
+            if seeds else {}
+        _states_to_db(states, lookalike=lookalike)
+        for run in runs:
+            ModelRun.objects.filter(kind=run.kind, is_active=True).exclude(pk=run.pk).update(is_active=False)
+            ModelRun.objects.filter(pk=run.pk).update(is_active=True)
+            run.is_active = True
+    try:
+        _states_to_redis(states, lookalike=lookalike)
+        store.active_runs_set(tower_run=tower.pk, lookalike_run=lookalike.pk)
+        redis_ok = True
+    except redis.RedisError as exc:
+        log.error("serving store not switched (%s): run rebuild_serving_store", exc)
+        redis_ok = False
+    return {"items": len(states), "redis": redis_ok}
+
+
+def serving_store_rebuild() -> dict:
+    """Restore Redis from Postgres: the active runs' reader vectors and item states."""
+    from webapp.lookalike.models import LookalikeState
+
+    tower, lookalike = active_run(kind=ModelKind.USER_TOWER), active_run(kind=ModelKind.LOOKALIKE)
+    if tower is None:
+        return {"readers": 0, "items": 0}
+    vectors = ReaderVector.objects.filter(model_run=tower).values_list("reader_id", "vector")
+    n_readers = store.reader_vectors_write(run_id=tower.pk, vectors=(
+        (r, np.frombuffer(bytes(v), "<f4")) for r, v in vectors.iterator(chunk_size=5000)))
+    n_items = 0
+    if lookalike is not None:
+        from recsys.serving import ItemState
+
+        states = {}
+        for item_id, k, dim, cents, sizes, e_global in LookalikeState.objects.filter(model_run=lookalike).values_list(
+                "item_id", "k", "dim", "centroids", "cluster_sizes", "global_embedding").iterator(chunk_size=2000):
+            states[item_id] = ItemState(np.frombuffer(bytes(cents), "<f4").reshape(k, dim),
+                                        np.asarray(sizes, np.float32), np.frombuffer(bytes(e_global), "<f4"))
+        _states_to_redis(states, lookalike=lookalike)
+        n_items = len(states)
+    store.active_runs_set(tower_run=tower.pk, lookalike_run=lookalike.pk if lookalike else None)
+    return {"readers": n_readers, "items": n_items}
