@@ -3,11 +3,12 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-test services db serve bench lint clean
+.PHONY: demo test install install-test browser services db serve bench lint clean
 
 demo: install .env services db  ## set up everything and run web, worker, beat and the simulator
 	$(BIN)/python manage.py load_demo
@@ -15,7 +16,7 @@ demo: install .env services db  ## set up everything and run web, worker, beat a
 	$(BIN)/python manage.py train
 	PORT=$(PORT) $(BIN)/python manage.py rundemo
 
-test: install-test .env services  ## run the whole suite against the real Postgres and Redis
+test: install-test browser .env services  ## run the whole suite against the real Postgres and Redis
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -34,6 +35,11 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 	$(BIN)/pip install -r requirements-test.txt
 	touch $@
 
+browser:  ## Debian's Chromium for the browser test (Playwright drives /usr/bin/chromium)
+	@test -x /usr/bin/chromium || { echo "installing chromium (apt-get)"; \
+	  $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
+
 .env: | $(BIN)/python  ## a random SECRET_KEY for this checkout (DEBUG stays off)
 	$(BIN)/python -c "import secrets; print('SECRET_KEY=' + secrets.token_urlsafe(50))" > $@
 
@@ -50,7 +56,7 @@ serve: install .env db  ## the web process alone
 	PORT=$(PORT) $(BIN)/python manage.py rundemo --only web
 
 bench: install-test .env services db
-	@for f in bench/importer.py bench/refresh.py bench/evaluate.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@for f in bench/importer.py bench/refresh.py bench/feed.py bench/evaluate.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -96,3 +96,24 @@ def load_coldstart(folder: Path) -> dict:
     except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise ArtifactError(f"cannot load the cold-start model from {folder}: {exc.__class__.__name__}: {exc}") from exc
     return payload
+
+
+def save_ctr(folder: Path, *, models: dict, meta: dict) -> None:
+    """The CTR models ({"ctr": CtrModel, "ctr_similarity": CtrModel | None}) and their prior."""
+    import joblib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump(models, folder / "model.joblib")
+    (folder / "config.json").write_text(json.dumps(meta))
+
+
+def load_ctr(folder: Path) -> dict:
+    """{"ctr": CtrModel, "ctr_similarity": CtrModel | None, "meta": dict}."""
+    import joblib
+
+    try:
+        payload = joblib.load(folder / "model.joblib")
+        payload["meta"] = json.loads((folder / "config.json").read_text())
+    except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise ArtifactError(f"cannot load the CTR model from {folder}: {exc.__class__.__name__}: {exc}") from exc
+    return payload

@@ -84,5 +84,25 @@ class ColdStartModel(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return self.model_.predict_proba(self.scaler_.transform(np.asarray(X, dtype=np.float32)))
 
+    def linear(self) -> tuple[np.ndarray, float]:
+        """The decision function as one weight vector and intercept on the raw features (the
+        scaler folded in), for scoring many rows with one matrix-vector product."""
+        check_is_fitted(self, "model_")
+        coef = self.model_.coef_[0] / self.scaler_.scale_
+        return coef, float(self.model_.intercept_[0] - (coef * self.scaler_.mean_).sum())
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
+def reader_logits(coef: np.ndarray, intercept: float, *, profile: np.ndarray, affinity: np.ndarray,
+                  item_vectors: np.ndarray, age_hours: np.ndarray) -> np.ndarray:
+    """ColdStartModel.decision_function of one reader against many items, without building
+    the (N, d + 4) feature rows: with (coef, intercept) = model.linear(), profile (d,), the
+    reader's affinity to each item's category (N,), item_vectors (N, d), ages (N,). Equal to
+    decision_function(pair_features(...)) up to float rounding (a test holds them together)."""
+    d = item_vectors.shape[1]
+    u = profile.astype(np.float64) * (coef[:d] + coef[d])  # the crossed terms and the cosine
+    unknown = np.isnan(age_hours)
+    fresh = np.where(unknown, 0.0, np.log1p(np.maximum(np.nan_to_num(age_hours), 0.0)))
+    return item_vectors @ u + coef[d + 1] * affinity + coef[d + 2] * fresh + coef[d + 3] * unknown + intercept

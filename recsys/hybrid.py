@@ -131,3 +131,22 @@ def calibrate(inter: Interactions, *, cal_from: float, until: float, cold_model:
         "calibration_slice": reliability(cal, lin, ral, label, is_warm),
     }
     return cal
+
+
+def impression_similarity(inter: Interactions, cal: Calibration, *, cal_from: float, cold_model: ColdStartModel,
+                          item_vectors: np.ndarray, ralm: LookalikeScorer, e_u: np.ndarray, seed_cap: int,
+                          reader: np.ndarray, item: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """The calibrated hybrid's P(click) of logged (reader, item, time) pairs after cal_from,
+    with every model frozen as of cal_from (the similarity input of the `feature` ranker's
+    CTR model, learned on the calibration slice like the maps themselves)."""
+    has_then = np.bincount(inter.click_reader[inter.click_time < cal_from], minlength=inter.n_readers) >= 1
+    timeline = SeedTimeline.build(inter.click_reader, inter.click_item, inter.click_time, has_then, inter.n_items)
+    hybrid = Hybrid(ColdStart(cold_model, profiles_at(inter, item_vectors, cal_from), item_vectors,
+                              inter.item_category, inter.item_published),
+                    Lookalike(ralm, e_u, timeline, seed_cap), cal.cold, cal.warm, cal.threshold)
+    seeds = np.array([timeline.count(int(i), float(t)) for i, t in zip(item, time, strict=True)], np.int64)
+    zeros = np.zeros(len(item), np.int64)
+    groups = Groups(view="impressions", reader=np.asarray(reader, np.int64), time=np.asarray(time, np.float64),
+                    items=np.asarray(item, np.int64)[:, None], seeds=seeds[:, None], pop=zeros[:, None],
+                    bucket=zeros)
+    return hybrid(groups)[:, 0]

@@ -149,6 +149,15 @@ class LookalikeScorer:
             raise ValueError("sizes and mask must be (C, k) and e_global (C, h)")
         return self._score(e_u, cents.astype(np.float64), sizes, mask.astype(bool), e_global.astype(np.float64))
 
+    def local_weights(self, e_u: np.ndarray, cents: np.ndarray, sizes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The local attention's weights over each candidate's centroids (C, k): which seed
+        cluster decided the reader's score (the feed's "readers like you" line)."""
+        target = self.transform(np.asarray(e_u, np.float64))
+        safe = mask | ~mask.any(-1, keepdims=True)
+        if self.mode == "mean":
+            return _softmax_sized(np.zeros(sizes.shape), sizes, safe)
+        return _softmax_sized(self.tau * np.tanh(cents @ (self.w_l @ target)), sizes, safe)
+
     def _score(self, e_u, cents, sizes, mask, e_global) -> np.ndarray:
         target = self.transform(e_u)  # (h,)
         any_seed = mask.any(-1)

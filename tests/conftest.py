@@ -76,3 +76,15 @@ def trained(transactional_db, settings, tmp_path):
     for run in ModelRun.objects.all():
         store.run_drop(run_id=run.pk, r=r)
     r.delete(store.ACTIVE_TOWER_KEY, store.ACTIVE_LOOKALIKE_KEY)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """The feed's per-process copies (catalog, models, serving store) start empty in every
+    test: test databases are flushed between tests, ids are not reused consistently."""
+    from webapp.lookalike import serving
+    from webapp.news import ranking
+
+    for c in (ranking.catalogs, ranking.models, serving.cache):
+        c.clear()
+    yield

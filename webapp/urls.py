@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import include, path
@@ -11,10 +12,21 @@ from webapp.news import api
 api_patterns = [
     path("feed", api.FeedView.as_view(), name="feed"),
     path("clicks", api.ClickView.as_view(), name="clicks"),
+    path("items/<int:item_id>", api.ItemView.as_view(), name="item"),
+    path("readers/<int:reader_id>", api.ReaderView.as_view(), name="reader"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
 
+@staff_member_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    from webapp.lookalike.insight import dashboard as build
+
+    return render(request, "admin/dashboard.html", {**admin.site.each_context(request), "title": "Live dashboard",
+                                                   "d": build()})
+
+
 urlpatterns = [
+    path("admin/dashboard/", dashboard, name="dashboard"),
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"))),
     path("healthz", api.healthz, name="healthz"),

@@ -46,7 +46,7 @@ def test_train_writes_runs_artifacts_and_every_readers_vector(demo_history, sett
 
     # A second training switches the serving pointer; one run per kind stays active.
     call_command("train", "--stage1-epochs", "2", "--stage2-epochs", "1", "--dim", "16", "--seed", "1", verbosity=0)
-    assert ModelRun.objects.filter(is_active=True).count() == 3
+    assert ModelRun.objects.filter(is_active=True).count() == 4  # tower, look-alike, cold start, CTR
     new = ModelRun.objects.get(kind="user_tower", is_active=True)
     assert new.pk != tower.pk and store.active_tower_get(r=r) == new.pk
     store.run_drop(run_id=tower.pk, r=r)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+import uuid
 
 import numpy as np
 from django.utils import timezone
@@ -16,17 +17,17 @@ from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderV
 from webapp.lookalike.refresh import job_lock, seeds_refresh, states_refresh
 from webapp.lookalike.serving import lookalike_scores
 from webapp.news import services
-from webapp.news.models import Item, ItemStatus, Reader
+from webapp.news.models import Impression, Item, ItemStatus, Reader
 
 CELERY = [sys.executable, "-m", "celery", "-A", "workers"]
 N = 8000  # items in the refresh that gets killed
 
 
 def _click(item: Item, readers: list[Reader]) -> None:
+    """Each reader is shown the item (an impression as the feed logs it) and clicks it."""
     for reader in readers:
-        page = services.feed_build(reader=reader, limit=50)
-        shown = next(e for e in page.entries if e.item.pk == item.pk)
-        services.click_record(impression_id=shown.impression_id, reader_id=reader.pk)
+        shown = Impression.objects.create(reader=reader, item=item, request_id=uuid.uuid4().hex, position=0)
+        services.click_record(impression_id=shown.pk, reader_id=reader.pk)
 
 
 def test_a_new_item_clicked_by_25_readers_turns_warm_and_is_scored_by_ralm(trained, celery_env, spawn):

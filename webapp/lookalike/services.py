@@ -41,9 +41,15 @@ def item_status_refresh(*, item_ids: Iterable[int] | None = None) -> dict[str, i
         if now_warm != warm:
             changed[pk] = now_warm
     with transaction.atomic():
-        Item.objects.filter(pk__in=[i for i, w in changed.items() if w]).update(status=ItemStatus.WARM)
-        Item.objects.filter(pk__in=[i for i, w in changed.items() if not w]).update(status=ItemStatus.COLD)
+        Item.objects.filter(pk__in=[i for i, w in changed.items() if w]).update(status=ItemStatus.WARM,
+                                                                               warm_since=timezone.now())
+        Item.objects.filter(pk__in=[i for i, w in changed.items() if not w]).update(status=ItemStatus.COLD,
+                                                                                   warm_since=None)
         run = ModelRun.objects.filter(kind=ModelKind.LOOKALIKE, is_active=True).first()
         if changed and run is not None:
             store.item_status_set(run_id=run.pk, warm=changed)
+    if changed:
+        from webapp.news.services import catalog_changed
+
+        catalog_changed()  # the badges on the pages
     return {"promoted": sum(changed.values()), "demoted": sum(not w for w in changed.values())}

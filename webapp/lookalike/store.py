@@ -28,8 +28,17 @@ ACTIVE_LOOKALIKE_KEY = f"{PREFIX}:active:lookalike"
 _HEADER = struct.Struct("<BHH")  # warm flag, clusters, dim
 
 
+CATALOG_VERSION_KEY = f"{PREFIX}:catalog:version"
+_clients: dict[str, redis.Redis] = {}
+
+
 def client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+    """One client (and connection pool) per Redis URL and process."""
+    url = settings.REDIS_URL
+    if url not in _clients:
+        _clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
+                                             health_check_interval=30)
+    return _clients[url]
 
 
 def _vectors_key(run_id: int) -> str:

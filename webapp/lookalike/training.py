@@ -15,9 +15,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from recsys.artifacts import save_coldstart, save_lookalike, save_tower
+from recsys.artifacts import save_coldstart, save_ctr, save_lookalike, save_tower
 from recsys.calibration import CalibrationError
-from recsys.hybrid import NotEnoughData, calibrate, fit_coldstart
+from recsys.ctr import FEATURES, fit_ctr, impression_features, with_similarity
+from recsys.hybrid import NotEnoughData, calibrate, fit_coldstart, impression_similarity
 from recsys.interactions import Interactions, build_interactions
 from recsys.lookalike import LookalikeConfig
 from recsys.serving import LookalikeScorer
@@ -81,6 +82,38 @@ def _item_vectors(inter: Interactions) -> np.ndarray:
     return out
 
 
+def _fit_ctr_models(inter: Interactions, cal, *, cuts: list[float], cold_model, item_vectors: np.ndarray,
+                    ralm: LookalikeScorer, e_u: np.ndarray, seed: int) -> tuple[dict, dict]:
+    """The CTR model on every logged impression (features as of the impression), and, when
+    the hybrid is calibrated, its `feature`-mode variant on the calibration slice, whose
+    similarity input comes from models frozen as of the slice's start."""
+    reader_index = {int(k): n for n, k in enumerate(inter.reader_keys)}
+    item_index = {int(k): n for n, k in enumerate(inter.item_keys)}
+    rows = [(reader_index[r], item_index[i], p, t.timestamp(), c is not None)
+            for r, i, p, t, c in Impression.objects.filter(reader_id__in=reader_index, item_id__in=item_index)
+            .values_list("reader_id", "item_id", "position", "shown_at", "click__id").iterator(chunk_size=20_000)]
+    models: dict = {"ctr": None, "ctr_similarity": None}
+    if not rows:
+        return models, {"error": "no impressions logged"}
+    reader, item, position, when, clicked = (np.array(c) for c in zip(*rows, strict=True))
+    x, prior = impression_features(reader=reader, item=item, time=when, position=position, clicked=clicked,
+                                   item_category=inter.item_category, item_published=inter.item_published,
+                                   n_categories=len(inter.categories))
+    models["ctr"], report = fit_ctr(x, clicked, when, validation_from=cuts[-1], seed=seed)
+    report = {"prior": prior, "ctr": report, "ctr_similarity": None}
+    late = np.flatnonzero(when >= cuts[-1])
+    if cal is not None and models["ctr"] is not None and len(late):
+        late = late[np.random.default_rng(seed).permutation(len(late))[:20_000]]
+        late = late[np.argsort(when[late], kind="stable")]
+        sim = impression_similarity(inter, cal, cal_from=cuts[-1], cold_model=cold_model, item_vectors=item_vectors,
+                                    ralm=ralm, e_u=e_u, seed_cap=settings.SEED_CAP, reader=reader[late],
+                                    item=item[late], time=when[late])
+        half = float(np.median(when[late]))
+        models["ctr_similarity"], report["ctr_similarity"] = fit_ctr(
+            with_similarity(x[late], sim), clicked[late], when[late], validation_from=half, seed=seed)
+    return models, report
+
+
 def model_train(
     *, source: str = Source.DEMO, dim: int = 64, stage1_epochs: int = 20, stage2_epochs: int = 4, seed: int = 0,
     progress: Callable[[str, dict], None] | None = None, log: Callable[[str], None] = lambda m: None,
@@ -138,11 +171,19 @@ def model_train(
         log(f"calibration failed ({exc}); the feed will rank cold and warm items apart")
     seconds["coldstart"] = round(time.perf_counter() - t, 1)
 
+    # The CTR model of the ranker, and its variant with the similarity as an input.
+    t = time.perf_counter()
+    ctr_models, ctr_report = _fit_ctr_models(inter, cal, cuts=cuts, cold_model=cold_model, item_vectors=item_vectors,
+                                             ralm=LookalikeScorer.from_model(s2.model),
+                                             e_u=reader_vectors(s1, before=cuts[-1]), seed=seed)
+    seconds["ctr"] = round(time.perf_counter() - t, 1)
+
     t = time.perf_counter()
     save_tower(folder / "tower", s1)
     save_lookalike(folder / "lookalike", s2.model)
     save_coldstart(folder / "coldstart", model=cold_model, calibration=cal,
                    meta={"samples": n_cold, "threshold": settings.SEED_THRESHOLD, "calibration": cal_report})
+    save_ctr(folder / "ctr", models=ctr_models, meta=ctr_report)
     with transaction.atomic():
         tower_run = ModelRun.objects.create(
             kind=ModelKind.USER_TOWER, version=f"{source}-{version}", artifact_path=str(folder / "tower"),
@@ -160,6 +201,10 @@ def model_train(
             kind=ModelKind.COLDSTART, version=f"{source}-{version}", artifact_path=str(folder / "coldstart"),
             config={"C": cold_model.C, "threshold": settings.SEED_THRESHOLD}, finished_at=timezone.now(),
             metrics={"samples": n_cold, "seconds": seconds["coldstart"], "calibration": cal_report})
+        ctr_run = ModelRun.objects.create(
+            kind=ModelKind.CTR, version=f"{source}-{version}", artifact_path=str(folder / "ctr"),
+            config={"features": list(FEATURES), "with_similarity": ctr_models["ctr_similarity"] is not None},
+            finished_at=timezone.now(), metrics={**ctr_report, "seconds": seconds["ctr"]})
         reader_ids = [int(k) for k in inter.reader_keys]
         ReaderVector.objects.bulk_create(
             [ReaderVector(reader_id=r, model_run=tower_run, dim=dim, vector=v.astype("<f4").tobytes(), computed_at=now)
@@ -172,7 +217,7 @@ def model_train(
     except redis.RedisError as exc:
         log(f"Redis unreachable ({exc.__class__.__name__}): the vectors are in Postgres only")
         redis_ok = False
-    switched = serving_switch(runs=[tower_run, look_run, cold_run], tower=tower_run, lookalike=look_run)
+    switched = serving_switch(runs=[tower_run, look_run, cold_run, ctr_run], tower=tower_run, lookalike=look_run)
     redis_ok = redis_ok and switched["redis"]
     if redis_ok:
         item_status_refresh()  # the new seed counts decide which items are warm

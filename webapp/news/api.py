@@ -16,6 +16,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from recsys.ranker import MODES
+from webapp.lookalike.selectors import item_seed_stats
 from webapp.news import selectors, services
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ def exception_handler(exc, context):
 class FeedQuerySerializer(serializers.Serializer):
     reader = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     limit = serializers.IntegerField(min_value=1, required=False)
+    mode = serializers.ChoiceField(choices=list(MODES), required=False)
+    w = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
 
     def validate_limit(self, value: int) -> int:
         if value > settings.FEED_MAX_LIMIT:
@@ -58,7 +62,8 @@ class FeedEntrySerializer(serializers.Serializer):
     impression = serializers.IntegerField(source="impression_id")
     position = serializers.IntegerField()
     score = serializers.FloatField()
-    score_parts = serializers.DictField(child=serializers.FloatField())
+    score_parts = serializers.DictField()
+    why = serializers.CharField()
     item = ItemSerializer()
 
 
@@ -74,6 +79,8 @@ class FeedView(APIView):
         parameters=[
             OpenApiParameter("reader", int, required=True, description="Reader id"),
             OpenApiParameter("limit", int, description="Stories per page (default 10)"),
+            OpenApiParameter("mode", str, enum=list(MODES), description="Ranker mode for this request"),
+            OpenApiParameter("w", float, description="Blend weight w of the similarity, 0..1"),
         ],
         responses=FeedSerializer,
     )
@@ -84,8 +91,56 @@ class FeedView(APIView):
         if reader is None:
             raise services.NotFound(f"Reader {query.validated_data['reader']} not found.")
         limit = query.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT)
-        page = services.feed_build(reader=reader, limit=limit)
+        page = services.feed_build(reader=reader, limit=limit, mode=query.validated_data.get("mode"),
+                                   weight=query.validated_data.get("w"))
         return Response(FeedSerializer(page).data)
+
+
+class SeedStatsSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+    clusters = serializers.ListField(child=serializers.IntegerField(), help_text="seeds per k-means cluster")
+    computed_at = serializers.DateTimeField(allow_null=True)
+    sample = serializers.ListField(child=serializers.IntegerField(), help_text="the latest seed readers' ids")
+
+
+class ItemDetailSerializer(ItemSerializer):
+    impressions = serializers.IntegerField(source="shown_count")
+    clicks = serializers.IntegerField(source="click_count")
+    seeds = SeedStatsSerializer()
+
+
+class ItemView(APIView):
+    @extend_schema(responses=ItemDetailSerializer)
+    def get(self, request: Request, item_id: int) -> Response:
+        item = selectors.item_get(item_id=item_id)
+        if item is None:
+            raise services.NotFound(f"Item {item_id} not found.")
+        item.seeds = item_seed_stats(item_id=item.pk)
+        return Response(ItemDetailSerializer(item).data)
+
+
+class ReaderProfileSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="reader.pk")
+    name = serializers.CharField(source="reader.name")
+    source = serializers.CharField(source="reader.source")
+    region = serializers.CharField(source="reader.region")
+    age_band = serializers.CharField(source="reader.age_band")
+    device = serializers.CharField(source="reader.device")
+    clicks = serializers.IntegerField()
+    impressions = serializers.IntegerField()
+    categories = serializers.DictField(child=serializers.IntegerField(), help_text="clicks per category")
+    recent = ItemSerializer(many=True, help_text="the latest clicked stories")
+    vector_computed_at = serializers.DateTimeField(allow_null=True)
+
+
+class ReaderView(APIView):
+    @extend_schema(responses=ReaderProfileSerializer)
+    def get(self, request: Request, reader_id: int) -> Response:
+        profile = selectors.reader_profile(reader_id=reader_id)
+        if profile is None:
+            raise services.NotFound(f"Reader {reader_id} not found.")
+        return Response(ReaderProfileSerializer(profile).data)
 
 
 class ClickInSerializer(serializers.Serializer):

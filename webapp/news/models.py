@@ -53,8 +53,12 @@ class Item(models.Model):
     url = models.URLField(max_length=500, blank=True)
     published_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=8, choices=ItemStatus.choices, default=ItemStatus.COLD)
+    warm_since = models.DateTimeField(null=True, blank=True, help_text="when the item last turned warm")
     # Exponentially decayed click count, refreshed by a periodic job (baseline ranker input).
     popularity = models.FloatField(default=0.0)
+    # Impressions and clicks so far (the CTR model's smoothed item CTR), refreshed with popularity.
+    shown_count = models.PositiveIntegerField(default=0)
+    click_count = models.PositiveIntegerField(default=0)
     # all-MiniLM-L6-v2 vector of the title and abstract: 384 little-endian float32, unit length.
     text_vector = models.BinaryField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)

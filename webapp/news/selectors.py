@@ -59,6 +59,16 @@ def feed_candidates_for(*, reader: Reader, now: datetime) -> Candidates:
     )
 
 
+def recent_impressions(*, reader: Reader, now: datetime) -> dict[int, int]:
+    """Impressions of each item to the reader within SEEN_WINDOW."""
+    return dict(
+        Impression.objects.filter(reader=reader, shown_at__gt=now - SEEN_WINDOW, shown_at__lte=now)
+        .values("item_id")
+        .annotate(n=Count("id"))
+        .values_list("item_id", "n")
+    )
+
+
 def reader_recent_clicks(*, reader: Reader, limit: int = 5) -> list[Click]:
     return list(
         Click.objects.filter(reader=reader).select_related("item").order_by("-clicked_at")[:limit]
@@ -72,3 +82,24 @@ def readers_for_picker(*, limit: int = 24) -> list[Reader]:
         .annotate(n_clicks=Count("clicks"))
         .order_by("external_id")[:limit]
     )
+
+
+def item_get(*, item_id: int) -> Item | None:
+    return Item.objects.filter(pk=item_id).first()
+
+
+def reader_profile(*, reader_id: int, recent: int = 5) -> dict | None:
+    """What the API and the reader page show of a reader: clicks by category, the latest
+    stories, and when the serving reader vector was computed."""
+    from webapp.lookalike.models import ReaderVector
+
+    reader = reader_get(reader_id=reader_id)
+    if reader is None:
+        return None
+    by_category = dict(Click.objects.filter(reader=reader).values("item__category").annotate(n=Count("id"))
+                       .order_by("-n").values_list("item__category", "n"))
+    vector = ReaderVector.objects.filter(reader=reader, model_run__is_active=True).order_by("-computed_at").first()
+    return {"reader": reader, "clicks": sum(by_category.values()),
+            "impressions": Impression.objects.filter(reader=reader).count(), "categories": by_category,
+            "recent": [c.item for c in reader_recent_clicks(reader=reader, limit=recent)],
+            "vector_computed_at": vector.computed_at if vector else None}

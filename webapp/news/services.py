@@ -10,14 +10,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from recsys.baseline import baseline_scores
 from webapp.lookalike.services import seedset_mark_dirty
+from webapp.lookalike.store import CATALOG_VERSION_KEY
+from webapp.lookalike.store import client as store_client
+from webapp.news import ranking
 from webapp.news.models import Click, Impression, Item, Reader
-from webapp.news.selectors import feed_candidates_for
+from webapp.news.selectors import catalog_for, feed_candidates_for, recent_impressions
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class FeedEntry:
     item: Item
     score: float
     score_parts: dict[str, float]
+    why: str = ""
+    warm: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,9 +58,39 @@ class FeedPage:
     entries: list[FeedEntry] = field(default_factory=list)
 
 
-def feed_build(*, reader: Reader, limit: int, now: datetime | None = None) -> FeedPage:
-    """Rank the reader's candidates, log the top `limit` as impressions, return them."""
+def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode: str | None = None,
+               weight: float | None = None) -> FeedPage:
+    """Rank the reader's candidates (live items of their catalog they have not clicked), log
+    the top `limit` as impressions with the ranker's mode and score parts, return them.
+    `mode` and `weight` override the settings for this request (A/B comparisons); until a
+    ranker is trained the baseline (popularity x recency) ranks."""
     now = now or timezone.now()
+    config = ranking.ranker_config(mode, weight)  # ValueError on a bad mode or weight
+    clicked = list(Click.objects.filter(reader=reader).order_by("-clicked_at").values_list("item_id", flat=True))
+    shown = recent_impressions(reader=reader, now=now)
+    ranked = ranking.rank(reader_id=reader.pk, source=catalog_for(reader=reader), clicked=clicked, shown=shown,
+                          now=now, limit=limit, config=config)
+    if ranked is None:
+        ranked = _baseline(reader=reader, now=now, limit=limit)
+    items = {i.pk: i for i in ranked.items} if ranked.items is not None else \
+        Item.objects.in_bulk([int(i) for i in ranked.item_ids])
+    request_id = uuid.uuid4().hex
+    kept = [n for n, i in enumerate(ranked.item_ids) if int(i) in items]  # a story deleted since the catalog copy
+    impressions = [
+        Impression(reader=reader, item=items[int(ranked.item_ids[n])], request_id=request_id, position=pos,
+                   shown_at=now, mode=ranked.mode, score=float(ranked.scores[n]), score_parts=ranked.parts[n])
+        for pos, n in enumerate(kept)
+    ]
+    Impression.objects.bulk_create(impressions)
+    entries = [
+        FeedEntry(imp.pk, imp.position, imp.item, imp.score, imp.score_parts,
+                  why=ranked.why[n] if ranked.why else "", warm=ranked.warm[n] if ranked.warm else False)
+        for n, imp in zip(kept, impressions, strict=True)
+    ]
+    return FeedPage(request_id=request_id, reader_id=reader.pk, mode=ranked.mode, entries=entries)
+
+
+def _baseline(*, reader: Reader, now: datetime, limit: int) -> ranking.Ranked:
     cand = feed_candidates_for(reader=reader, now=now)
     parts = baseline_scores(
         popularity=cand.popularity,
@@ -65,26 +101,8 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None) -> Fe
     score = parts.pop("score")
     # Highest score first; ties broken by the newer item id so the order is deterministic.
     order = np.lexsort((-cand.item_ids, -score))[:limit]
-    items = Item.objects.in_bulk([int(i) for i in cand.item_ids[order]])
-    request_id = uuid.uuid4().hex
-    impressions = [
-        Impression(
-            reader=reader,
-            item=items[int(cand.item_ids[idx])],
-            request_id=request_id,
-            position=pos,
-            shown_at=now,
-            mode="baseline",
-            score=float(score[idx]),
-            score_parts={k: round(float(v[idx]), 6) for k, v in parts.items()},
-        )
-        for pos, idx in enumerate(order)
-    ]
-    Impression.objects.bulk_create(impressions)
-    entries = [
-        FeedEntry(imp.pk, imp.position, imp.item, imp.score, imp.score_parts) for imp in impressions
-    ]
-    return FeedPage(request_id=request_id, reader_id=reader.pk, mode="baseline", entries=entries)
+    return ranking.Ranked("baseline", cand.item_ids[order], score[order],
+                          [{k: round(float(v[idx]), 6) for k, v in parts.items()} for idx in order])
 
 
 @dataclass(frozen=True)
@@ -136,6 +154,7 @@ def item_publish(*, item: Item, now: datetime | None = None) -> Item:
     if item.published_at is None:
         item.published_at = now or timezone.now()
         item.save(update_fields=["published_at"])
+        transaction.on_commit(catalog_changed)
     return item
 
 
@@ -177,4 +196,28 @@ def item_popularity_refresh(
             """,
             {"decay": decay, "now": now, "window": 10 * half_life * 3600.0},
         )
-        return cur.rowcount
+        updated = cur.rowcount
+        cur.execute(
+            """
+            WITH counts AS (
+                SELECT m.item_id, COUNT(*) AS shown, COUNT(c.id) AS clicked
+                FROM news_impression AS m LEFT JOIN news_click AS c ON c.impression_id = m.id
+                GROUP BY m.item_id
+            )
+            UPDATE news_item AS i
+            SET shown_count = COALESCE(n.shown, 0), click_count = COALESCE(n.clicked, 0)
+            FROM news_item AS j LEFT JOIN counts AS n ON n.item_id = j.id
+            WHERE i.id = j.id AND (i.shown_count, i.click_count)
+                  IS DISTINCT FROM (COALESCE(n.shown, 0), COALESCE(n.clicked, 0))
+            """
+        )
+    catalog_changed()
+    return updated
+
+
+def catalog_changed() -> None:
+    """Tell every web process to reload its copy of the live catalog (webapp.news.ranking)."""
+    try:
+        store_client().incr(CATALOG_VERSION_KEY)
+    except redis.RedisError:
+        logger.warning("Redis unreachable: web processes pick up catalog changes within their TTL")

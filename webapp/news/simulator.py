@@ -33,7 +33,7 @@ class Shown:
 
 
 class Transport(Protocol):
-    def feed(self, reader_id: int, limit: int, now: datetime | None) -> list[Shown]: ...
+    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None) -> list[Shown]: ...
     def click(self, impression: int, reader_id: int, now: datetime | None) -> bool: ...
 
 
@@ -59,8 +59,8 @@ class HttpTransport:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise TransportError(f"{self.base_url}{path}: {getattr(exc, 'reason', exc)}") from None
 
-    def feed(self, reader_id: int, limit: int, now: datetime | None) -> list[Shown]:
-        _, page = self._call(f"/api/feed?reader={reader_id}&limit={limit}")
+    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None) -> list[Shown]:
+        _, page = self._call(f"/api/feed?reader={reader_id}&limit={limit}" + (f"&mode={mode}" if mode else ""))
         return [Shown(e["impression"], e["position"], e["item"]["external_id"], e["item"]["category"],
                       e["item"]["subcategory"], parse_datetime(e["item"]["published_at"]))
                 for e in page["items"]]
@@ -76,8 +76,8 @@ class HttpTransport:
 class LocalTransport:
     """Calls the services the API views call, in this process (and can backdate)."""
 
-    def feed(self, reader_id: int, limit: int, now: datetime | None) -> list[Shown]:
-        page = services.feed_build(reader=Reader.objects.get(pk=reader_id), limit=limit, now=now)
+    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None) -> list[Shown]:
+        page = services.feed_build(reader=Reader.objects.get(pk=reader_id), limit=limit, now=now, mode=mode)
         return [Shown(e.impression_id, e.position, e.item.external_id, e.item.category,
                       e.item.subcategory, e.item.published_at) for e in page.entries]
 
@@ -100,7 +100,7 @@ class Stats:
 
 class Simulator:
     def __init__(self, *, readers: list[DemoReader], click_model: ClickModel, transport: Transport,
-                 feed_size: int = 10, seed: int = 0) -> None:
+                 feed_size: int = 10, seed: int = 0, modes: list[str] | None = None) -> None:
         by_ext = dict(Reader.objects.filter(source=Source.DEMO).values_list("external_id", "pk"))
         self.readers = [r for r in readers if r.id in by_ext]
         if not self.readers:
@@ -110,6 +110,7 @@ class Simulator:
         self.p = weights / weights.sum()
         self.model, self.transport, self.feed_size = click_model, transport, feed_size
         self.rng = np.random.default_rng(seed)
+        self.modes = modes or []  # ranker modes to split sessions between (an A/B test); [] = the default
         self.stats = Stats()
         self._truths: dict[str, ItemTruth] = {}
 
@@ -124,7 +125,8 @@ class Simulator:
         """One visit: a reader drawn by activity reads one feed page and clicks."""
         k = int(self.rng.choice(len(self.readers), p=self.p))
         reader, reader_id = self.readers[k], self.db_ids[k]
-        page = self.transport.feed(reader_id, self.feed_size, now)
+        mode = self.modes[int(self.rng.integers(len(self.modes)))] if self.modes else None
+        page = self.transport.feed(reader_id, self.feed_size, now, mode)
         self.stats.sessions += 1
         self.stats.impressions += len(page)
         at = now or timezone.now()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -9,12 +11,18 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from recsys.ranker import MODES
 from webapp.news import selectors, services
 from webapp.news.models import Item
 
 
 class ReaderForm(forms.Form):
     reader = forms.IntegerField(min_value=1, max_value=2**63 - 1)
+
+
+class FeedForm(ReaderForm):
+    mode = forms.ChoiceField(choices=[(m, m) for m in MODES], required=False)
+    w = forms.FloatField(min_value=0.0, max_value=1.0, required=False)
 
 
 class ClickForm(forms.Form):
@@ -29,17 +37,20 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def feed(request: HttpRequest) -> HttpResponse:
-    form = ReaderForm(request.GET)
+    form = FeedForm(request.GET)
     if not form.is_valid():
         return render(request, "news/home.html",
                       {"readers": selectors.readers_for_picker(), "form": form}, status=400)
     reader = selectors.reader_get(reader_id=form.cleaned_data["reader"])
     if reader is None:
         return render(request, "news/not_found.html", {"what": "reader"}, status=404)
-    page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT)
+    mode, w = form.cleaned_data.get("mode") or None, form.cleaned_data.get("w")
+    page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT, mode=mode, weight=w)
+    more = {"reader": reader.pk, **({"mode": mode} if mode else {}), **({"w": w} if w is not None else {})}
     return render(request, "news/feed.html", {
         "reader": reader,
         "page": page,
+        "more": urlencode(more),
         "recent_clicks": selectors.reader_recent_clicks(reader=reader),
     })
 

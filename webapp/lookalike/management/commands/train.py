@@ -49,6 +49,6 @@ class Command(BaseCommand):
                 f"trained {report.tower_run.version}: E_u for {report.readers:,} readers "
                 f"from {report.clicks:,} clicks; "
                 f"seconds: load {s['load']}, stage 1 {s['stage1']}, stage 2 {s['stage2']}, "
-                f"cold start {s['coldstart']}, store {s['store']}; "
+                f"cold start {s['coldstart']}, CTR {s['ctr']}, store {s['store']}; "
                 f"val AUC stage 1 {report.tower_run.metrics['val_auc']}, "
                 f"stage 2 {report.lookalike_run.metrics['val_auc']}")

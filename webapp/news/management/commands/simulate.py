@@ -11,6 +11,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from fixtures.corpus import READERS_FILE, CorpusError, load_readers, load_stories, taxonomy_of
+from recsys.ranker import MODES
 from recsys.simulation import ClickModel
 from webapp.news import services
 from webapp.news.models import Click, Source
@@ -43,6 +44,9 @@ class Command(BaseCommand):
         parser.add_argument("--feed-size", type=int, default=10)
         parser.add_argument("--readers", default=str(READERS_FILE))
         parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--modes", default="",
+                            help="comma-separated ranker modes to split sessions between at random "
+                                 "(an A/B test read by ab_report), e.g. blend,ctr; default: the configured one")
 
     def handle(self, *args, **o) -> None:
         if o["rate"] <= 0 or o["feed_size"] < 1 or o["sessions"] < 0 or o["duration"] < 0:
@@ -56,9 +60,12 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         backfill = o["backfill_hours"] > 0
         transport = LocalTransport() if (o["inprocess"] or backfill) else HttpTransport(o["base_url"])
+        modes = [m for m in o["modes"].split(",") if m]
+        if any(m not in MODES for m in modes):
+            raise CommandError(f"--modes takes a comma-separated list of {', '.join(MODES)}")
         try:
             sim = Simulator(readers=readers, click_model=model, transport=transport,
-                            feed_size=o["feed_size"], seed=o["seed"])
+                            feed_size=o["feed_size"], seed=o["seed"], modes=modes)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if backfill:

@@ -1,0 +1,148 @@
+"""Feed latency through the Django stack (URL routing, DRF, the ranker, the impression
+insert, JSON), for 100, 1,000 and 5,000 candidate stories, half of them warm; and the
+look-alike scoring step with attention over k=20 centroids against attention over 500 raw
+seeds per item. Scratch database and Redis db 14; the models are fitted on synthetic data
+(latency does not depend on what they learned). Writes results.json["feed"]."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from common import save, scratch_database, table
+
+READERS, DIM, TEXT, K, SEEDS, RAW = 2_000, 64, 384, 20, 200, 500
+CANDIDATES = (100, 1_000, 5_000)
+REQUESTS = 400
+
+
+def _synthetic_models(folder: Path, rng: np.random.Generator) -> None:
+    from recsys.artifacts import save_coldstart, save_ctr, save_lookalike
+    from recsys.calibration import PlattCalibrator
+    from recsys.coldstart import ColdStartModel
+    from recsys.ctr import CtrModel
+    from recsys.hybrid import Calibration
+    from recsys.lookalike import LookalikeConfig, LookalikeModel
+
+    save_lookalike(folder / "lookalike", LookalikeModel(LookalikeConfig(dim=DIM, k=K)))
+    x, y = rng.standard_normal((2000, TEXT + 4)), rng.random(2000) < 0.1
+    s1, s2 = rng.standard_normal(500), rng.standard_normal((500, 2))  # maps that increase with the scores
+    cal = Calibration(PlattCalibrator().fit(s1, rng.random(500) < 1 / (1 + np.exp(2 - s1))),
+                      PlattCalibrator().fit(s2, rng.random(500) < 1 / (1 + np.exp(2 - s2.sum(1)))), 20, {})
+    save_coldstart(folder / "coldstart", model=ColdStartModel().fit(x, y), calibration=cal, meta={"threshold": 20})
+    x5, x6 = rng.standard_normal((2000, 5)), rng.standard_normal((2000, 6))
+    save_ctr(folder / "ctr", models={"ctr": CtrModel().fit(x5, y), "ctr_similarity": CtrModel().fit(x6, y)},
+             meta={"prior": 0.05})
+
+
+def main() -> None:
+    os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/14"
+    folder = Path(tempfile.mkdtemp(prefix="ralm-bench-feed-"))
+    rng = np.random.default_rng(0)
+    with scratch_database("ralm_feed_bench_feed"):
+        from django.db import connection
+        from django.test import Client
+        from django.utils import timezone
+
+        from recsys.artifacts import load_lookalike
+        from recsys.serving import LookalikeScorer
+        from webapp.lookalike import store
+        from webapp.lookalike.models import ModelKind, ModelRun
+        from webapp.news.models import Click, Item, ItemStatus, Reader
+
+        r = store.client()
+        r.flushdb()
+        _synthetic_models(folder, rng)
+        runs = {k: ModelRun.objects.create(kind=k, version="bench", is_active=True, artifact_path=str(folder / name))
+                for k, name in ((ModelKind.USER_TOWER, "tower"), (ModelKind.LOOKALIKE, "lookalike"),
+                                (ModelKind.COLDSTART, "coldstart"), (ModelKind.CTR, "ctr"))}
+        now = timezone.now()
+        n_items = max(CANDIDATES)
+        print(f"setting up {READERS:,} readers and {n_items:,} stories, half warm ...", flush=True)
+        readers = Reader.objects.bulk_create([Reader(external_id=f"b{i}", name=f"Reader {i}") for i in range(READERS)])
+        text = rng.standard_normal((n_items, TEXT)).astype("<f4")
+        text /= np.linalg.norm(text, axis=1, keepdims=True)
+        items = Item.objects.bulk_create([
+            Item(external_id=f"s{i}", title=f"Story {i}", category=f"c{i % 12}", subcategory=f"s{i % 40}",
+                 published_at=now - timedelta(minutes=int(rng.integers(1, 48 * 60))),
+                 status=ItemStatus.WARM if i % 2 else ItemStatus.COLD, shown_count=int(rng.integers(0, 500)),
+                 click_count=int(rng.integers(0, 25)), text_vector=text[i].tobytes())
+            for i in range(n_items)], batch_size=2000)
+        Click.objects.bulk_create([Click(reader=readers[i], item=items[int(j)], clicked_at=now - timedelta(hours=1))
+                                   for i in range(READERS) for j in rng.choice(n_items, 5, replace=False)],
+                                  batch_size=5000)
+        e_u = rng.standard_normal((READERS, DIM)).astype(np.float32)
+        store.reader_vectors_write(run_id=runs[ModelKind.USER_TOWER].pk,
+                                   vectors=((rd.pk, v) for rd, v in zip(readers, e_u, strict=True)))
+        scorer = LookalikeScorer.from_model(load_lookalike(folder / "lookalike"))
+        warm = [it for it in items if it.status == ItemStatus.WARM]
+        seed_sets = [rng.integers(0, READERS, SEEDS) for _ in warm]
+        states = scorer.item_states([e_u[s] for s in seed_sets])
+        packed = {it.pk: store.pack_state(s, warm=True) for it, s in zip(warm, states, strict=True)}
+        store.item_states_write(run_id=runs[ModelKind.LOOKALIKE].pk, states=packed)
+        store.active_runs_set(tower_run=runs[ModelKind.USER_TOWER].pk, lookalike_run=runs[ModelKind.LOOKALIKE].pk)
+        with connection.cursor() as cur:
+            cur.execute("ANALYZE")
+
+        client = Client(HTTP_HOST="127.0.0.1")
+        rows, result = [], {"candidates": {}}
+        ids = [it.pk for it in items]
+        for n in CANDIDATES:
+            Item.objects.filter(pk__in=ids[n:]).update(published_at=None)
+            Item.objects.filter(pk__in=ids[:n]).update(published_at=now - timedelta(hours=1))
+            r.incr(store.CATALOG_VERSION_KEY)
+            for k in range(20):  # warm up: model loads, the catalog and serving copies
+                assert client.get(f"/api/feed?reader={readers[k].pk}&limit=10").status_code == 200
+            times = []
+            for _ in range(REQUESTS):
+                reader = readers[int(rng.integers(READERS))]
+                started = time.perf_counter()
+                resp = client.get(f"/api/feed?reader={reader.pk}&limit=10")
+                times.append((time.perf_counter() - started) * 1000)
+                assert resp.status_code == 200 and resp.json()["mode"] == "blend", resp.content[:300]
+            if os.environ.get("BENCH_PROFILE") and n == 1_000:
+                import cProfile
+                import pstats
+
+                prof = cProfile.Profile()
+                prof.runcall(lambda: [client.get(f"/api/feed?reader={readers[k].pk}&limit=10") for k in range(100)])
+                pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+            p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
+            result["candidates"][str(n)] = {"p50_ms": round(float(p50), 2), "p99_ms": round(float(p99), 2),
+                                            "requests": REQUESTS}
+            rows.append((f"{n:,}", f"{p50:.1f}", f"{p99:.1f}", f"{1000 / np.mean(times):.0f}"))
+
+        # The scoring step alone, 1,000 candidates: k=20 centroids against 500 raw seeds each.
+        c = 1000
+        cents = np.stack([np.pad(s.centroids, ((0, K - len(s.sizes)), (0, 0))) for s in states[:c]]).astype(np.float64)
+        sizes = np.stack([np.pad(s.sizes, (0, K - len(s.sizes))) for s in states[:c]])
+        e_global = np.stack([s.e_global for s in states[:c]]).astype(np.float64)
+        raw = scorer.transform(e_u[rng.integers(0, READERS, (c, RAW))].astype(np.float64))
+        target = e_u[0].astype(np.float64)
+
+        def best_of(fn, repeat: int = 15) -> float:
+            out = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - started)
+            return float(np.median(out)) * 1000
+
+        centroid_ms = best_of(lambda: scorer._score(target, cents, sizes, sizes > 0, e_global))
+        raw_ms = best_of(lambda: scorer._score(target, raw, np.ones((c, RAW)), np.ones((c, RAW), bool), e_global))
+        result["scoring_1000_ms"] = {"centroids_k20": round(centroid_ms, 2), "raw_seeds_500": round(raw_ms, 2)}
+        result["raw_seed_ratio_500"] = round(raw_ms / centroid_ms, 1)
+        r.flushdb()
+    save("feed", result)
+    print(table(rows, ("candidates", "p50 ms", "p99 ms", "requests/s (1 client)")))
+    print(table([("k = 20 centroids", f"{centroid_ms:.2f}"), (f"{RAW} raw seeds", f"{raw_ms:.2f}"),
+                 ("ratio", f"{raw_ms / centroid_ms:.1f}x")], ("look-alike scoring, 1,000 candidates", "ms")))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

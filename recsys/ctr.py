@@ -1,0 +1,123 @@
+"""The CTR model: P(click) of a shown (reader, item) pair from features the feed has at hand.
+
+Features (one row per impression, in this order):
+  affinity   the reader's category affinity, log(P(category | reader) / uniform), smoothed
+  item_ctr   logit of the item's smoothed CTR: (clicks + a * prior) / (impressions + a)
+  exposure   log1p(the item's impressions): how much the CTR estimate can be trusted
+  freshness  log1p(age in hours)
+  position   log1p(position on the page); 0 when serving, so the ranking is position-free
+  similarity (the `feature` ranker mode only) logit of the calibrated RALM / cold-start score
+
+For training, every feature of an impression is taken as of its time (counts strictly before
+it), so the model never sees the click it is asked to predict.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recsys.coldstart import ColdStartModel
+
+FEATURES = ("affinity", "item_ctr", "exposure", "freshness", "position")
+SMOOTHING = 50.0  # pseudo-impressions behind the prior CTR
+
+
+class CtrModel(ColdStartModel):
+    """Standardised features into a logistic regression (the same estimator as the cold-start
+    model, a separate name so that artifacts say what they hold)."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 500, random_state: int | None = 0) -> None:
+        super().__init__(C=C, max_iter=max_iter, random_state=random_state)
+
+
+def affinity_of(in_category: np.ndarray, total: np.ndarray, n_categories: int, smoothing: float = 1.0) -> np.ndarray:
+    """A reader's clicks in the item's category and in all -> log(share * C), smoothed: 0
+    for a reader with no clicks, as in recsys.coldstart.reader_profiles."""
+    share = (np.asarray(in_category, np.float64) + smoothing) / (np.asarray(total, np.float64)
+                                                                 + smoothing * n_categories)
+    return np.log(share * n_categories)
+
+
+def assemble(*, affinity: np.ndarray, item_clicks: np.ndarray, item_impressions: np.ndarray,
+             age_hours: np.ndarray, position: np.ndarray | float, prior: float,
+             similarity: np.ndarray | None = None) -> np.ndarray:
+    """The feature rows (N, 5) or, with `similarity` (P(click), (N,)), (N, 6)."""
+    n = len(affinity)
+    smoothed = (np.asarray(item_clicks, np.float64) + SMOOTHING * prior) / (np.asarray(item_impressions, np.float64)
+                                                                           + SMOOTHING)
+    cols = [np.asarray(affinity, np.float64), _logit(smoothed), np.log1p(np.asarray(item_impressions, np.float64)),
+            np.log1p(np.maximum(np.nan_to_num(np.asarray(age_hours, np.float64)), 0.0)),
+            np.log1p(np.broadcast_to(np.asarray(position, np.float64), (n,)))]
+    if similarity is not None:
+        cols.append(_logit(np.asarray(similarity, np.float64)))
+    return np.stack(cols, 1).astype(np.float32)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _counts_before(keys: np.ndarray, times: np.ndarray, event_keys: np.ndarray, event_times: np.ndarray,
+                   weights: np.ndarray | None = None) -> np.ndarray:
+    """For each query (key, time): the number (or weight sum) of events with the same key
+    strictly before that time. Times are whole seconds."""
+    t0 = int(min(times.min(initial=0), event_times.min(initial=0)))
+    comp_e = event_keys.astype(np.int64) * (1 << 32) + (event_times.astype(np.int64) - t0)
+    order = np.argsort(comp_e, kind="stable")
+    comp_e = comp_e[order]
+    cum = np.concatenate([[0.0], np.cumsum(np.ones(len(order)) if weights is None else weights[order])])
+    comp_q = keys.astype(np.int64) * (1 << 32) + (times.astype(np.int64) - t0)
+    start = np.searchsorted(comp_e, keys.astype(np.int64) * (1 << 32), side="left")
+    end = np.searchsorted(comp_e, comp_q, side="left")
+    return cum[end] - cum[start]
+
+
+def impression_features(*, reader: np.ndarray, item: np.ndarray, time: np.ndarray, position: np.ndarray,
+                        clicked: np.ndarray, item_category: np.ndarray, item_published: np.ndarray,
+                        n_categories: int, prior: float | None = None) -> tuple[np.ndarray, float]:
+    """As-of features of logged impressions (arrays of shape (N,); times in seconds). A
+    click counts from the time of its impression. Returns the rows and the prior CTR used."""
+    reader, item = np.asarray(reader, np.int64), np.asarray(item, np.int64)
+    t = np.floor(np.asarray(time, np.float64)).astype(np.int64)
+    clicked = np.asarray(clicked, bool)
+    prior = float(clicked.mean()) if prior is None and len(clicked) else float(prior or 0.05)
+    cat = np.asarray(item_category, np.int64)[item]
+    imps = _counts_before(item, t, item, t)
+    clicks = _counts_before(item, t, item[clicked], t[clicked])
+    own = _counts_before(reader * n_categories + cat, t, reader[clicked] * n_categories + cat[clicked], t[clicked])
+    total = _counts_before(reader, t, reader[clicked], t[clicked])
+    aff = affinity_of(own, total, n_categories)
+    age = (np.asarray(time, np.float64) - np.asarray(item_published, np.float64)[item]) / 3600.0
+    return assemble(affinity=aff, item_clicks=clicks, item_impressions=imps, age_hours=age, position=position,
+                    prior=prior), prior
+
+
+def with_similarity(x: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """Rows of `assemble` (N, 5) plus the similarity column of the `feature` mode."""
+    return np.hstack([x, _logit(np.asarray(similarity, np.float64))[:, None]]).astype(np.float32)
+
+
+def auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC, None when one class is missing."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y)
+    if len(y) == 0 or y.min() == y.max():
+        return None
+    return round(float(roc_auc_score(y, score)), 4)
+
+
+def fit_ctr(x: np.ndarray, y: np.ndarray, time: np.ndarray, *, validation_from: float,
+            seed: int = 0) -> tuple[CtrModel | None, dict]:
+    """Fit on the rows before `validation_from`, report AUC on the rest, then refit on all.
+    None when the rows lack clicks or skips."""
+    y = np.asarray(y, np.float64)
+    if len(y) == 0 or y.min() == y.max():
+        return None, {"rows": int(len(y)), "error": "no clicks and skips to learn from"}
+    early = np.asarray(time) < validation_from
+    report: dict = {"rows": int(len(y)), "clicks": int(y.sum()), "val_auc": None}
+    if early.any() and (~early).any() and 0 < y[early].mean() < 1:
+        early_model = CtrModel(random_state=seed).fit(x[early], y[early])
+        report["val_auc"] = auc(y[~early], early_model.decision_function(x[~early]))
+    return CtrModel(random_state=seed).fit(x, y), report

@@ -1,0 +1,135 @@
+"""The ranker's modes, the subcategory cap, exposure statistics and the CTR model's as-of features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.ctr import CtrModel, _counts_before, assemble, auc, impression_features
+from recsys.ranker import RankerConfig, ab_summary, diversified_top, exposure_gini, final_scores
+
+
+def test_blend_interpolates_and_ctr_mode_is_blend_at_zero():
+    ctr, sim = np.array([0.10, 0.02, 0.05]), np.array([0.01, 0.20, 0.05])
+    blend = final_scores(RankerConfig("blend", weight=0.5), ctr=ctr, similarity=sim)
+    assert np.allclose(blend, 0.5 * ctr + 0.5 * sim)
+    assert np.argmax(blend) == 1 and np.argmax(final_scores(RankerConfig("ctr"), ctr=ctr, similarity=sim)) == 0
+    assert np.allclose(final_scores(RankerConfig("blend", weight=0.0), ctr=ctr, similarity=sim), ctr)
+    assert np.allclose(final_scores(RankerConfig("blend", weight=1.0), ctr=ctr, similarity=sim), sim)
+
+
+def test_feature_mode_ranks_by_the_model_with_similarity_and_needs_it():
+    ctr, sim = np.array([0.1, 0.2]), np.array([0.3, 0.1])
+    with_sim = np.array([0.4, 0.1])
+    assert np.argmax(final_scores(RankerConfig("feature"), ctr=ctr, similarity=sim, ctr_with_similarity=with_sim)) == 0
+    with pytest.raises(ValueError, match="feature mode"):
+        final_scores(RankerConfig("feature"), ctr=ctr, similarity=sim)
+
+
+def test_gate_drops_dissimilar_candidates_but_never_empties_the_page():
+    ctr = np.array([0.9, 0.1, 0.2, 0.3])
+    sim = np.array([0.001, 0.5, 0.03, 0.01])
+    out = final_scores(RankerConfig("gate", gate=0.02), ctr=ctr, similarity=sim, limit=2)
+    assert np.isneginf(out[0]) and np.isneginf(out[3]) and out[1] == 0.1 and out[2] == 0.2
+    topped = final_scores(RankerConfig("gate", gate=0.02), ctr=ctr, similarity=sim, limit=3)
+    assert np.isfinite(topped).sum() == 3 and np.isfinite(topped[3])  # the most similar of the rest
+
+
+def test_bad_config_is_rejected():
+    for bad in ({"mode": "magic"}, {"weight": 1.5}, {"max_per_subcategory": 0}):
+        with pytest.raises(ValueError):
+            RankerConfig(**bad)
+
+
+def test_subcategory_cap_and_fill():
+    scores = np.array([9, 8, 7, 6, 5, 4], float)
+    groups = np.array([0, 0, 0, 1, 1, 2])
+    top = diversified_top(scores, groups, limit=4, per_group=2)
+    assert top.tolist() == [0, 1, 3, 4]
+    # A page that cannot be filled under the cap takes the best of the capped ones.
+    assert sorted(diversified_top(scores[:3], groups[:3], limit=3, per_group=1).tolist()) == [0, 1, 2]
+    # Dropped candidates (-inf) never appear.
+    assert -1 not in diversified_top(np.array([1.0, -np.inf]), np.array([0, 1]), limit=2, per_group=2).tolist()
+    assert diversified_top(np.array([1.0, -np.inf]), np.array([0, 1]), limit=2, per_group=2).tolist() == [0]
+
+
+def test_exposure_gini():
+    assert exposure_gini(np.array([5, 5, 5, 5])) == pytest.approx(0.0)
+    assert exposure_gini(np.array([0, 0, 0, 12])) == pytest.approx(0.75)
+    assert exposure_gini(np.zeros(3)) == 0.0
+
+
+def test_ab_summary_per_mode():
+    mode = np.array(["a", "a", "a", "a", "b", "b", "b", "b"])
+    request = np.array(["q1", "q1", "q2", "q2", "q3", "q3", "q4", "q4"])
+    item = np.array([1, 2, 1, 2, 3, 4, 5, 1])
+    clicked = np.array([1, 0, 0, 0, 1, 1, 0, 0], bool)
+    cold = np.array([0, 0, 0, 0, 1, 1, 1, 0], bool)
+    category = np.array(["x", "x", "x", "y", "x", "y", "z", "x"])
+    s = ab_summary(mode=mode, request=request, item=item, clicked=clicked, cold=cold, category=category,
+                   catalog=np.arange(1, 11))
+    assert s["a"]["ctr"] == 0.25 and s["b"]["ctr"] == 0.5
+    assert s["a"]["cold_share"] == 0.0 and s["b"]["cold_share"] == 0.75
+    assert s["a"]["tail_share"] == 0.0 and s["b"]["tail_share"] > 0  # items 1 and 2 are the head
+    assert s["a"]["exposure_gini"] > s["b"]["exposure_gini"]
+    assert s["a"]["categories_per_page"] == 1.5 and s["b"]["categories_per_page"] == 2.0
+
+
+def test_counts_are_strictly_before_each_query():
+    keys = np.array([1, 1, 2, 1])
+    times = np.array([10, 20, 20, 30])
+    assert _counts_before(keys, times, keys, times).tolist() == [0, 1, 0, 2]
+    w = np.array([1.0, 0.0, 1.0, 1.0])
+    assert _counts_before(keys, times, keys, times, w).tolist() == [0, 1, 0, 1]
+
+
+def test_impression_features_never_see_their_own_click():
+    # One item shown four times; clicked the first time only.
+    x, prior = impression_features(reader=np.array([0, 1, 2, 0]), item=np.zeros(4, int),
+                                   time=np.array([0, 10, 20, 30.]), position=np.zeros(4),
+                                   clicked=np.array([1, 0, 0, 0], bool),
+                                   item_category=np.array([0]), item_published=np.array([0.0]), n_categories=3)
+    assert prior == 0.25
+    exposure = x[:, 2]
+    assert np.allclose(exposure, np.log1p([0, 1, 2, 3]))
+    smoothed = 1 / (1 + np.exp(-x[:, 1]))
+    assert smoothed[0] == pytest.approx(prior, rel=1e-3) and smoothed[1] > smoothed[2] > smoothed[3] > prior
+    # The reader who clicked has an affinity for the category only after the click.
+    assert x[0, 0] == pytest.approx(0.0) and x[3, 0] > 0
+
+
+def test_ctr_model_recovers_a_planted_effect():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    aff = rng.normal(size=n)
+    x = assemble(affinity=aff, item_clicks=rng.integers(0, 5, n), item_impressions=rng.integers(5, 100, n),
+                 age_hours=rng.uniform(0, 48, n), position=rng.integers(0, 10, n), prior=0.05)
+    p = 1 / (1 + np.exp(-(-3 + 1.2 * aff - 0.5 * x[:, 4])))
+    y = rng.random(n) < p
+    model = CtrModel().fit(x[:15_000], y[:15_000])
+    assert auc(y[15_000:], model.decision_function(x[15_000:])) > 0.7
+    coef = model.model_.coef_[0]
+    assert coef[0] > 0.3 and coef[4] < 0  # affinity up, deeper positions down
+
+
+def test_reader_logits_equal_the_models_decision_function():
+    from recsys.coldstart import ColdStartModel, Profiles, pair_features, reader_logits
+
+    rng = np.random.default_rng(1)
+    n, d, c = 300, 16, 4
+    vectors = rng.standard_normal((n, d)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    category = rng.integers(0, c, n)
+    profiles = Profiles(vectors[:2] * 0.9, rng.normal(size=(2, c)).astype(np.float32))
+    readers = rng.integers(0, 2, 2000)
+    items = rng.integers(0, n, 2000)
+    age = rng.uniform(0, 50, 2000)
+    age[::7] = np.nan
+    x = pair_features(profiles, readers, vectors, category, items, age)
+    model = ColdStartModel().fit(x, rng.random(2000) < 1 / (1 + np.exp(-x[:, d] * 3)))
+    items0 = np.arange(n)
+    ages0 = rng.uniform(0, 50, n)
+    expected = model.decision_function(pair_features(profiles, np.zeros(n, np.int64), vectors, category, items0, ages0))
+    fast = reader_logits(*model.linear(), profile=profiles.vectors[0],
+                         affinity=profiles.category_affinity[0][category], item_vectors=vectors, age_hours=ages0)
+    assert np.allclose(fast, expected, atol=1e-4)

@@ -1,0 +1,62 @@
+"""The admin's seed view of an item and the live dashboard."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
+from webapp.news.models import Item, ItemStatus
+
+
+@pytest.fixture
+def staff(client):
+    user = get_user_model().objects.create_user("editor", password="pw-editor-1", is_staff=True, is_superuser=True)
+    client.force_login(user)
+    return client
+
+
+def test_item_seed_view_shows_seeds_clusters_projection_and_scores_a_reader(trained, staff):
+    item = Item.objects.filter(status=ItemStatus.WARM).order_by("-pk").first()
+    seeds = SeedSet.objects.get(item=item)
+    page = staff.get(f"/admin/news/item/{item.pk}/seeds/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f'<strong id="seed-count">{seeds.count}</strong>' in html
+    assert html.count('class="chart"') == 3 and 'id="attention"' in html
+    assert f'href="/admin/news/reader/{seeds.seed_reader_ids[0]}/change/"' in html
+
+    reader = seeds.seed_reader_ids[0]
+    scored = staff.get(f"/admin/news/item/{item.pk}/seeds/?reader={reader}").content.decode()
+    assert 'id="score"' in scored and "local weight (this reader)" in scored
+    assert staff.get(f"/admin/news/item/{item.pk}/seeds/?reader=abc").status_code == 400
+    assert "No reader 999999999" in staff.get(f"/admin/news/item/{item.pk}/seeds/?reader=999999999").content.decode()
+    assert staff.get("/admin/news/item/999999999/seeds/").status_code == 404
+    # Linked from the change form and the list.
+    assert f"/admin/news/item/{item.pk}/seeds/" in staff.get(f"/admin/news/item/{item.pk}/change/").content.decode()
+
+
+def test_cold_item_without_state_says_so(trained, staff):
+    item = Item.objects.filter(status=ItemStatus.COLD, lookalike_states__isnull=True).first()
+    html = staff.get(f"/admin/news/item/{item.pk}/seeds/").content.decode()
+    assert "No look-alike state yet" in html and html.count('class="chart"') == 1
+
+
+def test_dashboard_charts_modes_and_published_stories(trained, staff):
+    html = staff.get("/admin/dashboard/").content.decode()
+    assert html.count('class="chart"') == 2 and 'id="modes"' in html and 'id="published"' in html
+    assert 'http-equiv="refresh"' in html
+
+
+@pytest.mark.django_db
+def test_admin_pages_need_staff(client):
+    for url in ("/admin/dashboard/", "/admin/news/item/1/seeds/"):
+        resp = client.get(url)
+        assert resp.status_code == 302 and "/admin/login/" in resp["Location"]
+
+
+def test_model_runs_list_shows_metrics(trained, staff):
+    html = staff.get("/admin/lookalike/modelrun/").content.decode()
+    assert "val AUC" in html
+    run = ModelRun.objects.get(kind=ModelKind.CTR, is_active=True)
+    assert "prior" in staff.get(f"/admin/lookalike/modelrun/{run.pk}/change/").content.decode()

@@ -1,0 +1,133 @@
+"""The trained ranker behind the feed: modes per request, logged score parts, the subcategory
+cap, the reasons shown, the item and reader endpoints, and ab_report."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
+from webapp.news.models import Click, Impression, Item, ItemStatus, Reader
+
+
+def _reader() -> Reader:
+    return Reader.objects.filter(source="demo", clicks__isnull=False).order_by("pk").first()
+
+
+def test_the_trained_ranker_serves_the_feed_and_logs_its_parts(trained, client, settings):
+    assert ModelRun.objects.filter(kind=ModelKind.CTR, is_active=True).exists()
+    reader = _reader()
+    clicked = set(Click.objects.filter(reader=reader).values_list("item_id", flat=True))
+    resp = client.get(f"/api/feed?reader={reader.pk}&limit=20")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["mode"] == "blend" and len(body["items"]) == 20
+    ids = [e["item"]["id"] for e in body["items"]]
+    assert not clicked & set(ids)
+    subs = Counter((e["item"]["category"], e["item"]["subcategory"]) for e in body["items"])
+    assert max(subs.values()) <= settings.FEED_MAX_PER_SUBCATEGORY
+    scores = [e["score"] for e in body["items"]]
+    assert all(e["why"] for e in body["items"])
+    for e in body["items"]:
+        p = e["score_parts"]
+        assert 0 < p["ctr"] < 1 and 0 < p["similarity"] < 1 and p["weight"] == settings.FEED_BLEND_WEIGHT
+        if p["seen"] == 0:  # unseen stories score exactly the blend
+            assert e["score"] == pytest.approx(0.5 * p["ctr"] + 0.5 * p["similarity"], abs=1e-5)
+        assert (p["ralm_logit"] is not None) == p["warm"]
+    assert scores[: len(scores) // 2] and max(scores) == scores[0]
+    logged = Impression.objects.filter(request_id=body["request_id"]).order_by("position")
+    assert [i.item_id for i in logged] == ids and {i.mode for i in logged} == {"blend"}
+    assert logged[0].score_parts["ctr"] == body["items"][0]["score_parts"]["ctr"]
+
+
+def test_modes_per_request(trained, client):
+    reader = _reader()
+    pages = {}
+    for mode in ("blend", "ctr", "feature", "gate"):
+        resp = client.get(f"/api/feed?reader={reader.pk}&limit=10&mode={mode}")
+        assert resp.status_code == 200, resp.content
+        pages[mode] = resp.json()
+        assert Impression.objects.filter(request_id=pages[mode]["request_id"]).first().mode == pages[mode]["mode"]
+    assert pages["ctr"]["mode"] == "ctr" and pages["gate"]["mode"] == "gate"
+    assert pages["feature"]["mode"] in ("feature", "blend")  # blend when the slice had too little to fit it
+    for e in pages["ctr"]["items"]:
+        assert e["score_parts"]["weight"] == 0.0
+    w1 = client.get(f"/api/feed?reader={reader.pk}&limit=10&w=1").json()
+    for e in w1["items"]:
+        if e["score_parts"]["seen"] == 0:
+            assert e["score"] == pytest.approx(e["score_parts"]["similarity"], abs=1e-5)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query, field", [("mode=magic", "mode"), ("w=2", "w"), ("w=x", "w")])
+def test_bad_mode_or_weight_is_a_400_naming_the_field(client, demo_db, query, field):
+    reader = Reader.objects.first()
+    resp = client.get(f"/api/feed?reader={reader.pk}&{query}")
+    assert resp.status_code == 400 and field in resp.json()
+    page = client.get(f"/feed/?reader={reader.pk}&{query}")
+    assert page.status_code == 400
+
+
+def test_warm_stories_say_readers_like_you_and_cold_ones_name_the_topic(trained):
+    from webapp.news import services
+
+    reasons = Counter()
+    assert Item.objects.filter(status=ItemStatus.WARM).exists()
+    for reader in Reader.objects.filter(source="demo", clicks__isnull=False).distinct()[:5]:
+        for e in services.feed_build(reader=reader, limit=80).entries:
+            reasons["warm" if e.warm else "cold"] += 1
+            if e.warm:
+                assert e.why.startswith("Readers like you read it")
+            else:
+                assert e.why.startswith(("New story on a topic you read", "New in", "Popular in"))
+    assert reasons["warm"] and reasons["cold"]
+
+
+def test_feed_page_shows_reasons_badges_and_the_mode(trained, client):
+    reader = _reader()
+    html = client.get(f"/feed/?reader={reader.pk}&mode=ctr").content.decode()
+    assert 'class="why"' in html and "Ranked by <code>ctr</code>" in html and "mode=ctr" in html
+    assert 'class="badge' in html
+
+
+def test_item_and_reader_endpoints(trained, client):
+    seeds = SeedSet.objects.filter(count__gt=0).order_by("-count").first()
+    body = client.get(f"/api/items/{seeds.item_id}").json()
+    assert body["id"] == seeds.item_id and body["seeds"]["count"] == seeds.count
+    assert body["seeds"]["sample"] == seeds.seed_reader_ids[:20]
+    item = Item.objects.get(pk=seeds.item_id)
+    if item.status == ItemStatus.WARM:
+        assert sum(body["seeds"]["clusters"]) == seeds.count
+    assert client.get("/api/items/999999999").status_code == 404
+    assert client.get("/api/items/999999999").json()["detail"]
+
+    reader = _reader()
+    prof = client.get(f"/api/readers/{reader.pk}").json()
+    assert prof["clicks"] == Click.objects.filter(reader=reader).count() == sum(prof["categories"].values())
+    assert prof["vector_computed_at"] is not None and len(prof["recent"]) >= 1
+    assert client.get("/api/readers/999999999").status_code == 404
+    schema = client.get("/api/schema/").content.decode()
+    assert "/api/items/{item_id}" in schema and "/api/readers/{reader_id}" in schema
+
+
+def test_ab_report_compares_the_modes(trained):
+    call_command("simulate", "--backfill-hours", "1", "--sessions", "120", "--seed", "9", "--modes", "blend,ctr,gate",
+                 verbosity=0)
+    out = StringIO()
+    call_command("ab_report", "--hours", "2", "--json", stdout=out)
+    summary = json.loads(out.getvalue())
+    assert {"blend w=0.5", "ctr", "gate"} <= set(summary)
+    for stats in summary.values():
+        assert stats["impressions"] > 0 and 0 <= stats["cold_share"] <= 1 and 0 <= stats["exposure_gini"] <= 1
+    table = StringIO()
+    call_command("ab_report", "--hours", "2", stdout=table)
+    assert "exposure_gini" in table.getvalue() and "blend w=0.5" in table.getvalue()
+    with pytest.raises(CommandError, match="--hours"):
+        call_command("ab_report", "--hours", "0")
+    with pytest.raises(CommandError, match="--modes"):
+        call_command("simulate", "--backfill-hours", "1", "--sessions", "1", "--modes", "magic")
