@@ -8,7 +8,7 @@ import json
 import math
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -33,7 +33,8 @@ class Shown:
 
 
 class Transport(Protocol):
-    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None) -> list[Shown]: ...
+    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
+             weight: float | None = None) -> list[Shown]: ...
     def click(self, impression: int, reader_id: int, now: datetime | None) -> bool: ...
 
 
@@ -59,8 +60,10 @@ class HttpTransport:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise TransportError(f"{self.base_url}{path}: {getattr(exc, 'reason', exc)}") from None
 
-    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None) -> list[Shown]:
-        _, page = self._call(f"/api/feed?reader={reader_id}&limit={limit}" + (f"&mode={mode}" if mode else ""))
+    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
+             weight: float | None = None) -> list[Shown]:
+        _, page = self._call(f"/api/feed?reader={reader_id}&limit={limit}" + (f"&mode={mode}" if mode else "")
+                             + (f"&w={weight}" if weight is not None else ""))
         return [Shown(e["impression"], e["position"], e["item"]["external_id"], e["item"]["category"],
                       e["item"]["subcategory"], parse_datetime(e["item"]["published_at"]))
                 for e in page["items"]]
@@ -76,8 +79,10 @@ class HttpTransport:
 class LocalTransport:
     """Calls the services the API views call, in this process (and can backdate)."""
 
-    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None) -> list[Shown]:
-        page = services.feed_build(reader=Reader.objects.get(pk=reader_id), limit=limit, now=now, mode=mode)
+    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
+             weight: float | None = None) -> list[Shown]:
+        page = services.feed_build(reader=Reader.objects.get(pk=reader_id), limit=limit, now=now, mode=mode,
+                                   weight=weight)
         return [Shown(e.impression_id, e.position, e.item.external_id, e.item.category,
                       e.item.subcategory, e.item.published_at) for e in page.entries]
 
@@ -92,10 +97,31 @@ class Stats:
     clicks: int = 0
     published: int = 0
     errors: int = 0
+    # Per A/B variant: [impressions, clicks, expected clicks under the hidden click model].
+    variants: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def ctr(self) -> float:
         return self.clicks / self.impressions if self.impressions else 0.0
+
+
+def parse_variant(text: str) -> tuple[str, str, float | None]:
+    """"blend:0.2" -> ("blend w=0.2", "blend", 0.2); "ctr" -> ("ctr", "ctr", None). The label
+    is what ab_report calls the variant."""
+    from recsys.ranker import MODES
+
+    mode, _, weight = text.partition(":")
+    if mode not in MODES:
+        raise ValueError(f"unknown ranker mode {mode!r} (one of {', '.join(MODES)})")
+    if not weight:
+        return mode, mode, None
+    try:
+        w = float(weight)
+    except ValueError:
+        raise ValueError(f"bad blend weight in {text!r}") from None
+    if mode != "blend" or not 0.0 <= w <= 1.0:
+        raise ValueError(f"{text!r}: only blend takes a weight, within [0, 1]")
+    return f"blend w={w:g}", mode, w
 
 
 class Simulator:
@@ -110,7 +136,9 @@ class Simulator:
         self.p = weights / weights.sum()
         self.model, self.transport, self.feed_size = click_model, transport, feed_size
         self.rng = np.random.default_rng(seed)
-        self.modes = modes or []  # ranker modes to split sessions between (an A/B test); [] = the default
+        # Ranker variants to split sessions between (an A/B test): "blend", "ctr", "blend:0.2"
+        # (a mode with its blend weight); [] = the configured ranker.
+        self.variants = [parse_variant(v) for v in modes or []]
         self.stats = Stats()
         self._truths: dict[str, ItemTruth] = {}
 
@@ -125,8 +153,10 @@ class Simulator:
         """One visit: a reader drawn by activity reads one feed page and clicks."""
         k = int(self.rng.choice(len(self.readers), p=self.p))
         reader, reader_id = self.readers[k], self.db_ids[k]
-        mode = self.modes[int(self.rng.integers(len(self.modes)))] if self.modes else None
-        page = self.transport.feed(reader_id, self.feed_size, now, mode)
+        label, mode, weight = self.variants[int(self.rng.integers(len(self.variants)))] if self.variants else \
+            ("default", None, None)
+        page = self.transport.feed(reader_id, self.feed_size, now, mode, weight)
+        tally = self.stats.variants.setdefault(label, [0, 0, 0.0])
         self.stats.sessions += 1
         self.stats.impressions += len(page)
         at = now or timezone.now()
@@ -134,9 +164,13 @@ class Simulator:
             age = (at - shown.published_at).total_seconds() / 3600.0
             p = self.model.click_probability(reader.truth, self._truth(shown),
                                              position=shown.position, age_hours=age)
+            tally[0] += 1
+            tally[2] += p
             if self.rng.random() < p:
                 when = now + timedelta(seconds=5 + 10 * shown.position) if now else None
-                self.stats.clicks += self.transport.click(shown.impression, reader_id, when)
+                stored = self.transport.click(shown.impression, reader_id, when)
+                self.stats.clicks += stored
+                tally[1] += stored
 
     def publish_next(self, now: datetime | None = None) -> str | None:
         item = services.item_publish_next(source=Source.DEMO, now=now)

@@ -11,7 +11,6 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from fixtures.corpus import READERS_FILE, CorpusError, load_readers, load_stories, taxonomy_of
-from recsys.ranker import MODES
 from recsys.simulation import ClickModel
 from webapp.news import services
 from webapp.news.models import Click, Source
@@ -21,6 +20,7 @@ from webapp.news.simulator import (
     Simulator,
     TransportError,
     backfill_times,
+    parse_variant,
 )
 
 
@@ -46,7 +46,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None)
         parser.add_argument("--modes", default="",
                             help="comma-separated ranker modes to split sessions between at random "
-                                 "(an A/B test read by ab_report), e.g. blend,ctr; default: the configured one")
+                                 "(an A/B test read by ab_report), e.g. blend,ctr,blend:0.2 (a blend weight); "
+                                 "default: the configured one")
 
     def handle(self, *args, **o) -> None:
         if o["rate"] <= 0 or o["feed_size"] < 1 or o["sessions"] < 0 or o["duration"] < 0:
@@ -61,8 +62,10 @@ class Command(BaseCommand):
         backfill = o["backfill_hours"] > 0
         transport = LocalTransport() if (o["inprocess"] or backfill) else HttpTransport(o["base_url"])
         modes = [m for m in o["modes"].split(",") if m]
-        if any(m not in MODES for m in modes):
-            raise CommandError(f"--modes takes a comma-separated list of {', '.join(MODES)}")
+        try:
+            [parse_variant(m) for m in modes]
+        except ValueError as exc:
+            raise CommandError(f"--modes: {exc}") from None
         try:
             sim = Simulator(readers=readers, click_model=model, transport=transport,
                             feed_size=o["feed_size"], seed=o["seed"], modes=modes)
@@ -91,6 +94,7 @@ class Command(BaseCommand):
         s = sim.stats
         self.stdout.write(f"backfill: {s.sessions} sessions, {s.impressions} impressions, "
                           f"{s.clicks} clicks (CTR {s.ctr:.3f}) over {o['backfill_hours']:g} h")
+        self._variants(s)
 
     def _live(self, sim: Simulator, o: dict) -> None:
         if isinstance(sim.transport, HttpTransport):
@@ -128,6 +132,15 @@ class Command(BaseCommand):
         s = sim.stats
         self.stdout.write(f"simulate: {s.sessions} sessions, {s.impressions} impressions, {s.clicks} "
                           f"clicks (CTR {s.ctr:.3f}), {s.published} published, {s.errors} errors")
+        self._variants(s)
+
+    def _variants(self, s) -> None:
+        if len(s.variants) < 2:
+            return
+        for label, (n, clicks, expected) in sorted(s.variants.items()):
+            if n:
+                self.stdout.write(f"  {label}: {int(n)} impressions, CTR {clicks / n:.4f}, expected CTR "
+                                  f"{expected / n:.4f} (the hidden click model's mean probability)")
 
     def _wait_for_server(self, transport: HttpTransport, attempts: int = 120) -> None:
         for n in range(attempts):
