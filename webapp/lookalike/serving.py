@@ -131,7 +131,11 @@ def warm_scores(*, reader_id: int, item_ids: np.ndarray, r: redis.Redis | None =
     if not len(ids):
         return none
     e_u = e_u.astype(np.float64)
-    logits = copy.scorer._score(e_u, copy.cents[rows], copy.sizes[rows], copy.mask[rows], copy.e_global[rows])
+    if 2 * len(rows) >= len(copy.row):
+        # Most warm items are candidates: score them all in place rather than copy megabytes of centroids.
+        logits = copy.scorer._score(e_u, copy.cents, copy.sizes, copy.mask, copy.e_global)[rows]
+    else:
+        logits = copy.scorer._score(e_u, copy.cents[rows], copy.sizes[rows], copy.mask[rows], copy.e_global[rows])
     return WarmScores(ids, logits, rows, copy, e_u)
 
 

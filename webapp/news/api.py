@@ -73,6 +73,19 @@ class FeedSerializer(serializers.Serializer):
     mode = serializers.CharField()
     items = FeedEntrySerializer(many=True, source="entries")
 
+    def to_representation(self, page) -> dict:
+        """The same fields as declared (they make the OpenAPI schema), built directly: DRF's
+        field-by-field path costs about a millisecond per page, a tenth of the request."""
+        date = serializers.DateTimeField()
+        return {"request_id": page.request_id, "reader": page.reader_id, "mode": page.mode, "items": [
+            {"impression": e.impression_id, "position": e.position, "score": e.score, "score_parts": e.score_parts,
+             "why": e.why, "item": {
+                 "id": e.item.pk, "external_id": e.item.external_id, "title": e.item.title,
+                 "abstract": e.item.abstract, "category": e.item.category, "subcategory": e.item.subcategory,
+                 "url": e.item.url, "status": e.item.status,
+                 "published_at": date.to_representation(e.item.published_at) if e.item.published_at else None}}
+            for e in page.entries]}
+
 
 class FeedView(APIView):
     @extend_schema(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+from django.db import connection
 from django.db.models import Count
 
 from webapp.news.models import Click, Impression, Item, Reader, Source
@@ -59,14 +60,28 @@ def feed_candidates_for(*, reader: Reader, now: datetime) -> Candidates:
     )
 
 
-def recent_impressions(*, reader: Reader, now: datetime) -> dict[int, int]:
-    """Impressions of each item to the reader within SEEN_WINDOW."""
-    return dict(
-        Impression.objects.filter(reader=reader, shown_at__gt=now - SEEN_WINDOW, shown_at__lte=now)
-        .values("item_id")
-        .annotate(n=Count("id"))
-        .values_list("item_id", "n")
-    )
+_HISTORY_SQL = """
+    SELECT 0 AS kind, item_id, 1 AS n, clicked_at AS t FROM news_click WHERE reader_id = %(reader)s
+    UNION ALL
+    SELECT 1, item_id, COUNT(*), MAX(shown_at) FROM news_impression
+    WHERE reader_id = %(reader)s AND shown_at > %(since)s AND shown_at <= %(now)s GROUP BY item_id
+    ORDER BY kind, t DESC
+"""
+
+
+def reader_history(*, reader: Reader, now: datetime) -> tuple[list[int], dict[int, int]]:
+    """In one round trip: the items the reader clicked (newest first) and the impressions of
+    each item to them within SEEN_WINDOW."""
+    clicked: list[int] = []
+    shown: dict[int, int] = {}
+    with connection.cursor() as cur:
+        cur.execute(_HISTORY_SQL, {"reader": reader.pk, "since": now - SEEN_WINDOW, "now": now})
+        for kind, item_id, n, _ in cur.fetchall():
+            if kind == 0:
+                clicked.append(item_id)
+            else:
+                shown[item_id] = n
+    return clicked, shown
 
 
 def reader_recent_clicks(*, reader: Reader, limit: int = 5) -> list[Click]:

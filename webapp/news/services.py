@@ -12,8 +12,9 @@ from datetime import datetime
 import numpy as np
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from recsys.baseline import baseline_scores
 from webapp.lookalike.services import seedset_mark_dirty
@@ -21,7 +22,7 @@ from webapp.lookalike.store import CATALOG_VERSION_KEY
 from webapp.lookalike.store import client as store_client
 from webapp.news import ranking
 from webapp.news.models import Click, Impression, Item, Reader
-from webapp.news.selectors import catalog_for, feed_candidates_for, recent_impressions
+from webapp.news.selectors import catalog_for, feed_candidates_for, reader_history
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,7 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode:
     ranker is trained the baseline (popularity x recency) ranks."""
     now = now or timezone.now()
     config = ranking.ranker_config(mode, weight)  # ValueError on a bad mode or weight
-    clicked = list(Click.objects.filter(reader=reader).order_by("-clicked_at").values_list("item_id", flat=True))
-    shown = recent_impressions(reader=reader, now=now)
+    clicked, shown = reader_history(reader=reader, now=now)
     ranked = ranking.rank(reader_id=reader.pk, source=catalog_for(reader=reader), clicked=clicked, shown=shown,
                           now=now, limit=limit, config=config)
     if ranked is None:
@@ -81,13 +81,45 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode:
                    shown_at=now, mode=ranked.mode, score=float(ranked.scores[n]), score_parts=ranked.parts[n])
         for pos, n in enumerate(kept)
     ]
-    Impression.objects.bulk_create(impressions)
+    try:
+        _impressions_insert(impressions)
+    except IntegrityError:  # a story deleted after this process copied the catalog: drop it, reload the copy
+        ranking.catalogs.clear()
+        live = set(Item.objects.filter(pk__in=[i.item_id for i in impressions]).values_list("pk", flat=True))
+        kept = [n for n, imp in zip(kept, impressions, strict=True) if imp.item_id in live]
+        impressions = [imp for imp in impressions if imp.item_id in live]
+        for pos, imp in enumerate(impressions):
+            imp.position = pos
+        _impressions_insert(impressions)
     entries = [
         FeedEntry(imp.pk, imp.position, imp.item, imp.score, imp.score_parts,
                   why=ranked.why[n] if ranked.why else "", warm=ranked.warm[n] if ranked.warm else False)
         for n, imp in zip(kept, impressions, strict=True)
     ]
     return FeedPage(request_id=request_id, reader_id=reader.pk, mode=ranked.mode, entries=entries)
+
+
+_IMPRESSIONS_SQL = """
+    INSERT INTO news_impression (reader_id, item_id, request_id, position, shown_at, mode, score, score_parts)
+    SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::smallint[], %s::timestamptz[],
+                         %s::varchar[], %s::float8[], %s::jsonb[])
+    RETURNING id
+"""
+
+
+def _impressions_insert(impressions: list[Impression]) -> None:
+    """One INSERT ... RETURNING in autocommit (a constant statement over arrays): what
+    bulk_create does, without the two extra round trips of the transaction it opens, which
+    were a tenth of the feed's latency."""
+    if not impressions:
+        return
+    columns = list(zip(*[(imp.reader_id, imp.item_id, imp.request_id, imp.position, imp.shown_at, imp.mode,
+                          imp.score, Jsonb(imp.score_parts)) for imp in impressions], strict=True))
+    with connection.cursor() as cur:
+        cur.execute(_IMPRESSIONS_SQL, [list(c) for c in columns])
+        for imp, (pk,) in zip(impressions, cur.fetchall(), strict=True):
+            imp.pk = pk
+            imp._state.adding = False
 
 
 def _baseline(*, reader: Reader, now: datetime, limit: int) -> ranking.Ranked:

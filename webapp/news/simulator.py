@@ -149,9 +149,19 @@ class Simulator:
                 subcategory=shown.subcategory, config=self.model.config)
         return self._truths[shown.external_id]
 
-    def session(self, now: datetime | None = None) -> None:
-        """One visit: a reader drawn by activity reads one feed page and clicks."""
-        k = int(self.rng.choice(len(self.readers), p=self.p))
+    def draw_reader(self) -> int:
+        """The index of the next visiting reader, drawn by activity."""
+        return int(self.rng.choice(len(self.readers), p=self.p))
+
+    def expected_clicks(self, k: int, page: list[Shown], now: datetime) -> float:
+        """The hidden click model's expected clicks of reader k on a page."""
+        return sum(self.model.click_probability(self.readers[k].truth, self._truth(s), position=s.position,
+                                                age_hours=(now - s.published_at).total_seconds() / 3600.0)
+                   for s in page)
+
+    def session(self, now: datetime | None = None, reader: int | None = None) -> None:
+        """One visit: a reader (drawn by activity unless given) reads one feed page and clicks."""
+        k = self.draw_reader() if reader is None else reader
         reader, reader_id = self.readers[k], self.db_ids[k]
         label, mode, weight = self.variants[int(self.rng.integers(len(self.variants)))] if self.variants else \
             ("default", None, None)
