@@ -76,44 +76,42 @@ def load_lookalike(folder: Path) -> LookalikeModel:
     return model
 
 
-def save_coldstart(folder: Path, *, model, calibration, meta: dict) -> None:
-    """The cold-start estimator and the hybrid's calibration maps (scikit-learn objects, kept
-    with joblib as scikit-learn recommends), with a JSON description beside them."""
+def _save_joblib(folder: Path, payload: dict, meta: dict) -> None:
+    """scikit-learn objects kept with joblib, as scikit-learn recommends, with a JSON
+    description beside them."""
     import joblib
 
     folder.mkdir(parents=True, exist_ok=True)
-    joblib.dump({"model": model, "calibration": calibration}, folder / "model.joblib")
+    joblib.dump(payload, folder / "model.joblib")
     (folder / "config.json").write_text(json.dumps(meta))
+
+
+def _load_joblib(folder: Path, what: str) -> dict:
+    import joblib
+
+    try:
+        payload = joblib.load(folder / "model.joblib")
+        payload["meta"] = json.loads((folder / "config.json").read_text())
+    except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise ArtifactError(f"cannot load the {what} from {folder}: {exc.__class__.__name__}: {exc}") from exc
+    return payload
+
+
+def save_coldstart(folder: Path, *, model, calibration, meta: dict) -> None:
+    """The cold-start estimator and the hybrid's calibration maps."""
+    _save_joblib(folder, {"model": model, "calibration": calibration}, meta)
 
 
 def load_coldstart(folder: Path) -> dict:
     """{"model": ColdStartModel, "calibration": Calibration | None, "meta": dict}."""
-    import joblib
-
-    try:
-        payload = joblib.load(folder / "model.joblib")
-        payload["meta"] = json.loads((folder / "config.json").read_text())
-    except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise ArtifactError(f"cannot load the cold-start model from {folder}: {exc.__class__.__name__}: {exc}") from exc
-    return payload
+    return _load_joblib(folder, "cold-start model")
 
 
 def save_ctr(folder: Path, *, models: dict, meta: dict) -> None:
     """The CTR models ({"ctr": CtrModel, "ctr_similarity": CtrModel | None}) and their prior."""
-    import joblib
-
-    folder.mkdir(parents=True, exist_ok=True)
-    joblib.dump(models, folder / "model.joblib")
-    (folder / "config.json").write_text(json.dumps(meta))
+    _save_joblib(folder, models, meta)
 
 
 def load_ctr(folder: Path) -> dict:
     """{"ctr": CtrModel, "ctr_similarity": CtrModel | None, "meta": dict}."""
-    import joblib
-
-    try:
-        payload = joblib.load(folder / "model.joblib")
-        payload["meta"] = json.loads((folder / "config.json").read_text())
-    except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise ArtifactError(f"cannot load the CTR model from {folder}: {exc.__class__.__name__}: {exc}") from exc
-    return payload
+    return _load_joblib(folder, "CTR model")
