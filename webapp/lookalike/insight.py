@@ -6,18 +6,17 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from recsys.artifacts import ArtifactError, load_lookalike
-from recsys.ranker import exposure_gini
+from recsys.artifacts import ArtifactError
+from recsys.ranker import ab_summary
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
+from webapp.lookalike.refresh import scorer_for
 from webapp.news.models import Click, Impression, Item, ItemStatus, Reader
-
-_scorers: dict[int, object] = {}
+from webapp.news.selectors import impression_variant, impression_was_cold
 
 
 def _svg(fig) -> str:
@@ -39,14 +38,6 @@ def _figure(w: float = 6.0, h: float = 2.6):
     fig, ax = plt.subplots(figsize=(w, h))
     ax.spines[["top", "right"]].set_visible(False)
     return fig, ax
-
-
-def scorer_of(run: ModelRun):
-    from recsys.serving import LookalikeScorer
-
-    if run.pk not in _scorers:
-        _scorers[run.pk] = LookalikeScorer.from_model(load_lookalike(Path(run.artifact_path)))
-    return _scorers[run.pk]
 
 
 @dataclass
@@ -84,7 +75,7 @@ def seed_view(*, item: Item, reader_id: int | None = None) -> SeedView:
         view.note = view.note or "No look-alike state yet: the item has no seeds under the active model."
         return view
     try:
-        scorer = scorer_of(look)
+        scorer = scorer_for(look)
     except ArtifactError as exc:
         view.note = str(exc)
         return view
@@ -198,24 +189,22 @@ def dashboard(*, minutes: int = 60, now: datetime | None = None) -> Dashboard:
     clicks_svg = _svg(fig)
 
     imps = list(Impression.objects.filter(shown_at__gt=since, shown_at__lte=now).values_list(
-        "shown_at", "item_id", "score_parts", "item__status", "mode", "click__id"))
+        "shown_at", "item_id", "score_parts", "item__status", "mode", "click__id", "request_id", "item__category"))
     live = np.array(Item.objects.filter(published_at__lte=now).values_list("pk", flat=True))
     windows = max(1, minutes // 5)
     cold_share, tail_share, gini = np.full(windows, np.nan), np.full(windows, np.nan), np.full(windows, np.nan)
-    if imps and len(live):
-        items = np.array([r[1] for r in imps])
-        catalog = np.union1d(live, items)
-        shown = np.bincount(np.searchsorted(catalog, items), minlength=len(catalog))
-        head = set(catalog[np.argsort(-shown, kind="stable")[: max(1, len(catalog) // 5)]].tolist())
-        slot = np.array([min(windows - 1, int((r[0] - since).total_seconds() // 300)) for r in imps])
-        cold = np.array([not p.get("warm") if isinstance(p, dict) and "warm" in p else s == ItemStatus.COLD
-                         for _, _, p, s, _, _ in imps])
-        tail = np.array([i not in head for i in items.tolist()])
-        for w in range(windows):
-            sel = slot == w
-            if sel.any():
-                cold_share[w], tail_share[w] = cold[sel].mean(), tail[sel].mean()
-                gini[w] = exposure_gini(np.bincount(np.searchsorted(catalog, items[sel]), minlength=len(catalog)))
+    by_mode: dict[str, dict] = {}
+    if imps:
+        items = np.array([r[1] for r in imps], np.int64)
+        logged = {"request": np.array([r[6] for r in imps]), "item": items,
+                  "clicked": np.array([r[5] is not None for r in imps]),
+                  "cold": np.array([impression_was_cold(r[2], r[3]) for r in imps]),
+                  "category": np.array([r[7] for r in imps]), "catalog": np.union1d(live, items)}
+        slot = np.array([str(min(windows - 1, int((r[0] - since).total_seconds() // 300))) for r in imps])
+        for w, stats in ab_summary(mode=slot, **logged).items():
+            cold_share[int(w)], tail_share[int(w)], gini[int(w)] = (stats["cold_share"], stats["tail_share"],
+                                                                    stats["exposure_gini"])
+        by_mode = ab_summary(mode=np.array([impression_variant(r[4], r[2]) for r in imps]), **logged)
     fig, ax = _figure()
     x = (np.arange(windows) - windows) * 5
     ax.plot(x, cold_share, marker="o", label="to cold items", color="#2b6cb0")
@@ -227,15 +216,8 @@ def dashboard(*, minutes: int = 60, now: datetime | None = None) -> Dashboard:
     ax.set_title("share of impressions, and exposure inequality", loc="left", fontsize=10)
     exposure_svg = _svg(fig)
 
-    modes: dict[str, list[int]] = {}
-    for _, _, p, _, mode, click in imps:
-        label = f"blend w={float(p['weight']):g}" if mode == "blend" and isinstance(p, dict) and \
-            p.get("weight") is not None else mode
-        modes.setdefault(label, [0, 0])
-        modes[label][0] += 1
-        modes[label][1] += click is not None
-    mode_rows = [{"mode": m, "impressions": n, "clicks": k, "ctr": round(k / n, 4) if n else None}
-                 for m, (n, k) in sorted(modes.items())]
+    mode_rows = [{"mode": m, "impressions": v["impressions"], "clicks": v["clicks"], "ctr": v["ctr"]}
+                 for m, v in by_mode.items()]
 
     recent = (Item.objects.filter(published_at__gt=now - timedelta(hours=6), published_at__lte=now)
               .annotate(clickers=Count("clicks__reader", distinct=True)).order_by("-published_at")[:25])

@@ -9,7 +9,7 @@ import numpy as np
 from django.db import connection
 from django.db.models import Count
 
-from webapp.news.models import Click, Impression, Item, Reader, Source
+from webapp.news.models import Click, Impression, Item, ItemStatus, Reader, Source
 
 # Which items a reader's feed draws from: imported datasets stay in their own catalog;
 # readers who signed up on the web read the demo corpus.
@@ -35,19 +35,13 @@ def catalog_for(*, reader: Reader) -> str:
     return _CATALOG.get(reader.source, reader.source)
 
 
-def feed_candidates_for(*, reader: Reader, now: datetime) -> Candidates:
-    """Live items of the reader's catalog that the reader has not clicked."""
-    clicked = Click.objects.filter(reader=reader).values("item_id")
+def feed_candidates_for(*, reader: Reader, now: datetime, clicked: list[int], shown: dict[int, int]) -> Candidates:
+    """Live items of the reader's catalog that the reader has not clicked (`clicked` and
+    `shown` as reader_history returns them)."""
     rows = list(
         Item.objects.filter(source=catalog_for(reader=reader), published_at__lte=now)
         .exclude(pk__in=clicked)
         .values_list("pk", "popularity", "published_at")
-    )
-    shown = dict(
-        Impression.objects.filter(reader=reader, shown_at__gt=now - SEEN_WINDOW, shown_at__lte=now)
-        .values("item_id")
-        .annotate(n=Count("id"))
-        .values_list("item_id", "n")
     )
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     return Candidates(
@@ -118,3 +112,19 @@ def reader_profile(*, reader_id: int, recent: int = 5) -> dict | None:
             "impressions": Impression.objects.filter(reader=reader).count(), "categories": by_category,
             "recent": [c.item for c in reader_recent_clicks(reader=reader, limit=recent)],
             "vector_computed_at": vector.computed_at if vector else None}
+
+
+def impression_variant(mode: str, parts: dict | None) -> str:
+    """The ranker variant that served an impression: blend is told apart by its weight
+    (w = 0 is CTR alone). What ab_report and the dashboard group by."""
+    if mode == "blend" and isinstance(parts, dict) and parts.get("weight") is not None:
+        return f"blend w={float(parts['weight']):g}"
+    return mode
+
+
+def impression_was_cold(parts: dict | None, status_now: str) -> bool:
+    """Whether the item was cold when shown (the ranker logs it); the current status for
+    impressions logged before it did."""
+    if isinstance(parts, dict) and "warm" in parts:
+        return not parts["warm"]
+    return status_now == ItemStatus.COLD

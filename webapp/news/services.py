@@ -71,7 +71,7 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode:
     ranked = ranking.rank(reader_id=reader.pk, source=catalog_for(reader=reader), clicked=clicked, shown=shown,
                           now=now, limit=limit, config=config)
     if ranked is None:
-        ranked = _baseline(reader=reader, now=now, limit=limit)
+        ranked = _baseline(reader=reader, now=now, limit=limit, clicked=clicked, shown=shown)
     items = {i.pk: i for i in ranked.items} if ranked.items is not None else \
         Item.objects.in_bulk([int(i) for i in ranked.item_ids])
     request_id = uuid.uuid4().hex
@@ -122,8 +122,9 @@ def _impressions_insert(impressions: list[Impression]) -> None:
             imp._state.adding = False
 
 
-def _baseline(*, reader: Reader, now: datetime, limit: int) -> ranking.Ranked:
-    cand = feed_candidates_for(reader=reader, now=now)
+def _baseline(*, reader: Reader, now: datetime, limit: int, clicked: list[int],
+              shown: dict[int, int]) -> ranking.Ranked:
+    cand = feed_candidates_for(reader=reader, now=now, clicked=clicked, shown=shown)
     parts = baseline_scores(
         popularity=cand.popularity,
         age_hours=cand.age_hours,

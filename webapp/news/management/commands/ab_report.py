@@ -10,16 +10,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from recsys.ranker import ab_summary
-from webapp.news.models import Impression, Item, ItemStatus, Source
+from webapp.news.models import Impression, Item, Source
+from webapp.news.selectors import impression_variant, impression_was_cold
 
 COLUMNS = ("impressions", "clicks", "ctr", "cold_share", "tail_share", "exposure_gini", "categories_per_page")
-
-
-def mode_label(mode: str, parts: dict) -> str:
-    """blend impressions are told apart by their weight (w = 0 is CTR alone)."""
-    if mode == "blend" and parts.get("weight") is not None:
-        return f"blend w={float(parts['weight']):g}"
-    return mode
 
 
 class Command(BaseCommand):
@@ -38,10 +32,8 @@ class Command(BaseCommand):
             "mode", "score_parts", "request_id", "item_id", "click__id", "item__category", "item__status"))
         if not rows:
             raise CommandError(f"no impressions of source {o['source']!r} in the last {o['hours']:g} hours")
-        mode = np.array([mode_label(m, p or {}) for m, p, *_ in rows])
-        # Cold as it was when shown (the ranker logs it); the current status for older logs.
-        cold = np.array([not p.get("warm") if isinstance(p, dict) and "warm" in p else s == ItemStatus.COLD
-                         for _, p, _, _, _, _, s in rows])
+        mode = np.array([impression_variant(m, p) for m, p, *_ in rows])
+        cold = np.array([impression_was_cold(p, s) for _, p, _, _, _, _, s in rows])
         catalog = np.array(Item.objects.filter(source=o["source"], published_at__lte=timezone.now())
                            .values_list("pk", flat=True))
         item = np.array([r[3] for r in rows], np.int64)
