@@ -93,6 +93,27 @@ def impression_features(*, reader: np.ndarray, item: np.ndarray, time: np.ndarra
                     prior=prior), prior
 
 
+REPLAY_FEATURES = ("affinity", "popularity", "freshness")
+
+
+def click_log_features(*, reader: np.ndarray, item: np.ndarray, time: np.ndarray, popularity: np.ndarray,
+                       click_reader: np.ndarray, click_item: np.ndarray, click_time: np.ndarray,
+                       item_category: np.ndarray, item_published: np.ndarray, n_categories: int) -> np.ndarray:
+    """The CTR model's features where the log has clicks but no impressions (the replay on
+    MovieLens): the reader's category affinity from their clicks strictly before `time`,
+    log1p(the item's clicks before `time`) in place of its CTR, and freshness. (N, 3)."""
+    reader, item = np.asarray(reader, np.int64), np.asarray(item, np.int64)
+    cat = np.asarray(item_category, np.int64)
+    t = np.floor(np.asarray(time, np.float64)).astype(np.int64)
+    ct = np.floor(np.asarray(click_time, np.float64)).astype(np.int64)
+    cr = np.asarray(click_reader, np.int64)
+    own = _counts_before(reader * n_categories + cat[item], t, cr * n_categories + cat[np.asarray(click_item)], ct)
+    total = _counts_before(reader, t, cr, ct)
+    age = (np.asarray(time, np.float64) - np.asarray(item_published, np.float64)[item]) / 3600.0
+    return np.stack([affinity_of(own, total, n_categories), np.log1p(np.asarray(popularity, np.float64)),
+                     np.log1p(np.maximum(np.nan_to_num(age), 0.0))], 1).astype(np.float32)
+
+
 def with_similarity(x: np.ndarray, similarity: np.ndarray) -> np.ndarray:
     """Rows of `assemble` (N, 5) plus the similarity column of the `feature` mode."""
     return np.hstack([x, _logit(np.asarray(similarity, np.float64))[:, None]]).astype(np.float32)

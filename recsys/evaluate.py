@@ -23,7 +23,16 @@ from tqdm import tqdm
 from recsys.baselines import ItemKNN, fit_als, reader_item_matrix
 from recsys.calibration import CalibrationError
 from recsys.datasets import READERS, DatasetError, read_dataset
-from recsys.hybrid import Calibration, NotEnoughData, calibrate, fit_coldstart, labelled, profiles_at, reliability
+from recsys.hybrid import (
+    Calibration,
+    NotEnoughData,
+    calibrate,
+    fit_coldstart,
+    fit_replay_ctr,
+    labelled,
+    profiles_at,
+    reliability,
+)
 from recsys.interactions import Interactions, from_dataset
 from recsys.lookalike import LookalikeConfig
 from recsys.metrics import positive_metrics
@@ -32,6 +41,7 @@ from recsys.scorers import (
     ColdStart,
     Hybrid,
     Lookalike,
+    Ranker,
     SeedAverage,
     SeedTimeline,
     dot_scorer,
@@ -51,11 +61,11 @@ from recsys.stage2 import (
 from recsys.text import TextEncoder
 
 SCORERS = ["random", "popularity", "itemknn", "mf", "als", "als_seed_avg", "eu_seed_avg", "ralm_avg",
-           "ralm_noclust", "ralm", "coldstart_linear", "hybrid"]
+           "ralm_noclust", "ralm", "coldstart_linear", "hybrid", "ranker_ctr", "ranker"]
 # Paired differences of per-group AUC on the same groups: (scorer, baseline).
 PAIRS = [("ralm", "ralm_avg"), ("ralm", "mf"), ("ralm", "als"), ("ralm", "als_seed_avg"),
          ("ralm", "ralm_noclust"), ("eu_seed_avg", "als_seed_avg"), ("coldstart_linear", "popularity"),
-         ("hybrid", "coldstart_linear"), ("hybrid", "ralm")]
+         ("hybrid", "coldstart_linear"), ("hybrid", "ralm"), ("ranker", "ranker_ctr"), ("ranker", "hybrid")]
 METRICS = ["auc", "mrr", "ndcg@5", "ndcg@10"]
 POOLED = {"5-99": ("5-19", "20-99")}
 
@@ -208,6 +218,16 @@ def build_models(inter: Interactions, args, log) -> tuple[dict[str, Callable], d
         scorers["hybrid"] = Hybrid(cold, scorers["ralm"], cal.cold, cal.warm, args.seed_threshold)
         calibration = cal  # run() adds how the maps hold on the test period
     seconds["calibration"] = round(time.perf_counter() - t, 1)
+    if "hybrid" in scorers:  # the feed ranker: a CTR model from the same slice, blended with the hybrid
+        t = time.perf_counter()
+        try:
+            ctr = fit_replay_ctr(inter, cal, seed=args.seed)
+        except NotEnoughData as exc:
+            log(f"no ranker: {exc}")
+        else:
+            scorers["ranker_ctr"] = Ranker(ctr, inter, None, 0.0)
+            scorers["ranker"] = Ranker(ctr, inter, scorers["hybrid"], args.blend_weight)
+        seconds["ranker_ctr"] = round(time.perf_counter() - t, 1)
     return scorers, {"seconds": seconds, "training": training, "train_before": cut,
                      "readers_with_vector": int(has_vector.sum()), "calibration": calibration}
 
@@ -263,7 +283,7 @@ def run(args) -> dict:
             "sampling_seeds": args.seeds, "calibration": cal, "scorers": results,
             "paired_auc_differences": pairs, "seconds": seconds,
             "config": {"dim": args.dim, "k": args.k, "seed_cap": args.seed_cap, "min_history": args.min_history,
-                       "seed_threshold": args.seed_threshold,
+                       "seed_threshold": args.seed_threshold, "blend_weight": args.blend_weight,
                        "stage1_epochs": args.stage1_epochs, "stage2_epochs": args.stage2_epochs,
                        "stage2_snapshots": list(SNAPSHOT_SHARES), "seed": args.seed},
             **info}
@@ -326,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--seed-cap", type=int, default=200)
     ap.add_argument("--seed-threshold", type=int, default=20, help="seeds at which an item turns warm (hybrid)")
+    ap.add_argument("--blend-weight", type=float, default=0.1, help="w of the ranker's blend (FEED_BLEND_WEIGHT)")
     ap.add_argument("--min-history", type=int, default=1, help="train clicks a reader needs to be scored")
     ap.add_argument("--stage1-epochs", type=int, default=30)
     ap.add_argument("--stage2-epochs", type=int, default=4)
@@ -335,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0.1 <= args.train_share < 1 or args.seeds < 1 or args.dim < 2 or args.k < 1:
         ap.error("need 0.1 <= --train-share < 1, --seeds >= 1, --dim >= 2, --k >= 1")
+    if not 0 <= args.blend_weight <= 1:
+        ap.error("need 0 <= --blend-weight <= 1")
     try:
         result = run(args)
     except DatasetError as exc:

@@ -9,15 +9,16 @@ logit for cold items, (RALM logit, linear logit) for warm ones. The test period 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from recsys.calibration import PlattCalibrator
 from recsys.coldstart import ColdStartModel, Profiles, pair_features, reader_profiles
+from recsys.ctr import CtrModel
 from recsys.interactions import Interactions, histories_before
 from recsys.replay import Groups, Timeline, replay_groups
-from recsys.scorers import ColdStart, Hybrid, Lookalike, SeedTimeline
+from recsys.scorers import ColdStart, Hybrid, Lookalike, Ranker, SeedTimeline
 from recsys.serving import LookalikeScorer
 from recsys.stage2 import seeds_before, training_samples
 
@@ -77,6 +78,7 @@ class Calibration:
     warm: PlattCalibrator
     threshold: int
     report: dict
+    groups: list[Groups] = field(default_factory=list)  # the slice's replay groups (overall, buckets)
 
 
 def labelled(groups: list[Groups], parts) -> tuple[np.ndarray, ...]:
@@ -123,7 +125,7 @@ def calibrate(inter: Interactions, *, cal_from: float, until: float, cold_model:
             raise NotEnoughData(f"the calibration slice has no {name} items with both clicks and skips")
     cold_cal = PlattCalibrator().fit(lin[~is_warm], label[~is_warm])
     warm_cal = PlattCalibrator().fit(np.stack([ral[is_warm], lin[is_warm]], 1), label[is_warm])
-    cal = Calibration(cold_cal, warm_cal, threshold, {})
+    cal = Calibration(cold_cal, warm_cal, threshold, {}, groups)
     cal.report = {
         "threshold": threshold,
         "cold_map": {"coef": cold_cal.coef_.round(4).tolist(), "intercept": round(cold_cal.intercept_, 4)},
@@ -131,6 +133,18 @@ def calibrate(inter: Interactions, *, cal_from: float, until: float, cold_model:
         "calibration_slice": reliability(cal, lin, ral, label, is_warm),
     }
     return cal
+
+
+def fit_replay_ctr(inter: Interactions, cal: Calibration, *, seed: int = 0) -> CtrModel:
+    """The replay's CTR model (recsys.scorers.Ranker) on the calibration slice's groups:
+    each group's clicked item against its sampled negatives, features as of the group."""
+    probe = Ranker(CtrModel(random_state=seed), inter, None, 0.0)
+    x = np.vstack([probe.features(g) for g in cal.groups])
+    y = np.concatenate([np.broadcast_to(np.arange(g.items.shape[1]) == 0, g.items.shape)[g.valid]
+                        for g in cal.groups]).astype(np.float64)
+    if len(y) == 0 or y.min() == y.max():
+        raise NotEnoughData("the calibration slice has no clicks and skips for the CTR model")
+    return CtrModel(random_state=seed).fit(x, y)
 
 
 def impression_similarity(inter: Interactions, cal: Calibration, *, cal_from: float, cold_model: ColdStartModel,

@@ -94,12 +94,28 @@ def exposure_gini(counts: np.ndarray) -> float:
     return float((n + 1 - 2 * (cum / cum[-1]).sum()) / n)
 
 
+def _clustered(values: np.ndarray, request: np.ndarray) -> tuple[float, float]:
+    """Mean of per-impression values and its standard error with the impressions of one page
+    (request) as a cluster: pages, not impressions, are the independent draws."""
+    values = np.asarray(values, np.float64)
+    _, page = np.unique(request, return_inverse=True)
+    y, n = np.bincount(page, weights=values), np.bincount(page).astype(np.float64)
+    mean = y.sum() / n.sum()
+    k = len(n)
+    se = float(np.sqrt(((y - mean * n) ** 2).sum() * k / max(k - 1, 1)) / n.sum())
+    return float(mean), se
+
+
 def ab_summary(*, mode: np.ndarray, request: np.ndarray, item: np.ndarray, clicked: np.ndarray, cold: np.ndarray,
-               category: np.ndarray, catalog: np.ndarray, tail_share: float = 0.8) -> dict[str, dict]:
+               category: np.ndarray, catalog: np.ndarray, tail_share: float = 0.8,
+               expected: np.ndarray | None = None) -> dict[str, dict]:
     """Per ranker mode, from logged impressions (arrays of shape (N,)): impressions, clicks,
     CTR, the share of impressions that went to cold items and to tail items (outside the most
     shown 1 - tail_share of the catalog over all modes), the exposure Gini over the catalog,
-    and distinct categories per page. `catalog`: every item that was live."""
+    and distinct categories per page; `*_se` are page-clustered standard errors. `expected`:
+    each impression's click probability under a known click model (the demo's simulated
+    readers), averaged into `expected_ctr`, free of the noise of the clicks themselves.
+    `catalog`: every item that was live."""
     catalog = np.unique(np.asarray(catalog, np.int64))
     shown_all = np.bincount(np.searchsorted(catalog, item), minlength=len(catalog))
     head_n = max(1, int(round(len(catalog) * (1 - tail_share))))
@@ -113,11 +129,38 @@ def ab_summary(*, mode: np.ndarray, request: np.ndarray, item: np.ndarray, click
         for q, c in zip(request[sel].tolist(), category[sel].tolist(), strict=True):
             pages.setdefault(q, set()).add(c)
         n = int(sel.sum())
-        out[m] = {"impressions": n, "clicks": int(clicked[sel].sum()),
-                  "ctr": round(float(clicked[sel].mean()), 5) if n else None,
-                  "cold_share": round(float(cold[sel].mean()), 4) if n else None,
-                  "tail_share": round(float(in_tail[sel].mean()), 4) if n else None,
-                  "exposure_gini": round(exposure_gini(per_item), 4),
-                  "categories_per_page": round(float(np.mean([len(v) for v in pages.values()])), 2) if pages else None,
-                  "pages": len(pages)}
+        out[m] = {"impressions": n, "clicks": int(clicked[sel].sum())}
+        columns = [("ctr", clicked, 5), ("cold_share", cold, 4), ("tail_share", in_tail, 4)]
+        if expected is not None:
+            columns.append(("expected_ctr", expected, 5))
+        for name, values, digits in columns:
+            mean, se = _clustered(np.asarray(values)[sel], request[sel]) if n else (None, None)
+            out[m][name] = round(mean, digits) if n else None
+            out[m][f"{name}_se"] = round(se, digits) if n else None
+        out[m] |= {"exposure_gini": round(exposure_gini(per_item), 4),
+                   "categories_per_page": round(float(np.mean([len(v) for v in pages.values()])), 2) if pages else None,
+                   "pages": len(pages)}
+    return out
+
+
+def ab_compare(summary: dict[str, dict], reference: str = "ctr") -> dict[str, dict]:
+    """Each variant against the reference (the `ctr` mode, w = 0): relative change of CTR
+    (and of expected CTR when the summary has it) and the change of the cold and tail
+    shares in points, each with its standard error (the arms are independent samples)."""
+    ref = summary.get(reference)
+    if not ref or not ref["impressions"]:
+        return {}
+    out = {}
+    for m, s in summary.items():
+        if m == reference or not s["impressions"]:
+            continue
+        row = {}
+        for key in ("ctr", "expected_ctr"):
+            if s.get(key) is not None and ref.get(key):
+                row[f"{key}_change"] = round(s[key] / ref[key] - 1.0, 4)
+                row[f"{key}_change_se"] = round(float(np.hypot(s[f"{key}_se"], ref[f"{key}_se"])) / ref[key], 4)
+        for key in ("cold_share", "tail_share"):
+            row[f"{key}_diff"] = round(s[key] - ref[key], 4)
+            row[f"{key}_diff_se"] = round(float(np.hypot(s[f"{key}_se"], ref[f"{key}_se"])), 4)
+        out[m] = row
     return out

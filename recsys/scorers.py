@@ -14,6 +14,8 @@ from recsys.baselines import ItemKNN
 from recsys.calibration import PlattCalibrator
 from recsys.clustering import pad_states
 from recsys.coldstart import ColdStartModel, Profiles, pair_features
+from recsys.ctr import CtrModel, click_log_features
+from recsys.interactions import Interactions
 from recsys.replay import Groups
 from recsys.serving import ItemState, LookalikeScorer
 
@@ -193,3 +195,38 @@ class Hybrid:
         p_cold = self.cold_calibration.predict(lin.ravel()).reshape(lin.shape)
         p_warm = self.warm_calibration.predict(np.stack([ralm.ravel(), lin.ravel()], 1)).reshape(lin.shape)
         return np.where(warm, p_warm, p_cold)
+
+
+@dataclass
+class Ranker:
+    """The feed ranker in the replay: (1 - w) * P(click) of a CTR model + w * the hybrid's
+    P(click) (the `blend` mode of recsys.ranker; w = 0 is the `ctr` mode). The CTR model sees
+    what a click log gives as of each group's time (recsys.ctr.click_log_features) and is
+    fitted on the calibration slice, like the hybrid's maps."""
+
+    ctr: CtrModel
+    inter: Interactions
+    similarity: Hybrid | None
+    weight: float
+
+    def features(self, groups: Groups) -> np.ndarray:
+        v = groups.valid
+        readers = np.broadcast_to(groups.reader[:, None], groups.items.shape)[v]
+        times = np.broadcast_to(groups.time[:, None], groups.items.shape)[v]
+        inter = self.inter
+        return click_log_features(reader=readers, item=groups.items[v], time=times, popularity=groups.pop[v],
+                                  click_reader=inter.click_reader, click_item=inter.click_item,
+                                  click_time=inter.click_time, item_category=inter.item_category,
+                                  item_published=inter.item_published, n_categories=len(inter.categories))
+
+    def p_ctr(self, groups: Groups) -> np.ndarray:
+        out = np.zeros(groups.items.shape)
+        if groups.valid.any():
+            out[groups.valid] = self.ctr.predict_proba(self.features(groups))[:, 1]
+        return out
+
+    def __call__(self, groups: Groups) -> np.ndarray:
+        p = self.p_ctr(groups)
+        if self.weight == 0 or self.similarity is None:
+            return p
+        return (1.0 - self.weight) * p + self.weight * self.similarity(groups)

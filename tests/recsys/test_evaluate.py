@@ -44,7 +44,7 @@ def test_planted_taste_is_found_by_the_learned_scorers(planted):
     s = result["scorers"]
     assert abs(s["random"]["overall"]["auc"] - 0.5) < 0.06
     for name, floor in (("mf", 0.6), ("als", 0.65), ("itemknn", 0.7), ("ralm", 0.7), ("ralm_avg", 0.7),
-                        ("coldstart_linear", 0.7), ("hybrid", 0.7)):
+                        ("coldstart_linear", 0.7), ("hybrid", 0.7), ("ranker_ctr", 0.7), ("ranker", 0.7)):
         assert s[name]["overall"]["auc"] > floor, (name, s[name]["overall"])
     pooled = s["ralm"]["pooled"]["5-99"]["auc"]
     assert pooled > s["random"]["pooled"]["5-99"]["auc"] + 0.15
@@ -134,6 +134,8 @@ def test_acceptance_on_ml_latest_small(tmp_path):
         assert cold > s["popularity"]["buckets"][bucket]["auc"] and cold > s["random"]["buckets"][bucket]["auc"]
     overall = {name: r["overall"]["auc"] for name, r in s.items()}
     assert overall["hybrid"] >= max(overall["coldstart_linear"], overall["ralm"]), overall
+    # The feed ranker (CTR model + w * hybrid) ranks far better than popularity.
+    assert overall["ranker"] > overall["popularity"] + 0.1 and overall["ranker_ctr"] > overall["popularity"] + 0.1
     cal = result["calibration"]
     assert cal["warm_map"]["coef_ralm_lin"][0] > 0 and cal["cold_map"]["coef"][0] > 0
     for part in ("cold", "warm"):  # the maps fitted before the test period still hold in it

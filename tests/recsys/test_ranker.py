@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recsys.ctr import CtrModel, _counts_before, assemble, auc, impression_features
-from recsys.ranker import RankerConfig, ab_summary, diversified_top, exposure_gini, final_scores
+from recsys.ranker import RankerConfig, ab_compare, ab_summary, diversified_top, exposure_gini, final_scores
 
 
 def test_blend_interpolates_and_ctr_mode_is_blend_at_zero():
@@ -73,6 +73,27 @@ def test_ab_summary_per_mode():
     assert s["a"]["tail_share"] == 0.0 and s["b"]["tail_share"] > 0  # items 1 and 2 are the head
     assert s["a"]["exposure_gini"] > s["b"]["exposure_gini"]
     assert s["a"]["categories_per_page"] == 1.5 and s["b"]["categories_per_page"] == 2.0
+
+
+def test_ab_standard_errors_count_pages_not_impressions_and_compare_to_ctr():
+    rng = np.random.default_rng(0)
+    pages, size = 400, 10
+    request = np.repeat(np.arange(2 * pages), size)
+    mode = np.where(request < pages, "ctr", "blend")
+    # Whole pages are cold or not: the page, not the impression, is the unit of chance.
+    cold = np.repeat(rng.random(2 * pages) < np.where(np.arange(2 * pages) < pages, 0.3, 0.4), size)
+    expected = np.where(mode == "ctr", 0.10, 0.099)
+    clicked = rng.random(len(request)) < expected
+    s = ab_summary(mode=mode, request=request, item=rng.integers(1, 50, len(request)), clicked=clicked, cold=cold,
+                   category=np.zeros(len(request)), catalog=np.arange(1, 50), expected=expected)
+    naive = np.sqrt(0.3 * 0.7 / (pages * size))
+    assert s["ctr"]["cold_share_se"] > 2.5 * naive  # ~ sqrt(10) x the per-impression figure
+    assert s["ctr"]["expected_ctr"] == pytest.approx(0.10) and s["ctr"]["expected_ctr_se"] == pytest.approx(0.0)
+    c = ab_compare(s)["blend"]
+    assert c["expected_ctr_change"] == pytest.approx(-0.01) and c["expected_ctr_change_se"] == pytest.approx(0.0)
+    assert abs(c["cold_share_diff"] - 0.1) < 3 * c["cold_share_diff_se"] and c["cold_share_diff_se"] > 0
+    assert abs(c["ctr_change"] - (s["blend"]["ctr"] / s["ctr"]["ctr"] - 1)) < 1e-3
+    assert ab_compare(s, reference="gate") == {}
 
 
 def test_counts_are_strictly_before_each_query():

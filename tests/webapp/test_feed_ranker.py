@@ -129,13 +129,22 @@ def test_ab_report_compares_the_modes(trained):
     assert "blend w=0.5:" in sim_out.getvalue() and "expected CTR" in sim_out.getvalue()
     out = StringIO()
     call_command("ab_report", "--hours", "2", "--json", stdout=out)
-    summary = json.loads(out.getvalue())
+    report = json.loads(out.getvalue())
+    summary = report["summary"]
     assert {"blend w=0.5", "ctr", "gate"} <= set(summary)
     for stats in summary.values():
         assert stats["impressions"] > 0 and 0 <= stats["cold_share"] <= 1 and 0 <= stats["exposure_gini"] <= 1
+        # the hidden click model's mean probability: near the observed CTR, with less noise
+        assert 0 < stats["expected_ctr"] < 1 and stats["expected_ctr_se"] < stats["ctr_se"]
+        assert abs(stats["expected_ctr"] - stats["ctr"]) < 4 * stats["ctr_se"]
+    assert {"blend w=0.5", "gate"} <= set(report["vs_ctr"]) and "ctr" not in report["vs_ctr"]
+    blend = report["vs_ctr"]["blend w=0.5"]
+    assert blend["expected_ctr_change"] == pytest.approx(
+        summary["blend w=0.5"]["expected_ctr"] / summary["ctr"]["expected_ctr"] - 1, abs=1e-3)
     table = StringIO()
-    call_command("ab_report", "--hours", "2", stdout=table)
-    assert "exposure_gini" in table.getvalue() and "blend w=0.5" in table.getvalue()
+    call_command("ab_report", "--minutes", "120", stdout=table)
+    text = table.getvalue()
+    assert "exposure_gini" in text and "blend w=0.5" in text and "against ctr" in text and "expected CTR" in text
     with pytest.raises(CommandError, match="--hours"):
         call_command("ab_report", "--hours", "0")
     for bad in ("magic", "blend:2", "ctr:0.5", "blend:x"):

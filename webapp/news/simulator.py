@@ -141,6 +141,7 @@ class Simulator:
         self.variants = [parse_variant(v) for v in modes or []]
         self.stats = Stats()
         self._truths: dict[str, ItemTruth] = {}
+        self._turns: dict[int, int] = {}  # reader index -> sessions so far (+ a random start)
 
     def _truth(self, shown: Shown) -> ItemTruth:
         if shown.external_id not in self._truths:
@@ -148,6 +149,18 @@ class Simulator:
                 external_id=shown.external_id, category=shown.category,
                 subcategory=shown.subcategory, config=self.model.config)
         return self._truths[shown.external_id]
+
+    def variant_for(self, k: int) -> tuple[str, str | None, float | None]:
+        """The A/B variant of reader k's next session: each reader's sessions rotate through
+        the variants from a random start, so every arm sees the same mix of readers (a
+        within-reader design: the reader-to-reader spread drops out of the comparison)."""
+        if not self.variants:
+            return "default", None, None
+        if k not in self._turns:
+            self._turns[k] = int(self.rng.integers(len(self.variants)))
+        turn = self._turns[k]
+        self._turns[k] = turn + 1
+        return self.variants[turn % len(self.variants)]
 
     def draw_reader(self) -> int:
         """The index of the next visiting reader, drawn by activity."""
@@ -163,8 +176,7 @@ class Simulator:
         """One visit: a reader (drawn by activity unless given) reads one feed page and clicks."""
         k = self.draw_reader() if reader is None else reader
         reader, reader_id = self.readers[k], self.db_ids[k]
-        label, mode, weight = self.variants[int(self.rng.integers(len(self.variants)))] if self.variants else \
-            ("default", None, None)
+        label, mode, weight = self.variant_for(k)
         page = self.transport.feed(reader_id, self.feed_size, now, mode, weight)
         tally = self.stats.variants.setdefault(label, [0, 0, 0.0])
         self.stats.sessions += 1

@@ -1,4 +1,4 @@
-"""Compare the ranker modes on the logged traffic: python manage.py ab_report [--hours H]."""
+"""Compare the ranker modes on the logged traffic: python manage.py ab_report [--minutes M | --hours H]."""
 
 from __future__ import annotations
 
@@ -9,43 +9,98 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from recsys.ranker import ab_summary
+from fixtures.corpus import CorpusError, load_readers, load_stories, taxonomy_of
+from recsys.ranker import ab_compare, ab_summary
+from recsys.simulation import ClickModel, item_truth
 from webapp.news.models import Impression, Item, Source
 from webapp.news.selectors import impression_variant, impression_was_cold
 
-COLUMNS = ("impressions", "clicks", "ctr", "cold_share", "tail_share", "exposure_gini", "categories_per_page")
+COLUMNS = ("impressions", "clicks", "ctr", "expected_ctr", "cold_share", "tail_share", "exposure_gini",
+           "categories_per_page")
+
+
+def expected_clicks(rows: list[tuple]) -> np.ndarray | None:
+    """Each demo impression's click probability under the simulator's hidden click model
+    (fixtures/readers.jsonl and the stories' seeded truths): the simulated CTR without the
+    noise of the clicks. None when a shown reader is not a simulated one."""
+    try:
+        readers = {r.id: r.truth for r in load_readers()}
+        model = ClickModel(taxonomy=taxonomy_of(load_stories()))
+    except CorpusError:
+        return None
+    truths: dict[str, object] = {}
+    out = np.zeros(len(rows))
+    for n, (reader, item, category, subcategory, position, shown_at, published_at) in enumerate(rows):
+        if reader not in readers:
+            return None
+        if item not in truths:
+            truths[item] = item_truth(external_id=item, category=category, subcategory=subcategory,
+                                      config=model.config)
+        age = (shown_at - (published_at or shown_at)).total_seconds() / 3600.0
+        out[n] = model.click_probability(readers[reader], truths[item], position=position, age_hours=age)
+    return out
 
 
 class Command(BaseCommand):
-    help = "Compare ranker modes from the impression log: CTR, cold and tail exposure, Gini, diversity."
+    help = ("Compare ranker modes from the impression log: CTR (and, for the simulated readers, expected "
+            "CTR under their hidden click model), cold and tail exposure, Gini, diversity; each against ctr.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--hours", type=float, default=24.0, help="look back this many hours (default 24)")
+        parser.add_argument("--minutes", type=float, default=0.0, help="look back this many minutes instead")
         parser.add_argument("--source", default=Source.DEMO, choices=[s.value for s in Source])
-        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        parser.add_argument("--reference", default="ctr", help="the variant the others are compared against")
+        parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
     def handle(self, *args, **o) -> None:
-        if o["hours"] <= 0:
-            raise CommandError("--hours must be positive")
-        since = timezone.now() - timedelta(hours=o["hours"])
+        if o["hours"] <= 0 or o["minutes"] < 0:
+            raise CommandError("--hours must be positive and --minutes not negative")
+        span = timedelta(minutes=o["minutes"]) if o["minutes"] else timedelta(hours=o["hours"])
+        since = timezone.now() - span
         rows = list(Impression.objects.filter(shown_at__gte=since, item__source=o["source"]).values_list(
-            "mode", "score_parts", "request_id", "item_id", "click__id", "item__category", "item__status"))
+            "mode", "score_parts", "request_id", "item_id", "click__id", "item__category", "item__status",
+            "reader__external_id", "item__external_id", "item__subcategory", "position", "shown_at",
+            "item__published_at"))
+        label = f"{o['minutes']:g} minutes" if o["minutes"] else f"{o['hours']:g} hours"
         if not rows:
-            raise CommandError(f"no impressions of source {o['source']!r} in the last {o['hours']:g} hours")
-        mode = np.array([impression_variant(m, p) for m, p, *_ in rows])
-        cold = np.array([impression_was_cold(p, s) for _, p, _, _, _, _, s in rows])
+            raise CommandError(f"no impressions of source {o['source']!r} in the last {label}")
+        mode = np.array([impression_variant(r[0], r[1]) for r in rows])
+        cold = np.array([impression_was_cold(r[1], r[6]) for r in rows])
         catalog = np.array(Item.objects.filter(source=o["source"], published_at__lte=timezone.now())
                            .values_list("pk", flat=True))
         item = np.array([r[3] for r in rows], np.int64)
+        expected = expected_clicks([(r[7], r[8], r[5], r[9], r[10], r[11], r[12]) for r in rows]) \
+            if o["source"] == Source.DEMO else None
         summary = ab_summary(mode=mode, request=np.array([r[2] for r in rows]), item=item,
                              clicked=np.array([r[4] is not None for r in rows]), cold=cold,
-                             category=np.array([r[5] for r in rows]), catalog=np.union1d(catalog, item))
+                             category=np.array([r[5] for r in rows]), catalog=np.union1d(catalog, item),
+                             expected=expected)
+        compare = ab_compare(summary, reference=o["reference"])
         if o["json"]:
-            self.stdout.write(json.dumps(summary, indent=2))
+            self.stdout.write(json.dumps({"summary": summary, f"vs_{o['reference']}": compare}, indent=2))
             return
+        columns = [c for c in COLUMNS if expected is not None or c != "expected_ctr"]
         width = max(len(m) for m in summary) + 2
-        self.stdout.write("mode".ljust(width) + "".join(c.rjust(20) for c in COLUMNS))
+        self.stdout.write("mode".ljust(width) + "".join(c.rjust(20) for c in columns))
         for m, stats in summary.items():
-            self.stdout.write(m.ljust(width) + "".join(str(stats[c]).rjust(20) for c in COLUMNS))
-        self.stdout.write(f"\nlast {o['hours']:g} h; tail = items outside the most shown 20% of the catalog; "
-                          "cold = cold when shown")
+            self.stdout.write(m.ljust(width) + "".join(str(stats[c]).rjust(20) for c in columns))
+        if compare:
+            self.stdout.write(f"\nagainst {o['reference']} (± one standard error, pages as the unit):")
+            head = ["CTR change"] + (["expected CTR change"] if expected is not None else []) + \
+                ["cold share", "tail share"]
+            self.stdout.write("mode".ljust(width) + "".join(h.rjust(24) for h in head))
+            for m, c in compare.items():
+                cells = [_pct(c, "ctr_change")] + ([_pct(c, "expected_ctr_change")] if expected is not None else [])
+                cells += [_pts(c, "cold_share_diff"), _pts(c, "tail_share_diff")]
+                self.stdout.write(m.ljust(width) + "".join(x.rjust(24) for x in cells))
+        self.stdout.write(f"\nlast {label}; tail = items outside the most shown 20% of the catalog; cold = cold "
+                          "when shown" + ("; expected CTR = mean click probability of the shown stories under "
+                                          "the simulated readers' hidden click model" if expected is not None else ""))
+
+
+def _pct(c: dict, key: str) -> str:
+    return f"{100 * c[key]:+.1f}% ± {100 * c[key + '_se']:.1f}" if key in c else "-"
+
+
+def _pts(c: dict, key: str) -> str:
+    return f"{100 * c[key]:+.1f} pts ± {100 * c[key + '_se']:.1f}"
