@@ -56,7 +56,7 @@ serve: install .env db  ## the web process alone
 	PORT=$(PORT) $(BIN)/python manage.py rundemo --only web
 
 bench: install-test .env services db
-	@for f in bench/importer.py bench/refresh.py bench/feed.py bench/ab.py bench/evaluate.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@for f in bench/importer.py bench/refresh.py bench/feed.py bench/readers.py bench/ab.py bench/evaluate.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 lint: install-test
 	$(BIN)/ruff check .

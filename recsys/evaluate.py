@@ -4,7 +4,9 @@
 
 Events are ordered by time; the first 80% train every model; the rest are replayed in time
 order with seeds updated in real time and nothing retrained (see recsys.replay). Each scorer
-is measured in the `overall` and `buckets` views, over several negative-sampling seeds.
+is measured in the `overall` and `buckets` views, over several negative-sampling seeds, and,
+where it can score a reader with no train history (from their clicks before each group,
+no refit), in the `unseen_readers` view.
 """
 
 from __future__ import annotations
@@ -36,17 +38,20 @@ from recsys.hybrid import (
 from recsys.interactions import Interactions, from_dataset
 from recsys.lookalike import LookalikeConfig
 from recsys.metrics import positive_metrics
-from recsys.replay import Groups, Timeline, replay_groups
+from recsys.replay import VIEWS, Groups, Timeline, replay_groups
 from recsys.scorers import (
+    AsOfReaders,
     ColdStart,
     Hybrid,
     Lookalike,
     Ranker,
     SeedAverage,
     SeedTimeline,
+    Unseen,
     dot_scorer,
     itemknn_scorer,
     popularity,
+    query_dot_scorer,
     random_scorer,
 )
 from recsys.serving import LookalikeScorer
@@ -66,6 +71,9 @@ SCORERS = ["random", "popularity", "itemknn", "mf", "als", "als_seed_avg", "eu_s
 PAIRS = [("ralm", "ralm_avg"), ("ralm", "mf"), ("ralm", "als"), ("ralm", "als_seed_avg"),
          ("ralm", "ralm_noclust"), ("eu_seed_avg", "als_seed_avg"), ("coldstart_linear", "popularity"),
          ("hybrid", "coldstart_linear"), ("hybrid", "ralm"), ("ranker", "ranker_ctr"), ("ranker", "hybrid")]
+# The unseen_readers view against the baselines that need no train history.
+UNSEEN_PAIRS = [(a, b) for a in ("ralm", "hybrid", "ranker", "coldstart_linear", "mf")
+                for b in ("popularity", "itemknn")]
 METRICS = ["auc", "mrr", "ndcg@5", "ndcg@10"]
 POOLED = {"5-99": ("5-19", "20-99")}
 
@@ -218,6 +226,7 @@ def build_models(inter: Interactions, args, log) -> tuple[dict[str, Callable], d
         scorers["hybrid"] = Hybrid(cold, scorers["ralm"], cal.cold, cal.warm, args.seed_threshold)
         calibration = cal  # run() adds how the maps hold on the test period
     seconds["calibration"] = round(time.perf_counter() - t, 1)
+    ctr = None
     if "hybrid" in scorers:  # the feed ranker: a CTR model from the same slice, blended with the hybrid
         t = time.perf_counter()
         try:
@@ -227,8 +236,23 @@ def build_models(inter: Interactions, args, log) -> tuple[dict[str, Callable], d
         else:
             scorers["ranker_ctr"] = Ranker(ctr, inter, None, 0.0)
             scorers["ranker"] = Ranker(ctr, inter, scorers["hybrid"], args.blend_weight)
+
+    # Readers with no train history, scored from their clicks before each group (no refit):
+    # E_u from the tower, the text profile, itemknn's rows. ALS factors would need a fold-in,
+    # so `als` and `als_seed_avg` have no unseen view.
+    asof = AsOfReaders(inter, s1, item_vectors)
+    unseen = {"random": scorers["random"], "popularity": popularity, "itemknn": Unseen(knn, asof, "history"),
+              "mf": Unseen(query_dot_scorer(s1.softmax.weight.weight.detach().numpy(), bias), asof, "vector"),
+              "coldstart_linear": Unseen(cold, asof, "profile")}
+    for name in ("eu_seed_avg", "ralm_avg", "ralm_noclust", "ralm"):
+        unseen[name] = Unseen(scorers[name], asof, "vector")
+    if "hybrid" in scorers:
+        unseen["hybrid"] = Hybrid(unseen["coldstart_linear"], unseen["ralm"], cal.cold, cal.warm, args.seed_threshold)
+    if ctr is not None:
+        unseen["ranker_ctr"] = scorers["ranker_ctr"]  # its features are as of each group already
+        unseen["ranker"] = Ranker(ctr, inter, unseen["hybrid"], args.blend_weight)
         seconds["ranker_ctr"] = round(time.perf_counter() - t, 1)
-    return scorers, {"seconds": seconds, "training": training, "train_before": cut,
+    return scorers, {"seconds": seconds, "training": training, "train_before": cut, "unseen": unseen,
                      "readers_with_vector": int(has_vector.sum()), "calibration": calibration}
 
 
@@ -249,7 +273,8 @@ def run(args) -> dict:
     tl = Timeline.build(inter, train_before=info["train_before"], min_history=args.min_history)
     t = time.perf_counter()
     groups = {v: [replay_groups(tl, view=v, rng=np.random.default_rng(args.seed + 1000 * s))
-                  for s in range(args.seeds)] for v in ("overall", "buckets")}
+                  for s in range(args.seeds)] for v in VIEWS}
+    unseen = info.pop("unseen")
     seconds["replay"] = round(time.perf_counter() - t, 1)
     if inter.has_impressions:  # real impression lists: one draw, nothing to resample
         groups = {v: g[:1] for v, g in groups.items()}
@@ -263,9 +288,14 @@ def run(args) -> dict:
     seconds["scoring"] = {}
     for name in tqdm(wanted, desc="scoring", unit="scorer", disable=args.quiet):
         t = time.perf_counter()
-        per_view = {v: [evaluate_groups(scorers[name], g) for g in gs] for v, gs in groups.items()}
+        per_view = {v: [evaluate_groups(scorers[name], g) for g in gs] for v, gs in groups.items()
+                    if v != "unseen_readers"}
+        if name in unseen and len(groups["unseen_readers"][0]):
+            per_view["unseen_readers"] = [evaluate_groups(unseen[name], g) for g in groups["unseen_readers"]]
         raw[name] = {v: [r["auc"] for r in rs] for v, rs in per_view.items()}
         entry = {"overall": summarize(per_view["overall"]), "buckets": {}, "pooled": {}}
+        if "unseen_readers" in per_view:
+            entry["unseen_readers"] = summarize(per_view["unseen_readers"])
         for label, sel in _slices(groups["buckets"]).items():
             part = [{m: r[m][mask] for m in METRICS} for r, mask in zip(per_view["buckets"], sel, strict=True)]
             if sum(len(p["auc"]) for p in part):
@@ -278,10 +308,16 @@ def run(args) -> dict:
             pairs[f"{a} - {b}"] = {"overall": _paired(raw[a]["overall"], raw[b]["overall"], None)} | {
                 label: _paired(raw[a]["buckets"], raw[b]["buckets"], sel)
                 for label, sel in _slices(groups["buckets"]).items()}
+    unseen_pairs = {f"{a} - {b}": _paired(raw[a]["unseen_readers"], raw[b]["unseen_readers"], None)
+                    for a, b in UNSEEN_PAIRS
+                    if "unseen_readers" in raw.get(a, {}) and "unseen_readers" in raw.get(b, {})}
     seconds["total"] = round(time.perf_counter() - started, 1)
     return {"dataset": args.format, "data": str(args.data), "train_share": args.train_share,
             "sampling_seeds": args.seeds, "calibration": cal, "scorers": results,
-            "paired_auc_differences": pairs, "seconds": seconds,
+            "paired_auc_differences": pairs, "paired_auc_differences_unseen_readers": unseen_pairs,
+            "unseen_readers": {"groups": len(groups["unseen_readers"][0]),
+                               "readers": len(set(groups["unseen_readers"][0].reader.tolist()))},
+            "seconds": seconds,
             "config": {"dim": args.dim, "k": args.k, "seed_cap": args.seed_cap, "min_history": args.min_history,
                        "seed_threshold": args.seed_threshold, "blend_weight": args.blend_weight,
                        "stage1_epochs": args.stage1_epochs, "stage2_epochs": args.stage2_epochs,
@@ -291,19 +327,21 @@ def run(args) -> dict:
 
 def table(result: dict) -> str:
     labels = [b[0] for b in BUCKETS] + list(POOLED)
-    head = ["scorer", "overall"] + labels
+    head = ["scorer", "overall"] + labels + ["unseen readers"]
     rows = []
     for name, r in result["scorers"].items():
         cells = [name, f"{r['overall']['auc']:.3f}"]
         for b in labels:
             cell = r["buckets"].get(b) or r["pooled"].get(b)
             cells.append(f"{cell['auc']:.3f}" if cell else "-")
+        cells.append(f"{r['unseen_readers']['auc']:.3f}" if "unseen_readers" in r else "-")
         rows.append(cells)
     groups = ["groups", str(next(iter(result["scorers"].values()))["overall"]["groups"])]
     first = next(iter(result["scorers"].values()))
     for b in labels:
         cell = first["buckets"].get(b) or first["pooled"].get(b)
         groups.append(str(cell["groups"]) if cell else "-")
+    groups.append(str(result.get("unseen_readers", {}).get("groups", "-")))
     widths = [max(len(r[i]) for r in [head, groups, *rows]) for i in range(len(head))]
     fmt = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
     return "\n".join([fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows), fmt(groups)])

@@ -3,13 +3,16 @@ clicked item and negatives, with every candidate's seed count and popularity *at
 
 Seeds at time t are the readers with a train-period vector who clicked an item strictly
 before t (train and earlier test events): the readers a look-alike model can use. Events
-sharing a timestamp are grouped first and applied afterwards, so they never see each other. Two views:
+sharing a timestamp are grouped first and applied afterwards, so they never see each other. Views:
 - overall: the click plus negatives drawn in proportion to test-period popularity among items
   live at t (first seen at or before t), excluding items the reader ever touched. With logged
   impressions (MIND), the real impression list instead.
 - buckets: the click plus negatives drawn uniformly from live items whose seed count at t is
   in the clicked item's bucket (0, 1-4, 5-19, 20-99, 100+). With impressions, the impression's
   own candidates in that bucket (groups with none are dropped).
+- unseen_readers: the overall view's groups for the clicks of readers with no train history
+  (their first click falls in the test period); the other views leave them out. A scorer
+  sees such a reader only through their clicks before each group's time.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from recsys.interactions import Interactions
 from recsys.stage2 import BUCKETS, bucket_of
 
 NEGATIVES = 4
+VIEWS = ("overall", "buckets", "unseen_readers")
 
 
 @dataclass
@@ -105,7 +109,8 @@ class Timeline:
 
 def replay_groups(tl: Timeline, *, view: str, rng: np.random.Generator, until: float = np.inf) -> Groups:
     """Groups of every event from tl.train_before up to `until` (exclusive)."""
-    assert view in ("overall", "buckets")
+    assert view in VIEWS
+    sample_view = "buckets" if view == "buckets" else "overall"  # unseen readers: the overall view's negatives
     inter = tl.inter
     seeds = np.zeros(inter.n_items, dtype=np.int64)
     clicks = np.zeros(inter.n_items, dtype=np.int64)
@@ -146,13 +151,14 @@ def replay_groups(tl: Timeline, *, view: str, rng: np.random.Generator, until: f
             n_live += 1
         for event in by_time[t]:
             reader = int(inter.imp_reader[event[0]] if inter.has_impressions else inter.click_reader[event])
-            if not tl.eligible[reader]:
+            if (tl.has_vector[reader] if view == "unseen_readers" else not tl.eligible[reader]):
                 continue
             if inter.has_impressions:
-                groups = _impression_groups(inter, event, seeds, view)
+                groups = _impression_groups(inter, event, seeds, sample_view)
             else:
                 pos = int(inter.click_item[event])
-                groups = [_sampled_group(tl, reader, pos, seeds, sets, cum_pop[:n_live], live_order, view, rng)]
+                groups = [_sampled_group(tl, reader, pos, seeds, sets, cum_pop[:n_live], live_order, sample_view,
+                                         rng)]
             for cands in groups:
                 if cands is None:
                     continue

@@ -13,11 +13,12 @@ import numpy as np
 from recsys.baselines import ItemKNN
 from recsys.calibration import PlattCalibrator
 from recsys.clustering import pad_states
-from recsys.coldstart import ColdStartModel, Profiles, pair_features
+from recsys.coldstart import ColdStartModel, Profiles, pair_features, reader_profiles
 from recsys.ctr import CtrModel, click_log_features
 from recsys.interactions import Interactions
 from recsys.replay import Groups
 from recsys.serving import ItemState, LookalikeScorer
+from recsys.stage1 import Stage1Result, vectors_for
 
 
 @dataclass
@@ -46,15 +47,6 @@ class SeedTimeline:
         return self.readers[item][max(0, n - cap):n]
 
 
-def _per_candidate(groups: Groups, fn) -> np.ndarray:
-    out = np.zeros(groups.items.shape)
-    for g in range(len(groups)):
-        for c, item in enumerate(groups.items[g]):
-            if item >= 0:
-                out[g, c] = fn(int(groups.reader[g]), int(item), float(groups.time[g]))
-    return out
-
-
 @dataclass
 class SeedAverage:
     """Cosine between a reader's vector and the mean of the item's seeds' vectors (prefix
@@ -70,16 +62,25 @@ class SeedAverage:
         self._prefix = [np.vstack([np.zeros((1, h)), np.cumsum(self.vectors[r], 0)]) if len(r)
                         else np.zeros((1, h)) for r in self.timeline.readers]
 
-    def __call__(self, groups: Groups) -> np.ndarray:
+    def __call__(self, groups: Groups, query: np.ndarray | None = None) -> np.ndarray:
+        """`query` (G, h): each group's reader vector instead of vectors[reader]."""
+        row = {}
+
         def one(reader: int, item: int, t: float) -> float:
             n = self.timeline.count(item, t)
             if n == 0:
                 return 0.0
             lo = max(0, n - self.cap)
             mean = (self._prefix[item][n] - self._prefix[item][lo]) / (n - lo)
-            u = self.vectors[reader]
+            u = self.vectors[reader] if query is None else query[row["g"]]
             return float(u @ mean / max(np.linalg.norm(u) * np.linalg.norm(mean), 1e-12))
-        return _per_candidate(groups, one)
+        out = np.zeros(groups.items.shape)
+        for g in range(len(groups)):
+            row["g"] = g
+            for c, item in enumerate(groups.items[g]):
+                if item >= 0:
+                    out[g, c] = one(int(groups.reader[g]), int(item), float(groups.time[g]))
+        return out
 
 
 @dataclass
@@ -113,7 +114,8 @@ class Lookalike:
                 self._cache[key] = ItemState(cents, sizes, e_global.astype(np.float32))
         return self._cache[key]
 
-    def __call__(self, groups: Groups) -> np.ndarray:
+    def __call__(self, groups: Groups, query: np.ndarray | None = None) -> np.ndarray:
+        """`query` (G, h): each group's reader vector instead of vectors[reader]."""
         out = np.zeros(groups.items.shape)
         width = self.scorer.k if self.clustered else self.cap
         for g in range(len(groups)):
@@ -121,8 +123,9 @@ class Lookalike:
             states = [self.state(int(i), self.timeline.count(int(i), t)) for i in cands if i >= 0]
             cents, sizes, mask = pad_states([(s.centroids, s.sizes) for s in states], width, self.scorer.dim)
             e_global = np.stack([s.e_global for s in states])
+            u = self.vectors[groups.reader[g]] if query is None else query[g]
             out[g, : len(states)] = self.scorer._score(
-                self.vectors[groups.reader[g]].astype(np.float64), cents.astype(np.float64), sizes, mask,
+                u.astype(np.float64), cents.astype(np.float64), sizes, mask,
                 e_global.astype(np.float64))
         return out
 
@@ -161,15 +164,17 @@ class ColdStart:
     item_category: np.ndarray  # (I,)
     published: np.ndarray  # (I,) publication times, NaN if unknown
 
-    def __call__(self, groups: Groups) -> np.ndarray:
+    def __call__(self, groups: Groups, profiles: Profiles | None = None) -> np.ndarray:
+        """`profiles`: one per group (row g for group g) instead of the frozen ones."""
         valid = groups.valid
         items = np.maximum(groups.items, 0)
         if not valid.any():
             return np.zeros(items.shape)
-        readers = np.broadcast_to(groups.reader[:, None], items.shape)
+        owner = groups.reader if profiles is None else np.arange(len(groups))
+        readers = np.broadcast_to(owner[:, None], items.shape)
         age = (groups.time[:, None] - self.published[items]) / 3600.0
-        x = pair_features(self.profiles, readers[valid], self.item_vectors, self.item_category, items[valid],
-                          age[valid])
+        x = pair_features(self.profiles if profiles is None else profiles, readers[valid], self.item_vectors,
+                          self.item_category, items[valid], age[valid])
         out = np.zeros(items.shape)
         out[valid] = self.model.decision_function(x)
         return out
@@ -230,3 +235,85 @@ class Ranker:
         if self.weight == 0 or self.similarity is None:
             return p
         return (1.0 - self.weight) * p + self.weight * self.similarity(groups)
+
+
+@dataclass
+class AsOfReaders:
+    """What a scorer can know of readers without train history, per group: their clicks
+    strictly before the group's time, and the tower vector and text profile built from them
+    (computed once per Groups and shared by the scorers of the `unseen_readers` view)."""
+
+    inter: Interactions
+    tower: Stage1Result
+    item_vectors: np.ndarray  # (I, d) text vectors
+    profile_history: int = 100
+    _memo: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        order = np.argsort(self.inter.click_reader, kind="stable")  # time order kept within a reader
+        self._items, self._times = self.inter.click_item[order], self.inter.click_time[order]
+        self._bounds = np.searchsorted(self.inter.click_reader[order], np.arange(self.inter.n_readers + 1))
+
+    def _cached(self, key: str, groups: Groups, fn):
+        k = (key, id(groups))
+        if k not in self._memo:
+            if len(self._memo) > 32:
+                self._memo.clear()
+            self._memo[k] = (groups, fn())  # holding the groups keeps their id unique
+        return self._memo[k][1]
+
+    def histories(self, groups: Groups, cap: int | None = None) -> list[np.ndarray]:
+        out = []
+        for r, t in zip(groups.reader.tolist(), groups.time.tolist(), strict=True):
+            lo, hi = self._bounds[r], self._bounds[r + 1]
+            n = lo + int(np.searchsorted(self._times[lo:hi], t, side="left"))
+            out.append(self._items[lo if cap is None else max(lo, n - cap):n])
+        return out
+
+    def vectors(self, groups: Groups) -> np.ndarray:
+        return self._cached("vectors", groups, lambda: vectors_for(
+            self.tower, groups.reader, self.histories(groups, self.tower.builder.max_history)))
+
+    def profiles(self, groups: Groups) -> Profiles:
+        return self._cached("profiles", groups, lambda: reader_profiles(
+            item_vectors=self.item_vectors, item_category=self.inter.item_category,
+            n_categories=len(self.inter.categories), histories=self.histories(groups, self.profile_history)))
+
+    def matrix(self, groups: Groups):
+        import scipy.sparse as sp
+
+        def build():
+            hists = self.histories(groups)
+            rows = np.repeat(np.arange(len(hists)), [len(h) for h in hists])
+            cols = np.concatenate(hists) if hists else np.zeros(0, np.int64)
+            return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(hists), self.inter.n_items))
+        return self._cached("matrix", groups, build)
+
+
+@dataclass
+class Unseen:
+    """A scorer for readers without train history: `inner` with each group's inputs as of
+    its time. `needs`: "vector" (E_u from the tower: mf, seed averages, look-alikes),
+    "profile" (the cold-start text profile) or "history" (itemknn's clicked items)."""
+
+    inner: object
+    asof: AsOfReaders
+    needs: str
+
+    def __call__(self, groups: Groups) -> np.ndarray:
+        if self.needs == "vector":
+            return self.inner(groups, query=self.asof.vectors(groups))
+        if self.needs == "profile":
+            return self.inner(groups, profiles=self.asof.profiles(groups))
+        knn = object.__new__(ItemKNN)  # the trained item-item cosines, this group's clicks as the rows
+        knn.x, knn.xn = self.asof.matrix(groups), self.inner.xn
+        return knn.scores(np.arange(len(groups)), groups.items)
+
+
+def query_dot_scorer(items: np.ndarray, item_bias: np.ndarray | None = None):
+    """`mf` for per-group reader vectors: score = query . item vector (+ item bias)."""
+    def score(groups: Groups, query: np.ndarray) -> np.ndarray:
+        cand = np.maximum(groups.items, 0)
+        s = np.einsum("gh,gch->gc", query, items[cand])
+        return s + (item_bias[cand] if item_bias is not None else 0.0)
+    return score

@@ -66,6 +66,21 @@ def reader_vectors(result: Stage1Result, *, before: float, readers: np.ndarray |
     return out
 
 
+def vectors_for(result: Stage1Result, readers: np.ndarray, histories: list[np.ndarray],
+                batch_size: int = 1024) -> np.ndarray:
+    """E_u for (reader, history) pairs: each history (item indices, oldest first) stands for
+    that reader's clicks at some moment (the replay's readers without train history)."""
+    builder, tower = result.builder, result.tower
+    readers = np.asarray(readers)
+    out = np.zeros((len(readers), tower.config.dim), dtype=np.float32)
+    tower.eval()
+    with torch.no_grad():
+        for s in range(0, len(readers), batch_size):
+            fields = builder.batch(readers[s:s + batch_size], histories[s:s + batch_size])
+            out[s:s + batch_size] = tower(_to_torch(fields))[0].numpy()
+    return out
+
+
 def fit_tower(
     inter: Interactions, *, train_before: float, tower: dict | None = None,
     params: Stage1Params | None = None, progress: Callable[[str, dict], None] | None = None,

@@ -82,9 +82,9 @@ def trained(transactional_db, settings, tmp_path):
 def _fresh_process_caches():
     """The feed's per-process copies (catalog, models, serving store) start empty in every
     test: test databases are flushed between tests, ids are not reused consistently."""
-    from webapp.lookalike import serving
+    from webapp.lookalike import online, serving
     from webapp.news import ranking
 
-    for c in (ranking.catalogs, ranking.models, serving.cache):
+    for c in (ranking.catalogs, ranking.models, serving.cache, online.towers):
         c.clear()
     yield

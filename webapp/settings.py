@@ -66,6 +66,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "webapp.news.access.context",
             ],
         },
     },
@@ -139,6 +140,10 @@ LOOKALIKE_REFRESH_BATCH = env.int("LOOKALIKE_REFRESH_BATCH", default=2000)
 # Nightly retraining: hour and minute (UTC).
 RETRAIN_AT = env.str("RETRAIN_AT", default="03:00")
 
+LOGIN_URL = "news:login"
+LOGIN_REDIRECT_URL = "news:feed"
+LOGOUT_REDIRECT_URL = "news:home"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -162,7 +167,7 @@ WHITENOISE_USE_FINDERS = True  # serve app static files straight from the apps w
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["webapp.news.access.SessionReader"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

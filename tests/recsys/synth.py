@@ -10,10 +10,11 @@ GENRES = ["Drama", "Comedy", "Action", "Horror"]
 
 
 def write_movielens(folder: Path, *, readers: int = 90, items: int = 120, clicks_per_reader: int = 40,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, late_readers: int = 0) -> Path:
     """Readers and items belong to one of four taste groups (the genre); a reader clicks an
     item of their own group 85% of the time. Timestamps interleave readers so that most
-    readers have history before the test period."""
+    readers have history before the test period; the last `late_readers` readers click only
+    in the last twentieth of the time (readers with no train history)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     item_group = np.arange(items) % len(GENRES)
@@ -24,7 +25,9 @@ def write_movielens(folder: Path, *, readers: int = 90, items: int = 120, clicks
     rows, t0 = ["userId,movieId,rating,timestamp"], 1_500_000_000
     popularity = rng.zipf(1.6, items).clip(1, 50).astype(float)
     events = []
-    for r in range(readers):
+    for r in range(readers + late_readers):
+        if r == readers:
+            reader_group = np.concatenate([reader_group, rng.integers(len(GENRES), size=late_readers)])
         own = np.flatnonzero(item_group == reader_group[r])
         other = np.flatnonzero(item_group != reader_group[r])
         chosen: set[int] = set()
@@ -32,7 +35,8 @@ def write_movielens(folder: Path, *, readers: int = 90, items: int = 120, clicks
             pool = own if rng.random() < 0.85 else other
             p = popularity[pool] / popularity[pool].sum()
             chosen.add(int(rng.choice(pool, p=p)))
-        times = np.sort(rng.uniform(0, 1_000_000, clicks_per_reader)).astype(int)
+        start = 950_000 if r >= readers else 0
+        times = np.sort(rng.uniform(start, 1_000_000, clicks_per_reader)).astype(int)
         events += [(int(t), r + 1, i + 1) for t, i in zip(times, rng.permutation(sorted(chosen)), strict=True)]
     for t, r, i in sorted(events):
         rows.append(f"{r},{i},4.0,{t0 + t}")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recsys.datasets import read_dataset
-from recsys.evaluate import PAIRS, SCORERS, main
+from recsys.evaluate import PAIRS, SCORERS, main, table
 from recsys.interactions import from_dataset
 from recsys.replay import Timeline, replay_groups
 from tests.conftest import DATA, MOVIELENS_SMALL
@@ -48,6 +48,35 @@ def test_planted_taste_is_found_by_the_learned_scorers(planted):
         assert s[name]["overall"]["auc"] > floor, (name, s[name]["overall"])
     pooled = s["ralm"]["pooled"]["5-99"]["auc"]
     assert pooled > s["random"]["pooled"]["5-99"]["auc"] + 0.15
+
+
+def test_readers_without_train_history_have_their_own_view(tmp_path):
+    """Six readers click only at the end: each of their clicks is scored from their clicks
+    before it (E_u from the tower, text profile, itemknn rows), in `unseen_readers`."""
+    folder = write_movielens(tmp_path / "ml", late_readers=6)
+    out = tmp_path / "r.json"
+    assert main(["--format", "movielens", "--data", str(folder), "--out", str(out), "--seeds", "2",
+                 "--stage1-epochs", "6", "--stage2-epochs", "2", "--dim", "16", "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["unseen_readers"] == {"groups": 6 * 40, "readers": 6}
+    s = result["scorers"]
+    no_fold_in = {"als", "als_seed_avg"}
+    assert {n for n in s if "unseen_readers" in s[n]} == set(SCORERS) - no_fold_in
+    for name in set(SCORERS) - no_fold_in:
+        assert set(s[name]["unseen_readers"]) == set(s[name]["overall"]), name
+    assert abs(s["random"]["unseen_readers"]["auc"] - 0.5) < 0.06
+    for name in ("itemknn", "coldstart_linear", "hybrid", "ranker"):  # the planted taste, from few clicks
+        assert s[name]["unseen_readers"]["auc"] > 0.7, (name, s[name]["unseen_readers"])
+    pairs = result["paired_auc_differences_unseen_readers"]
+    assert pairs["hybrid - popularity"]["diff"] > 2 * pairs["hybrid - popularity"]["se"]
+    assert "| unseen readers" in table(result)
+    # The view holds only readers with no click before the test period.
+    inter = from_dataset(read_dataset("movielens", folder))
+    cut = result["train_before"]
+    groups = replay_groups(Timeline.build(inter, train_before=cut), view="unseen_readers",
+                           rng=np.random.default_rng(0))
+    seen = set(inter.click_reader[inter.click_time < cut].tolist())
+    assert len(groups) == 240 and not seen & set(groups.reader.tolist())
 
 
 def test_mind_format_scores_the_real_impression_lists(tmp_path, capsys):
@@ -134,6 +163,12 @@ def test_acceptance_on_ml_latest_small(tmp_path):
         assert cold > s["popularity"]["buckets"][bucket]["auc"] and cold > s["random"]["buckets"][bucket]["auc"]
     overall = {name: r["overall"]["auc"] for name, r in s.items()}
     assert overall["hybrid"] >= max(overall["coldstart_linear"], overall["ralm"]), overall
+    # Readers with no train history: RALM from the tower's E_u of their clicks so far beats
+    # popularity and itemknn on their clicks.
+    unseen = {name: r["unseen_readers"]["auc"] for name, r in s.items() if "unseen_readers" in r}
+    assert result["unseen_readers"]["groups"] > 10_000
+    assert unseen["ralm"] > unseen["itemknn"] > unseen["popularity"], unseen
+    assert unseen["hybrid"] > unseen["itemknn"], unseen
     # The feed ranker (CTR model + w * hybrid) ranks far better than popularity.
     assert overall["ranker"] > overall["popularity"] + 0.1 and overall["ranker_ctr"] > overall["popularity"] + 0.1
     cal = result["calibration"]

@@ -72,3 +72,39 @@ def test_admin_seed_view_in_the_browser(trained, live_server, browser):
     page.wait_for_selector("#score")
     assert page.locator("#projection svg").count() == 1
     page.screenshot(path=str(ARTIFACTS / "admin-seeds.png"), full_page=True)
+
+
+def test_a_new_reader_gets_more_of_what_they_click(trained, live_server, browser):
+    """Start reading with one click, skip the topics, click three stories of one category:
+    the next page holds more stories of that category than the first did. The vector that
+    makes it personal is recomputed at each click, with no retraining."""
+    page = browser.new_page(viewport={"width": 420, "height": 900})
+    page.goto(f"{live_server.url}/")
+    page.click("#start-reading")
+    page.wait_for_url("**/topics/")
+    page.screenshot(path=str(ARTIFACTS / "topics.png"), full_page=True)
+    page.click("#save-topics")  # none picked
+    page.wait_for_url("**/feed/")
+    reader = Reader.objects.get(source="web")
+    first = [page.locator("article.card").nth(i).get_attribute("data-category") for i in range(10)]
+    assert all("until you click or pick topics" in t for t in page.locator("article.card .why").all_inner_texts())
+    category = first[0]
+    for n in range(3):
+        if n:  # back to the feed (the first click is on the first page itself)
+            page.goto(f"{live_server.url}/feed/")
+        for _ in range(5):  # the category's stories may sit a page further on
+            if page.locator(f'article.card[data-category="{category}"]').count():
+                break
+            page.click("#more")
+            page.wait_for_load_state()
+        card = page.locator(f'article.card[data-category="{category}"]').first
+        item_id = card.get_attribute("data-item-id")
+        card.locator("button.read").click()
+        page.wait_for_url(f"**/items/{item_id}/**")
+        assert Click.objects.filter(reader=reader).count() == n + 1
+    page.goto(f"{live_server.url}/feed/")
+    after = [page.locator("article.card").nth(i).get_attribute("data-category") for i in range(10)]
+    page.screenshot(path=str(ARTIFACTS / "new-reader-feed.png"), full_page=True)
+    assert after.count(category) > first.count(category), (category, first, after)
+    assert any(category in t for t in page.locator("article.card .why").all_inner_texts())
+    assert reader.vectors.exists()

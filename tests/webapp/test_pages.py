@@ -54,7 +54,8 @@ def test_click_from_the_page_needs_csrf_and_lands_on_the_story():
 def test_feed_page_unknown_reader_is_404_and_bad_id_is_400(client):
     assert client.get("/feed/", {"reader": 987654}).status_code == 404
     assert client.get("/feed/", {"reader": "x"}).status_code == 400
-    assert client.get("/feed/").status_code == 400
+    no_reader = client.get("/feed/")  # no id and no reader of this browser's own: the home page
+    assert no_reader.status_code == 302 and no_reader["Location"] == "/"
 
 
 def test_click_form_with_bad_values_is_rejected(client):

@@ -21,12 +21,14 @@ from recsys.ctr import FEATURES, fit_ctr, impression_features, with_similarity
 from recsys.hybrid import NotEnoughData, calibrate, fit_coldstart, impression_similarity
 from recsys.interactions import Interactions, build_interactions
 from recsys.lookalike import LookalikeConfig
+from recsys.online import OnlineTower
 from recsys.serving import LookalikeScorer
 from recsys.stage1 import Stage1Params, fit_tower, reader_vectors
 from recsys.stage2 import SNAPSHOT_SHARES, Stage2Params, fit_lookalike, snapshots_for
 from recsys.text import DIM
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector
+from webapp.lookalike.online import web_readers_embed
 from webapp.lookalike.refresh import serving_switch
 from webapp.lookalike.services import item_status_refresh
 from webapp.news.embedding import items_embed
@@ -217,6 +219,9 @@ def model_train(
     except redis.RedisError as exc:
         log(f"Redis unreachable ({exc.__class__.__name__}): the vectors are in Postgres only")
         redis_ok = False
+    # Readers of this catalog the tower did not train on (web readers) get their vectors
+    # under the new run too, before it serves: they stay personal and remain seeds.
+    web_readers_embed(run=tower_run, tower=OnlineTower(s1), catalog=Source.DEMO if source == Source.WEB else source)
     switched = serving_switch(runs=[tower_run, look_run, cold_run, ctr_run], tower=tower_run, lookalike=look_run)
     redis_ok = redis_ok and switched["redis"]
     if redis_ok:

@@ -1,25 +1,79 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from webapp.news import services
-from webapp.news.models import Click, Impression, Item, Reader
+from webapp.news.models import Click, Impression, Item, Reader, Source
 
 
 class ScoreForm(forms.Form):
     reader = forms.IntegerField(min_value=1, max_value=2**63 - 1, label="Score for reader id")
 
 
+class NewReaderFilter(admin.SimpleListFilter):
+    title = "new readers"
+    parameter_name = "new"
+
+    def lookups(self, request, model_admin):
+        return [("web", "signed up on the web"), ("day", "created in the last day")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "web":
+            return queryset.filter(source=Source.WEB)
+        if self.value() == "day":
+            return queryset.filter(created_at__gte=timezone.now() - timedelta(days=1))
+        return queryset
+
+
 @admin.register(Reader)
 class ReaderAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "source", "external_id", "region", "age_band", "device", "created_at"]
-    list_filter = ["source", "region", "age_band", "device"]
-    search_fields = ["name", "external_id"]
+    """Readers, newest first; for each, the clicks so far and how old their serving vector
+    (E_u under the active user tower) is: a web reader's is recomputed after every click."""
+
+    list_display = ["id", "name", "source", "user", "topics_list", "clicks", "created_at", "vector_age",
+                    "region", "age_band", "device"]
+    list_filter = [NewReaderFilter, "source", "region", "age_band", "device"]
+    search_fields = ["name", "external_id", "user__username"]
+    ordering = ["-created_at", "-id"]
+    list_select_related = ["user"]
+    readonly_fields = ["vector_age"]
+
+    def get_queryset(self, request):
+        from webapp.lookalike.models import ReaderVector
+
+        vector_at = ReaderVector.objects.filter(reader=OuterRef("pk"), model_run__is_active=True) \
+            .order_by("-computed_at").values("computed_at")[:1]
+        n_clicks = Click.objects.filter(reader=OuterRef("pk")).order_by().values("reader") \
+            .annotate(n=Count("id")).values("n")[:1]
+        return super().get_queryset(request).annotate(vector_at=Subquery(vector_at),
+                                                      n_clicks=Coalesce(Subquery(n_clicks), 0))
+
+    @admin.display(description="topics")
+    def topics_list(self, obj: Reader) -> str:
+        return ", ".join(obj.topics) or "-"
+
+    @admin.display(description="clicks", ordering="n_clicks")
+    def clicks(self, obj: Reader) -> int:
+        return getattr(obj, "n_clicks", 0)
+
+    @admin.display(description="vector age", ordering="-vector_at")
+    def vector_age(self, obj: Reader) -> str:
+        at = getattr(obj, "vector_at", None)
+        if at is None:
+            return "no vector (popular and fresh feed)"
+        return f"{timesince(at, timezone.now())} ago" if timezone.now() - at > timedelta(seconds=60) else \
+            f"{int((timezone.now() - at).total_seconds())} s ago"
 
 
 @admin.register(Item)

@@ -19,6 +19,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from recsys.ranker import MODES
 from webapp.lookalike.selectors import item_seed_stats
 from webapp.news import selectors, services
+from webapp.news.models import Reader, Source
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,15 @@ def exception_handler(exc, context):
     elif isinstance(exc, services.Rejected):
         return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
     return drf_exception_handler(exc, context)
+
+
+def _reader_visible(request: Request, reader_id: int) -> Reader:
+    """The reader, if this request may act as them (web readers: only their own browser
+    session or account; see webapp.news.access); NotFound otherwise."""
+    reader = selectors.reader_get(reader_id=reader_id)
+    if reader is None or (reader.source == Source.WEB and request.auth != reader.pk):
+        raise services.NotFound(f"Reader {reader_id} not found.")
+    return reader
 
 
 class FeedQuerySerializer(serializers.Serializer):
@@ -100,9 +110,7 @@ class FeedView(APIView):
     def get(self, request: Request) -> Response:
         query = FeedQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        reader = selectors.reader_get(reader_id=query.validated_data["reader"])
-        if reader is None:
-            raise services.NotFound(f"Reader {query.validated_data['reader']} not found.")
+        reader = _reader_visible(request, query.validated_data["reader"])
         limit = query.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT)
         page = services.feed_build(reader=reader, limit=limit, mode=query.validated_data.get("mode"),
                                    weight=query.validated_data.get("w"))
@@ -144,16 +152,38 @@ class ReaderProfileSerializer(serializers.Serializer):
     impressions = serializers.IntegerField()
     categories = serializers.DictField(child=serializers.IntegerField(), help_text="clicks per category")
     recent = ItemSerializer(many=True, help_text="the latest clicked stories")
+    topics = serializers.ListField(child=serializers.CharField(), source="reader.topics",
+                                   help_text="categories the reader picked")
     vector_computed_at = serializers.DateTimeField(allow_null=True)
+
+
+class ReaderUpdateSerializer(serializers.Serializer):
+    topics = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=50,
+                                   help_text="categories of the reader's catalog")
+    region = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    age_band = serializers.CharField(max_length=16, required=False, allow_blank=True)
+    device = serializers.CharField(max_length=16, required=False, allow_blank=True)
 
 
 class ReaderView(APIView):
     @extend_schema(responses=ReaderProfileSerializer)
     def get(self, request: Request, reader_id: int) -> Response:
-        profile = selectors.reader_profile(reader_id=reader_id)
-        if profile is None:
-            raise services.NotFound(f"Reader {reader_id} not found.")
-        return Response(ReaderProfileSerializer(profile).data)
+        _reader_visible(request, reader_id)
+        return Response(ReaderProfileSerializer(selectors.reader_profile(reader_id=reader_id)).data)
+
+    @extend_schema(request=ReaderUpdateSerializer, responses=ReaderProfileSerializer)
+    def patch(self, request: Request, reader_id: int) -> Response:
+        """Change your own topics or profile fields (web readers only, from their browser
+        session with its CSRF token); the reader vector is recomputed at once."""
+        reader = _reader_visible(request, reader_id)
+        if reader.source != Source.WEB:
+            raise services.Rejected("Only readers created on the web can be changed.", field="reader")
+        body = ReaderUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        topics = data.pop("topics", None)
+        services.reader_update(reader=reader, topics=topics, profile=data)
+        return Response(ReaderProfileSerializer(selectors.reader_profile(reader_id=reader_id)).data)
 
 
 class ClickInSerializer(serializers.Serializer):
@@ -175,6 +205,9 @@ class ClickView(APIView):
     def post(self, request: Request) -> Response:
         body = ClickInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        owner = selectors.impression_reader(impression_id=body.validated_data["impression"])
+        if owner is None or (owner[1] == Source.WEB and request.auth != owner[0]):
+            raise services.NotFound(f"Impression {body.validated_data['impression']} not found.")
         result = services.click_record(
             impression_id=body.validated_data["impression"],
             reader_id=body.validated_data.get("reader"),

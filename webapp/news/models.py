@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -25,6 +27,11 @@ class Reader(models.Model):
     age_band = models.CharField(max_length=16, blank=True)
     device = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Web readers: the account that keeps them (none while they read as a browser session),
+    # and the topics (categories) they picked; both feed their vector (recsys.online).
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="reader")
+    topics = ArrayField(models.CharField(max_length=64), default=list, blank=True)
 
     class Meta:
         constraints = [

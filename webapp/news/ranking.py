@@ -35,6 +35,7 @@ from webapp.news.models import Item, ItemStatus
 log = logging.getLogger(__name__)
 PROFILE_HISTORY = 100
 SEEN_DISCOUNT = 0.5  # a story shown to the reader in the last day scores half per showing
+TOPIC_CLICKS = 2.0  # a picked topic counts as this many clicks in its category (affinity)
 
 
 @dataclass
@@ -204,10 +205,12 @@ def ranker_config(mode: str | None = None, weight: float | None = None) -> Ranke
 
 
 def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, int], now: datetime, limit: int,
-         config: RankerConfig) -> Ranked | None:
+         config: RankerConfig, topics: list[str] | tuple[str, ...] = ()) -> Ranked | None:
     """Rank the reader's candidates; None when no trained ranker serves (the caller uses the
     baseline). `clicked`: the reader's clicked item ids, newest first; `shown`: recent
-    impressions per item."""
+    impressions per item; `topics`: categories the reader picked. A reader with neither
+    clicks nor topics gets the calibrated popularity and freshness mix (every reader term of
+    the models is zero)."""
     r = store.client()
     m = models.get(r)
     if m.cold is None or m.ctr is None:
@@ -226,6 +229,9 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
     history = [cat.row[i] for i in clicked[:PROFILE_HISTORY] if i in cat.row][::-1]  # oldest first
     n_cat = len(cat.categories)
     counts = np.bincount(cat.category[history], minlength=n_cat).astype(np.float64) if history else np.zeros(n_cat)
+    picked = {cat.categories.index(t) for t in topics if t in cat.categories}
+    for c in picked:  # a picked topic weighs like TOPIC_CLICKS clicks in its category
+        counts[c] += TOPIC_CLICKS
     vec = np.zeros((1, cat.vectors.shape[1]), np.float32)
     if history:
         w = 0.5 ** (np.arange(len(history))[::-1] / PROFILE_HALF_LIFE)
@@ -285,25 +291,42 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
             part["ctr_with_similarity"] = round(float(ctr_sim[k]), 6)
         out.parts.append(part)
         out.warm.append(bool(warm_now[k]))
-        out.why.append(_why(int(ids[k]), bool(warm_now[k]), scored, cat.categories[cat.category[rows[k]]],
-                            counts[cat.category[rows[k]]], age[k]))
+        c = int(cat.category[rows[k]])
+        out.why.append(_why(int(ids[k]), bool(warm_now[k]), scored, cat.categories[c],
+                            because=_nearest_click(cat, history, rows[k]), picked=c in picked,
+                            personal=bool(history) or bool(picked), age_hours=age[k]))
     return out
+
+
+def _nearest_click(cat: Catalog, history: list[int], row: int) -> str | None:
+    """The title of the reader's clicked story in the same category closest in text to the
+    candidate (rows into the catalog); None without such a click."""
+    same = [h for h in history if cat.category[h] == cat.category[row]]
+    if not same:
+        return None
+    sims = cat.vectors[same] @ cat.vectors[row]
+    return cat.items[same[int(np.argmax(sims))]].title
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _why(item_id: int, warm: bool, scored: WarmScores, category: str, clicks_in_category: float,
-         age_hours: float) -> str:
+def _why(item_id: int, warm: bool, scored: WarmScores, category: str, *, because: str | None, picked: bool,
+         personal: bool, age_hours: float) -> str:
+    """Which of the reader's clicks or topics led to the story (or that nothing personal did)."""
+    if not personal:
+        when = "New" if age_hours < 24 else "Popular"
+        return f"{when} in {category}: the feed is popular and fresh stories until you click or pick topics."
     if warm:
         found = scored.why(item_id)
+        lead = "Readers like you read it"
         if found:
             near, total = found
-            return f"Readers like you read it: {near} of its {total} recent readers share your taste."
-        return "Readers like you read it."
-    if clicks_in_category > 0:
-        return f"New story on a topic you read: {category}."
-    if age_hours < 24:
-        return f"New in {category}."
-    return f"Popular in {category}."
+            lead = f"{lead}: {near} of its {total} recent readers share your taste"
+        return f"{lead}, as you read “{because}”." if because else f"{lead}."
+    if because:
+        return f"New story on a topic you read ({category}), like “{because}”."
+    if picked:
+        return f"New story on a topic you picked: {category}."
+    return f"New in {category}." if age_hours < 24 else f"Popular in {category}."

@@ -93,6 +93,25 @@ def readers_for_picker(*, limit: int = 24) -> list[Reader]:
     )
 
 
+def reader_topics_choices(*, reader: Reader) -> list[str]:
+    """The categories a reader can pick as topics: those of their catalog."""
+    return sorted(Item.objects.filter(source=catalog_for(reader=reader)).values_list("category", flat=True)
+                  .distinct())
+
+
+def profile_choices() -> dict[str, list[str]]:
+    """Values a web reader can give each profile field: those the demo population has (the
+    user tower knows them; an unknown value would be left out of the reader's vector)."""
+    demo = Reader.objects.filter(source=Source.DEMO)
+    return {f: sorted(v for v in demo.values_list(f, flat=True).distinct() if v)
+            for f in ("region", "age_band", "device")}
+
+
+def impression_reader(*, impression_id: int) -> tuple[int, str] | None:
+    """(reader id, reader source) of an impression."""
+    return Impression.objects.filter(pk=impression_id).values_list("reader_id", "reader__source").first()
+
+
 def item_get(*, item_id: int) -> Item | None:
     return Item.objects.filter(pk=item_id).first()
 

@@ -17,14 +17,16 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from recsys.baseline import baseline_scores
+from webapp.lookalike.online import reader_vector_refresh_quietly
 from webapp.lookalike.services import seedset_mark_dirty
 from webapp.lookalike.store import CATALOG_VERSION_KEY
 from webapp.lookalike.store import client as store_client
 from webapp.news import ranking
-from webapp.news.models import Click, Impression, Item, Reader
+from webapp.news.models import Click, Impression, Item, Reader, Source
 from webapp.news.selectors import catalog_for, feed_candidates_for, reader_history
 
 logger = logging.getLogger(__name__)
+READER_PROFILE_FIELDS = ("region", "age_band", "device")
 
 
 class NotFound(Exception):
@@ -69,7 +71,7 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode:
     config = ranking.ranker_config(mode, weight)  # ValueError on a bad mode or weight
     clicked, shown = reader_history(reader=reader, now=now)
     ranked = ranking.rank(reader_id=reader.pk, source=catalog_for(reader=reader), clicked=clicked, shown=shown,
-                          now=now, limit=limit, config=config)
+                          now=now, limit=limit, config=config, topics=reader.topics)
     if ranked is None:
         ranked = _baseline(reader=reader, now=now, limit=limit, clicked=clicked, shown=shown)
     items = {i.pk: i for i in ranked.items} if ranked.items is not None else \
@@ -165,6 +167,8 @@ def click_record(
         )
         if created:
             seedset_mark_dirty(item_ids=[impression.item_id])
+    if created:  # the reader's vector with this click, before their next feed (no retraining)
+        reader_vector_refresh_quietly(reader_id=impression.reader_id)
     return ClickResult(click=click, created=created)
 
 
@@ -254,3 +258,52 @@ def catalog_changed() -> None:
         store_client().incr(CATALOG_VERSION_KEY)
     except redis.RedisError:
         logger.warning("Redis unreachable: web processes pick up catalog changes within their TTL")
+
+
+def reader_start(*, now: datetime | None = None) -> Reader:
+    """A new web reader ("start reading"): no profile, no topics, no clicks yet."""
+    now = now or timezone.now()
+    key = uuid.uuid4().hex
+    return Reader.objects.create(source=Source.WEB, external_id=key, name=f"Reader {key[:6]}", created_at=now)
+
+
+def reader_update(*, reader: Reader, topics: list[str] | None = None, profile: dict[str, str] | None = None) -> Reader:
+    """Change a reader's picked topics and/or profile fields; when anything changed, their
+    vector follows at once. Topics must be categories of the reader's catalog."""
+    fields = []
+    if topics is not None:
+        known = set(Item.objects.filter(source=catalog_for(reader=reader)).values_list("category", flat=True)
+                    .distinct())
+        unknown = sorted(set(topics) - known)
+        if unknown:
+            raise Rejected(f"Unknown topic(s): {', '.join(unknown)}.", field="topics")
+        if list(dict.fromkeys(topics)) != reader.topics:
+            reader.topics = list(dict.fromkeys(topics))
+            fields.append("topics")
+    for name, value in (profile or {}).items():
+        if name not in READER_PROFILE_FIELDS:
+            raise Rejected(f"Unknown profile field {name!r}.", field=name)
+        limit = Reader._meta.get_field(name).max_length
+        if len(value) > limit:
+            raise Rejected(f"At most {limit} characters.", field=name)
+        if getattr(reader, name) != value:
+            setattr(reader, name, value)
+            fields.append(name)
+    if fields:
+        reader.save(update_fields=fields)
+        reader_vector_refresh_quietly(reader_id=reader.pk)
+    return reader
+
+
+def reader_claim(*, reader: Reader | None, user) -> Reader:
+    """Tie a web reader to an account (sign-up or the first log-in of a session reader);
+    an account that has a reader keeps it. Returns the account's reader."""
+    own = Reader.objects.filter(user=user).first()
+    if own is not None:
+        return own
+    if reader is None or reader.source != Source.WEB or reader.user_id not in (None, user.pk):
+        reader = reader_start()
+    reader.user = user
+    reader.name = user.get_username()
+    reader.save(update_fields=["user", "name"])
+    return reader
