@@ -106,6 +106,16 @@ def _clustered(values: np.ndarray, request: np.ndarray) -> tuple[float, float]:
     return float(mean), se
 
 
+def tail_mask(item: np.ndarray, catalog: np.ndarray, tail_share: float = 0.8) -> np.ndarray:
+    """Per impression: whether its item is in the tail, outside the most shown 1 - tail_share
+    of the catalog (counted over these impressions)."""
+    catalog = np.unique(np.asarray(catalog, np.int64))
+    shown_all = np.bincount(np.searchsorted(catalog, item), minlength=len(catalog))
+    head_n = max(1, int(round(len(catalog) * (1 - tail_share))))
+    head = set(catalog[np.argsort(-shown_all, kind="stable")[:head_n]].tolist())
+    return np.fromiter((i not in head for i in item.tolist()), bool, count=len(item))
+
+
 def ab_summary(*, mode: np.ndarray, request: np.ndarray, item: np.ndarray, clicked: np.ndarray, cold: np.ndarray,
                category: np.ndarray, catalog: np.ndarray, tail_share: float = 0.8,
                expected: np.ndarray | None = None) -> dict[str, dict]:
@@ -114,13 +124,11 @@ def ab_summary(*, mode: np.ndarray, request: np.ndarray, item: np.ndarray, click
     shown 1 - tail_share of the catalog over all modes), the exposure Gini over the catalog,
     and distinct categories per page; `*_se` are page-clustered standard errors. `expected`:
     each impression's click probability under a known click model (the demo's simulated
-    readers), averaged into `expected_ctr`, free of the noise of the clicks themselves.
+    readers; NaN where it does not know the reader), averaged into `expected_ctr`, free of
+    the noise of the clicks themselves.
     `catalog`: every item that was live."""
     catalog = np.unique(np.asarray(catalog, np.int64))
-    shown_all = np.bincount(np.searchsorted(catalog, item), minlength=len(catalog))
-    head_n = max(1, int(round(len(catalog) * (1 - tail_share))))
-    head = set(catalog[np.argsort(-shown_all, kind="stable")[:head_n]].tolist())
-    in_tail = np.fromiter((i not in head for i in item.tolist()), bool, count=len(item))
+    in_tail = tail_mask(item, catalog, tail_share)
     out = {}
     for m in sorted(set(mode.tolist())):
         sel = mode == m
@@ -134,9 +142,11 @@ def ab_summary(*, mode: np.ndarray, request: np.ndarray, item: np.ndarray, click
         if expected is not None:
             columns.append(("expected_ctr", expected, 5))
         for name, values, digits in columns:
-            mean, se = _clustered(np.asarray(values)[sel], request[sel]) if n else (None, None)
-            out[m][name] = round(mean, digits) if n else None
-            out[m][f"{name}_se"] = round(se, digits) if n else None
+            v = np.asarray(values, np.float64)[sel]
+            known = np.isfinite(v)  # expected: NaN where the click model does not know the reader
+            mean, se = _clustered(v[known], request[sel][known]) if known.any() else (None, None)
+            out[m][name] = round(mean, digits) if mean is not None else None
+            out[m][f"{name}_se"] = round(se, digits) if se is not None else None
         out[m] |= {"exposure_gini": round(exposure_gini(per_item), 4),
                    "categories_per_page": round(float(np.mean([len(v) for v in pages.values()])), 2) if pages else None,
                    "pages": len(pages)}
@@ -163,4 +173,40 @@ def ab_compare(summary: dict[str, dict], reference: str = "ctr") -> dict[str, di
             row[f"{key}_diff"] = round(s[key] - ref[key], 4)
             row[f"{key}_diff_se"] = round(float(np.hypot(s[f"{key}_se"], ref[f"{key}_se"])), 4)
         out[m] = row
+    return out
+
+
+def ab_within_readers(*, mode: np.ndarray, reader: np.ndarray, values: dict[str, np.ndarray],
+                      reference: str = "ctr") -> dict[str, dict]:
+    """Each variant against the reference *within readers*: for every reader who saw both,
+    the difference of their mean value (per impression) between the two arms, averaged over
+    those readers, with its standard error. When sessions rotate each reader through the
+    arms, reader-to-reader spread drops out; `*_change` is the mean difference relative to
+    the reference's mean over the same readers. NaN values (unknown) are left out."""
+    out: dict[str, dict] = {}
+    if reference not in set(mode.tolist()):
+        return out
+    for m in sorted(set(mode.tolist()) - {reference}):
+        row: dict = {}
+        for name, v in values.items():
+            v = np.asarray(v, np.float64)
+            per = {}
+            for arm in (m, reference):
+                sel = (mode == arm) & np.isfinite(v)
+                ids, inv = np.unique(reader[sel], return_inverse=True)
+                per[arm] = dict(zip(ids.tolist(), (np.bincount(inv, weights=v[sel]) / np.bincount(inv)).tolist(),
+                                    strict=True))
+            both = sorted(set(per[m]) & set(per[reference]))
+            if len(both) < 2:
+                continue
+            d = np.array([per[m][r] - per[reference][r] for r in both])
+            base = float(np.mean([per[reference][r] for r in both]))
+            se = float(d.std(ddof=1) / np.sqrt(len(d)))
+            row[f"{name}_diff"], row[f"{name}_diff_se"] = round(float(d.mean()), 5), round(se, 5)
+            if base:
+                row[f"{name}_change"] = round(float(d.mean()) / base, 4)
+                row[f"{name}_change_se"] = round(se / base, 4)
+            row["readers"] = len(both)
+        if row:
+            out[m] = row
     return out

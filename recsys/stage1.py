@@ -54,16 +54,8 @@ def reader_vectors(result: Stage1Result, *, before: float, readers: np.ndarray |
                    batch_size: int = 1024) -> np.ndarray:
     """E_u of each reader from their clicks before `before` and their profile: (R, dim)
     float32. A reader with no clicks gets the vector of their profile alone."""
-    builder, tower = result.builder, result.tower
-    readers = np.arange(builder.inter.n_readers) if readers is None else np.asarray(readers)
-    hists = builder.histories(before=before, readers=readers)
-    out = np.zeros((len(readers), tower.config.dim), dtype=np.float32)
-    tower.eval()
-    with torch.no_grad():
-        for s in range(0, len(readers), batch_size):
-            fields = builder.batch(readers[s:s + batch_size], hists[s:s + batch_size])
-            out[s:s + batch_size] = tower(_to_torch(fields))[0].numpy()
-    return out
+    readers = np.arange(result.builder.inter.n_readers) if readers is None else np.asarray(readers)
+    return vectors_for(result, readers, result.builder.histories(before=before, readers=readers), batch_size)
 
 
 def vectors_for(result: Stage1Result, readers: np.ndarray, histories: list[np.ndarray],

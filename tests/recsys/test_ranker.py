@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from recsys.ctr import CtrModel, _counts_before, assemble, auc, impression_features
-from recsys.ranker import RankerConfig, ab_compare, ab_summary, diversified_top, exposure_gini, final_scores
+from recsys.ranker import (
+    RankerConfig,
+    ab_compare,
+    ab_summary,
+    ab_within_readers,
+    diversified_top,
+    exposure_gini,
+    final_scores,
+)
 
 
 def test_blend_interpolates_and_ctr_mode_is_blend_at_zero():
@@ -94,6 +102,23 @@ def test_ab_standard_errors_count_pages_not_impressions_and_compare_to_ctr():
     assert abs(c["cold_share_diff"] - 0.1) < 3 * c["cold_share_diff_se"] and c["cold_share_diff_se"] > 0
     assert abs(c["ctr_change"] - (s["blend"]["ctr"] / s["ctr"]["ctr"] - 1)) < 1e-3
     assert ab_compare(s, reference="gate") == {}
+
+
+def test_within_readers_the_reader_spread_drops_out():
+    """Readers differ a lot (base rates 0.02 to 0.2); each sees both arms; the arm adds 0.01."""
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.02, 0.2, 300)
+    reader = np.repeat(np.arange(300), 20)
+    mode = np.tile(np.repeat(["ctr", "blend"], 10), 300)
+    value = base[reader] + np.where(mode == "blend", 0.01, 0.0)
+    value[::7] = np.nan  # unknown values are left out
+    w = ab_within_readers(mode=mode, reader=reader, values={"expected_ctr": value})
+    assert w["blend"]["expected_ctr_diff"] == pytest.approx(0.01) and w["blend"]["expected_ctr_diff_se"] < 1e-9
+    assert w["blend"]["readers"] == 300
+    assert w["blend"]["expected_ctr_change"] == pytest.approx(0.01 / np.nanmean(base), rel=0.05)
+    # Across arms with different readers the same difference drowns in the spread.
+    other = np.where(mode == "blend", reader + 1000, reader)
+    assert ab_within_readers(mode=mode, reader=other, values={"expected_ctr": value}) == {}
 
 
 def test_counts_are_strictly_before_each_query():

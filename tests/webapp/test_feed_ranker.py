@@ -56,6 +56,9 @@ def test_modes_per_request(trained, client):
         assert Impression.objects.filter(request_id=pages[mode]["request_id"]).first().mode == pages[mode]["mode"]
     assert pages["ctr"]["mode"] == "ctr" and pages["gate"]["mode"] == "gate"
     assert pages["feature"]["mode"] in ("feature", "blend")  # blend when the slice had too little to fit it
+    if pages["feature"]["mode"] == "blend":  # the arm keeps its name in the log
+        assert all(e["score_parts"]["requested"] == "feature" for e in pages["feature"]["items"])
+    assert all("requested" not in e["score_parts"] for e in pages["blend"]["items"])
     for e in pages["ctr"]["items"]:
         assert e["score_parts"]["weight"] == 0.0
     w1 = client.get(f"/api/feed?reader={reader.pk}&limit=10&w=1").json()
@@ -124,7 +127,7 @@ def test_item_and_reader_endpoints(trained, client):
 
 def test_ab_report_compares_the_modes(trained):
     sim_out = StringIO()
-    call_command("simulate", "--backfill-hours", "1", "--sessions", "120", "--seed", "9", "--modes",
+    call_command("simulate", "--backfill-hours", "1", "--sessions", "400", "--seed", "9", "--modes",
                  "blend:0.5,ctr,gate", stdout=sim_out)
     assert "blend w=0.5:" in sim_out.getvalue() and "expected CTR" in sim_out.getvalue()
     out = StringIO()
@@ -141,12 +144,24 @@ def test_ab_report_compares_the_modes(trained):
     blend = report["vs_ctr"]["blend w=0.5"]
     assert blend["expected_ctr_change"] == pytest.approx(
         summary["blend w=0.5"]["expected_ctr"] / summary["ctr"]["expected_ctr"] - 1, abs=1e-3)
+    # The simulator rotates each reader through the arms: most readers saw both.
+    within = report["vs_ctr_within_readers"]["blend w=0.5"]
+    assert within["readers"] > 10 and "expected_ctr_change" in within and "cold_share_diff_se" in within
     table = StringIO()
     call_command("ab_report", "--minutes", "120", stdout=table)
     text = table.getvalue()
     assert "exposure_gini" in text and "blend w=0.5" in text and "against ctr" in text and "expected CTR" in text
+    assert "within readers" in text
     with pytest.raises(CommandError, match="--hours"):
         call_command("ab_report", "--hours", "0")
     for bad in ("magic", "blend:2", "ctr:0.5", "blend:x"):
         with pytest.raises(CommandError, match="--modes"):
             call_command("simulate", "--backfill-hours", "1", "--sessions", "1", "--modes", bad)
+
+
+def test_impression_variant_names_the_arm():
+    from webapp.news.selectors import impression_variant
+
+    assert impression_variant("blend", {"weight": 0.1}) == "blend w=0.1"
+    assert impression_variant("blend", {"weight": 0.1, "requested": "feature"}) == "feature as blend w=0.1"
+    assert impression_variant("ctr", {"weight": 0.0}) == "ctr" and impression_variant("gate", None) == "gate"

@@ -78,6 +78,21 @@ _UPSERT_SQL = """
 """
 
 
+def _clicked(reader_id: int, limit: int) -> list[ClickedStory]:
+    """The reader's latest `limit` clicked stories, oldest first."""
+    with connection.cursor() as cur:
+        cur.execute(_CLICKS_SQL, {"reader": reader_id, "limit": limit})
+        rows = cur.fetchall()
+    return [ClickedStory(str(item_id), cat, sub, f"{title}. {abstract}")
+            for item_id, cat, sub, title, abstract in reversed(rows)]
+
+
+def _upsert(reader_id: int, run: ModelRun, vector: np.ndarray, now: datetime) -> None:
+    with connection.cursor() as cur:
+        cur.execute(_UPSERT_SQL, {"reader": reader_id, "run": run.pk, "dim": len(vector),
+                                  "vector": vector.astype("<f4").tobytes(), "now": now})
+
+
 @dataclass(frozen=True)
 class VectorUpdate:
     reader_id: int
@@ -107,17 +122,10 @@ def reader_vector_refresh(*, reader_id: int, topics: list[str] | None = None, pr
             return None
         topics = row[0] if topics is None else topics
         profile = dict(zip(("region", "age_band", "device"), row[1:], strict=True)) if profile is None else profile
-    with connection.cursor() as cur:
-        cur.execute(_CLICKS_SQL, {"reader": reader_id, "limit": tower.max_history})
-        rows = cur.fetchall()
-    clicked = [ClickedStory(str(item_id), cat, sub, f"{title}. {abstract}")
-               for item_id, cat, sub, title, abstract in reversed(rows)]  # oldest first
-    fields, features = tower.fields(clicked=clicked, topics=topics, profile=profile)
+    fields, features = tower.fields(clicked=_clicked(reader_id, tower.max_history), topics=topics, profile=profile)
     vector = tower.embed(fields)
     now = now or timezone.now()
-    with connection.cursor() as cur:
-        cur.execute(_UPSERT_SQL, {"reader": reader_id, "run": run.pk, "dim": len(vector),
-                                  "vector": vector.astype("<f4").tobytes(), "now": now})
+    _upsert(reader_id, run, vector, now)
     try:
         store.reader_vectors_write(run_id=run.pk, vectors=[(reader_id, vector)])
         in_redis = True
@@ -139,15 +147,10 @@ def web_readers_embed(*, run: ModelRun, tower: OnlineTower, catalog: str) -> int
     rows = list(Reader.objects.filter(source=Source.WEB).values_list("pk", "topics", "region", "age_band", "device"))
     vectors = []
     for pk, topics, *profile in rows:
-        with connection.cursor() as cur:
-            cur.execute(_CLICKS_SQL, {"reader": pk, "limit": tower.max_history})
-            clicked = [ClickedStory(str(i), c, sub, f"{t}. {a}") for i, c, sub, t, a in reversed(cur.fetchall())]
-        vector = tower.vector(clicked=clicked, topics=topics,
+        vector = tower.vector(clicked=_clicked(pk, tower.max_history), topics=topics,
                               profile=dict(zip(("region", "age_band", "device"), profile, strict=True)))
         vectors.append((pk, vector))
-        with connection.cursor() as cur:
-            cur.execute(_UPSERT_SQL, {"reader": pk, "run": run.pk, "dim": len(vector),
-                                      "vector": vector.astype("<f4").tobytes(), "now": now})
+        _upsert(pk, run, vector, now)
     if vectors:
         try:
             store.reader_vectors_write(run_id=run.pk, vectors=vectors)

@@ -264,6 +264,7 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
                  item_impressions=cat.shown[rows], age_hours=age, position=0.0, prior=m.prior)
     ctr = _sigmoid(x.astype(np.float64) @ m.ctr_linear[0] + m.ctr_linear[1])
     ctr_sim = None
+    requested = config.mode
     if config.mode == "feature":
         if m.ctr_similarity is None:
             config = RankerConfig("blend", config.weight, config.gate, config.max_per_subcategory)
@@ -289,6 +290,8 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
                 "seen": int(seen[k]), "calibrated": m.calibration is not None}
         if ctr_sim is not None:
             part["ctr_with_similarity"] = round(float(ctr_sim[k]), 6)
+        if requested != config.mode:  # the A/B arm asked for, served by a fallback
+            part["requested"] = requested
         out.parts.append(part)
         out.warm.append(bool(warm_now[k]))
         c = int(cat.category[rows[k]])

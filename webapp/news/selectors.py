@@ -135,10 +135,14 @@ def reader_profile(*, reader_id: int, recent: int = 5) -> dict | None:
 
 def impression_variant(mode: str, parts: dict | None) -> str:
     """The ranker variant that served an impression: blend is told apart by its weight
-    (w = 0 is CTR alone). What ab_report and the dashboard group by."""
+    (w = 0 is CTR alone), and an arm served by a fallback keeps its own name ("feature as
+    blend w=0.1"). What ab_report and the dashboard group by."""
+    label = mode
     if mode == "blend" and isinstance(parts, dict) and parts.get("weight") is not None:
-        return f"blend w={float(parts['weight']):g}"
-    return mode
+        label = f"blend w={float(parts['weight']):g}"
+    if isinstance(parts, dict) and parts.get("requested"):
+        return f"{parts['requested']} as {label}"
+    return label
 
 
 def impression_was_cold(parts: dict | None, status_now: str) -> bool:

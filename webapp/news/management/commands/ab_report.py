@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from fixtures.corpus import CorpusError, load_readers, load_stories, taxonomy_of
-from recsys.ranker import ab_compare, ab_summary
+from recsys.ranker import ab_compare, ab_summary, ab_within_readers, tail_mask
 from recsys.simulation import ClickModel, item_truth
 from webapp.news.models import Impression, Item, Source
 from webapp.news.selectors import impression_variant, impression_was_cold
@@ -22,23 +22,24 @@ COLUMNS = ("impressions", "clicks", "ctr", "expected_ctr", "cold_share", "tail_s
 def expected_clicks(rows: list[tuple]) -> np.ndarray | None:
     """Each demo impression's click probability under the simulator's hidden click model
     (fixtures/readers.jsonl and the stories' seeded truths): the simulated CTR without the
-    noise of the clicks. None when a shown reader is not a simulated one."""
+    noise of the clicks. NaN for readers who are not simulated (people reading the demo);
+    None without the fixtures or without any simulated reader."""
     try:
         readers = {r.id: r.truth for r in load_readers()}
         model = ClickModel(taxonomy=taxonomy_of(load_stories()))
     except CorpusError:
         return None
     truths: dict[str, object] = {}
-    out = np.zeros(len(rows))
+    out = np.full(len(rows), np.nan)
     for n, (reader, item, category, subcategory, position, shown_at, published_at) in enumerate(rows):
         if reader not in readers:
-            return None
+            continue
         if item not in truths:
             truths[item] = item_truth(external_id=item, category=category, subcategory=subcategory,
                                       config=model.config)
         age = (shown_at - (published_at or shown_at)).total_seconds() / 3600.0
         out[n] = model.click_probability(readers[reader], truths[item], position=position, age_hours=age)
-    return out
+    return out if np.isfinite(out).any() else None
 
 
 class Command(BaseCommand):
@@ -59,8 +60,8 @@ class Command(BaseCommand):
         since = timezone.now() - span
         rows = list(Impression.objects.filter(shown_at__gte=since, item__source=o["source"]).values_list(
             "mode", "score_parts", "request_id", "item_id", "click__id", "item__category", "item__status",
-            "reader__external_id", "item__external_id", "item__subcategory", "position", "shown_at",
-            "item__published_at"))
+            "reader__source", "reader__external_id", "item__external_id", "item__subcategory", "position", "shown_at",
+            "item__published_at", "reader_id"))
         label = f"{o['minutes']:g} minutes" if o["minutes"] else f"{o['hours']:g} hours"
         if not rows:
             raise CommandError(f"no impressions of source {o['source']!r} in the last {label}")
@@ -69,15 +70,22 @@ class Command(BaseCommand):
         catalog = np.array(Item.objects.filter(source=o["source"], published_at__lte=timezone.now())
                            .values_list("pk", flat=True))
         item = np.array([r[3] for r in rows], np.int64)
-        expected = expected_clicks([(r[7], r[8], r[5], r[9], r[10], r[11], r[12]) for r in rows]) \
-            if o["source"] == Source.DEMO else None
+        expected = expected_clicks([(r[8] if r[7] == Source.DEMO else None, r[9], r[5], r[10], r[11], r[12], r[13])
+                                    for r in rows]) if o["source"] == Source.DEMO else None
+        catalog = np.union1d(catalog, item)
         summary = ab_summary(mode=mode, request=np.array([r[2] for r in rows]), item=item,
                              clicked=np.array([r[4] is not None for r in rows]), cold=cold,
-                             category=np.array([r[5] for r in rows]), catalog=np.union1d(catalog, item),
-                             expected=expected)
+                             category=np.array([r[5] for r in rows]), catalog=catalog, expected=expected)
         compare = ab_compare(summary, reference=o["reference"])
+        # The same comparison within readers (the simulator rotates each reader through the arms).
+        per_reader = {"cold_share": cold.astype(float), "tail_share": tail_mask(item, catalog).astype(float)}
+        if expected is not None:
+            per_reader["expected_ctr"] = expected
+        within = ab_within_readers(mode=mode, reader=np.array([r[14] for r in rows]), values=per_reader,
+                                   reference=o["reference"])
         if o["json"]:
-            self.stdout.write(json.dumps({"summary": summary, f"vs_{o['reference']}": compare}, indent=2))
+            self.stdout.write(json.dumps({"summary": summary, f"vs_{o['reference']}": compare,
+                                          f"vs_{o['reference']}_within_readers": within}, indent=2))
             return
         columns = [c for c in COLUMNS if expected is not None or c != "expected_ctr"]
         width = max(len(m) for m in summary) + 2
@@ -93,9 +101,19 @@ class Command(BaseCommand):
                 cells = [_pct(c, "ctr_change")] + ([_pct(c, "expected_ctr_change")] if expected is not None else [])
                 cells += [_pts(c, "cold_share_diff"), _pts(c, "tail_share_diff")]
                 self.stdout.write(m.ljust(width) + "".join(x.rjust(24) for x in cells))
+        if within:
+            self.stdout.write(f"\nagainst {o['reference']} within readers (each reader's own arms compared, then "
+                              "averaged over readers who saw both; ± one standard error):")
+            head = (["expected CTR change"] if expected is not None else []) + ["cold share", "tail share", "readers"]
+            self.stdout.write("mode".ljust(width) + "".join(h.rjust(24) for h in head))
+            for m, c in within.items():
+                cells = ([_pct(c, "expected_ctr_change")] if expected is not None else []) + \
+                    [_pts(c, "cold_share_diff"), _pts(c, "tail_share_diff"), str(c["readers"])]
+                self.stdout.write(m.ljust(width) + "".join(x.rjust(24) for x in cells))
         self.stdout.write(f"\nlast {label}; tail = items outside the most shown 20% of the catalog; cold = cold "
                           "when shown" + ("; expected CTR = mean click probability of the shown stories under "
-                                          "the simulated readers' hidden click model" if expected is not None else ""))
+                                          "the simulated readers' hidden click model (their impressions only)"
+                                          if expected is not None else ""))
 
 
 def _pct(c: dict, key: str) -> str:
