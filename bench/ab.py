@@ -81,10 +81,9 @@ def main() -> None:
         services.item_popularity_refresh()
         out = StringIO()
         call_command("ab_report", "--hours", "3", "--json", stdout=out)
-        summary = {k: v for k, v in json.loads(out.getvalue()).items() if k != "baseline"}
-        for label, (n, _, expected) in sim.stats.variants.items():
-            if label in summary:  # absent when a variant fell back (feature without its model: blend)
-                summary[label]["expected_ctr"] = round(expected / n, 5)
+        report = json.loads(out.getvalue())
+        summary = {k: v for k, v in report["summary"].items() if k != "baseline"}
+        within = {k: v for k, v in report["vs_ctr_within_readers"].items() if k != "baseline"}
         store.client().flushdb()
     pairs = {}
     for label, acc in paired.items():
@@ -99,7 +98,8 @@ def main() -> None:
     for stats in pairs.values():
         stats["expected_ctr_vs_ctr_only"] = round(stats["expected_ctr"] / ref - 1, 4)
     seconds = round(time.perf_counter() - started)
-    save("ab", {"sessions": SESSIONS, "seconds": seconds, "paired": pairs, "logged": summary})
+    save("ab", {"sessions": SESSIONS, "seconds": seconds, "paired": pairs, "logged": summary,
+                "logged_within_readers": within})
     cols = ("expected_ctr", "expected_ctr_vs_ctr_only", "cold_share", "tail_share", "exposure_gini",
             "categories_per_page")
     print("paired (every variant ranks every session; the hidden click model's expected CTR):")
@@ -107,6 +107,10 @@ def main() -> None:
     cols = ("impressions", "ctr", "expected_ctr", "cold_share", "tail_share", "exposure_gini", "categories_per_page")
     print("logged (each session served by one variant; ab_report):")
     print(table([(m, *(s.get(c) for c in cols)) for m, s in sorted(summary.items())], ("variant", *cols)))
+    cols = ("expected_ctr_change", "expected_ctr_change_se", "cold_share_diff", "cold_share_diff_se",
+            "tail_share_diff", "tail_share_diff_se", "readers")
+    print("logged, against ctr within readers (ab_report):")
+    print(table([(m, *(s.get(c) for c in cols)) for m, s in sorted(within.items())], ("variant", *cols)))
     print(f"{seconds} s")
 
 
