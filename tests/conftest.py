@@ -16,6 +16,17 @@ DATA = Path(__file__).resolve().parent / "data"
 MOVIELENS_SMALL = ROOT.parent / "shared" / "data" / "movielens" / "ml-latest-small"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _empty_test_redis():
+    """The tests' Redis database starts empty: the test database's ids start again at every
+    run, so serving-store keys a previous run left (ralm:run:<id>:...) would be taken for
+    this run's."""
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    yield
+
+
 @pytest.fixture
 def demo_db(db):
     """The demo corpus and population, loaded through the real command."""
