@@ -18,7 +18,7 @@ from recsys.coldstart import ColdStartModel, Profiles, pair_features, reader_pro
 from recsys.ctr import CtrModel
 from recsys.interactions import Interactions, histories_before
 from recsys.replay import Groups, Timeline, replay_groups
-from recsys.scorers import ColdStart, Hybrid, Lookalike, Ranker, SeedTimeline
+from recsys.scorers import ColdStart, Hybrid, Lookalike, SeedTimeline, group_click_features
 from recsys.serving import LookalikeScorer
 from recsys.stage2 import seeds_before, training_samples
 
@@ -138,8 +138,7 @@ def calibrate(inter: Interactions, *, cal_from: float, until: float, cold_model:
 def fit_replay_ctr(inter: Interactions, cal: Calibration, *, seed: int = 0) -> CtrModel:
     """The replay's CTR model (recsys.scorers.Ranker) on the calibration slice's groups:
     each group's clicked item against its sampled negatives, features as of the group."""
-    probe = Ranker(CtrModel(random_state=seed), inter, None, 0.0)
-    x = np.vstack([probe.features(g) for g in cal.groups])
+    x = np.vstack([group_click_features(inter, g) for g in cal.groups])
     y = np.concatenate([np.broadcast_to(np.arange(g.items.shape[1]) == 0, g.items.shape)[g.valid]
                         for g in cal.groups]).astype(np.float64)
     if len(y) == 0 or y.min() == y.max():

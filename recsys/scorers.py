@@ -64,22 +64,17 @@ class SeedAverage:
 
     def __call__(self, groups: Groups, query: np.ndarray | None = None) -> np.ndarray:
         """`query` (G, h): each group's reader vector instead of vectors[reader]."""
-        row = {}
-
-        def one(reader: int, item: int, t: float) -> float:
-            n = self.timeline.count(item, t)
-            if n == 0:
-                return 0.0
-            lo = max(0, n - self.cap)
-            mean = (self._prefix[item][n] - self._prefix[item][lo]) / (n - lo)
-            u = self.vectors[reader] if query is None else query[row["g"]]
-            return float(u @ mean / max(np.linalg.norm(u) * np.linalg.norm(mean), 1e-12))
         out = np.zeros(groups.items.shape)
         for g in range(len(groups)):
-            row["g"] = g
-            for c, item in enumerate(groups.items[g]):
-                if item >= 0:
-                    out[g, c] = one(int(groups.reader[g]), int(item), float(groups.time[g]))
+            u = self.vectors[groups.reader[g]] if query is None else query[g]
+            t = float(groups.time[g])
+            for c, item in enumerate(groups.items[g].tolist()):
+                n = self.timeline.count(item, t) if item >= 0 else 0
+                if n == 0:
+                    continue
+                lo = max(0, n - self.cap)
+                mean = (self._prefix[item][n] - self._prefix[item][lo]) / (n - lo)
+                out[g, c] = float(u @ mean / max(np.linalg.norm(u) * np.linalg.norm(mean), 1e-12))
         return out
 
 
@@ -202,6 +197,17 @@ class Hybrid:
         return np.where(warm, p_warm, p_cold)
 
 
+def group_click_features(inter: Interactions, groups: Groups) -> np.ndarray:
+    """recsys.ctr.click_log_features of every valid candidate, as of its group's time."""
+    v = groups.valid
+    readers = np.broadcast_to(groups.reader[:, None], groups.items.shape)[v]
+    times = np.broadcast_to(groups.time[:, None], groups.items.shape)[v]
+    return click_log_features(reader=readers, item=groups.items[v], time=times, popularity=groups.pop[v],
+                              click_reader=inter.click_reader, click_item=inter.click_item,
+                              click_time=inter.click_time, item_category=inter.item_category,
+                              item_published=inter.item_published, n_categories=len(inter.categories))
+
+
 @dataclass
 class Ranker:
     """The feed ranker in the replay: (1 - w) * P(click) of a CTR model + w * the hybrid's
@@ -214,20 +220,10 @@ class Ranker:
     similarity: Hybrid | None
     weight: float
 
-    def features(self, groups: Groups) -> np.ndarray:
-        v = groups.valid
-        readers = np.broadcast_to(groups.reader[:, None], groups.items.shape)[v]
-        times = np.broadcast_to(groups.time[:, None], groups.items.shape)[v]
-        inter = self.inter
-        return click_log_features(reader=readers, item=groups.items[v], time=times, popularity=groups.pop[v],
-                                  click_reader=inter.click_reader, click_item=inter.click_item,
-                                  click_time=inter.click_time, item_category=inter.item_category,
-                                  item_published=inter.item_published, n_categories=len(inter.categories))
-
     def p_ctr(self, groups: Groups) -> np.ndarray:
         out = np.zeros(groups.items.shape)
         if groups.valid.any():
-            out[groups.valid] = self.ctr.predict_proba(self.features(groups))[:, 1]
+            out[groups.valid] = self.ctr.predict_proba(group_click_features(self.inter, groups))[:, 1]
         return out
 
     def __call__(self, groups: Groups) -> np.ndarray:

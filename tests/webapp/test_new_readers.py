@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
@@ -195,8 +194,7 @@ def test_admin_lists_new_readers_with_their_vectors_age(trained, client):
     assert Client().get("/admin/news/reader/").status_code == 302  # staff only
 
 
-@pytest.mark.parametrize("no_tower", [True])
-def test_without_a_trained_tower_clicks_still_count(demo_db, client, no_tower):
+def test_without_a_trained_tower_clicks_still_count(demo_db, client):
     towers.clear()
     reader = _start(client)
     page = client.get(f"/api/feed?reader={reader.pk}").json()

@@ -205,12 +205,10 @@ class ClickView(APIView):
     def post(self, request: Request) -> Response:
         body = ClickInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        owner = selectors.impression_reader(impression_id=body.validated_data["impression"])
-        if owner is None or (owner[1] == Source.WEB and request.auth != owner[0]):
-            raise services.NotFound(f"Impression {body.validated_data['impression']} not found.")
         result = services.click_record(
             impression_id=body.validated_data["impression"],
             reader_id=body.validated_data.get("reader"),
+            web_reader=request.auth,
         )
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(ClickOutSerializer(result).data, status=code)

@@ -107,11 +107,6 @@ def profile_choices() -> dict[str, list[str]]:
             for f in ("region", "age_band", "device")}
 
 
-def impression_reader(*, impression_id: int) -> tuple[int, str] | None:
-    """(reader id, reader source) of an impression."""
-    return Impression.objects.filter(pk=impression_id).values_list("reader_id", "reader__source").first()
-
-
 def item_get(*, item_id: int) -> Item | None:
     return Item.objects.filter(pk=item_id).first()
 

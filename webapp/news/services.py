@@ -147,12 +147,13 @@ class ClickResult:
 
 
 def click_record(
-    *, impression_id: int, reader_id: int | None = None, now: datetime | None = None
+    *, impression_id: int, reader_id: int | None = None, web_reader: int | None = None, now: datetime | None = None
 ) -> ClickResult:
     """Store a click on an impression. A repeated click on the same impression stores
-    nothing new and returns the first one."""
-    impression = Impression.objects.filter(pk=impression_id).first()
-    if impression is None:
+    nothing new and returns the first one. `web_reader`: the web reader the caller acts as;
+    an impression shown to a web reader exists only for that reader (webapp.news.access)."""
+    impression = Impression.objects.select_related("reader").filter(pk=impression_id).first()
+    if impression is None or (impression.reader.source == Source.WEB and impression.reader_id != web_reader):
         raise NotFound(f"Impression {impression_id} not found.")
     if reader_id is not None and impression.reader_id != reader_id:
         raise Rejected("This impression was shown to another reader.", field="reader")

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from recsys.ranker import MODES
 from webapp.news import selectors, services
 from webapp.news.access import SESSION_KEY, may_act_as, session_reader_id
-from webapp.news.models import Item, Reader
+from webapp.news.models import Item, Reader, Source
 
 
 class ReaderForm(forms.Form):
@@ -56,9 +56,12 @@ def feed(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "news/home.html",
                       {"readers": selectors.readers_for_picker(), "form": form}, status=400)
-    if form.cleaned_data.get("reader") is None and session_reader_id(request) is None:
-        return redirect("news:home")
-    reader = _reader_for(request, form.cleaned_data.get("reader"))
+    reader_id = form.cleaned_data.get("reader")
+    if reader_id is None:  # the browser's own reader, if it has one
+        reader_id = session_reader_id(request)
+        if reader_id is None:
+            return redirect("news:home")
+    reader = _reader_for(request, reader_id)
     if reader is None:
         return render(request, "news/not_found.html", {"what": "reader"}, status=404)
     mode, w = form.cleaned_data.get("mode") or None, form.cleaned_data.get("w")
@@ -77,11 +80,13 @@ def click(request: HttpRequest) -> HttpResponse:
     form = ClickForm(request.POST)
     if not form.is_valid():
         return render(request, "news/not_found.html", {"what": "story"}, status=400)
-    if _reader_for(request, form.cleaned_data["reader"]) is None:
+    reader = _reader_for(request, form.cleaned_data["reader"])
+    if reader is None:
         return render(request, "news/not_found.html", {"what": "reader"}, status=404)
     try:
         result = services.click_record(
-            impression_id=form.cleaned_data["impression"], reader_id=form.cleaned_data["reader"]
+            impression_id=form.cleaned_data["impression"], reader_id=reader.pk,
+            web_reader=reader.pk if reader.source == Source.WEB else None,
         )
     except services.NotFound:
         return render(request, "news/not_found.html", {"what": "story"}, status=404)
