@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import factory
+import numpy as np
 from django.utils import timezone
 
 from webapp.news.models import Click, Impression, Item, Reader, Source
@@ -49,3 +50,19 @@ class ClickFactory(factory.django.DjangoModelFactory):
 
     reader = factory.SubFactory(ReaderFactory)
     item = factory.SubFactory(ItemFactory)
+
+
+def items_to_refresh(n: int, seeds: int = 200) -> list[Item]:
+    """n new items whose look-alike states must be computed: `seeds` seeds each among the
+    readers with a vector under the active user tower (trained fixture)."""
+    from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector, SeedSet
+
+    tower = ModelRun.objects.get(kind=ModelKind.USER_TOWER, is_active=True)
+    readers = np.array(ReaderVector.objects.filter(model_run=tower).values_list("reader_id", flat=True))
+    rng = np.random.default_rng(0)
+    items = Item.objects.bulk_create([Item(source=Source.DEMO, external_id=f"bulk-{k}", title=f"Bulk {k}",
+                                           category="world", subcategory="europe") for k in range(n)])
+    SeedSet.objects.bulk_create([SeedSet(item=i, seed_reader_ids=sorted(rng.choice(readers, seeds, replace=False)
+                                                                       .tolist()), count=seeds, dirty=False,
+                                         state_dirty=True) for i in items])
+    return items

@@ -4,7 +4,6 @@ while work remains, and returns a small summary."""
 from __future__ import annotations
 
 from celery import shared_task
-from django.conf import settings
 
 from webapp.lookalike import refresh
 from webapp.lookalike.services import item_status_refresh
@@ -13,8 +12,10 @@ from webapp.news import services
 from webapp.news.embedding import items_embed
 
 
-def _locked(name: str, run, *, timeout: float) -> dict:
-    with refresh.job_lock(name, timeout=timeout) as acquired:
+def _locked(name: str, run) -> dict:
+    """The job, unless another run of it holds its lock (a Postgres advisory lock, freed when
+    its holder's process dies: see webapp.lookalike.refresh.job_lock)."""
+    with refresh.job_lock(name) as acquired:
         return run() if acquired else {"skipped": "another run holds the lock"}
 
 
@@ -31,8 +32,14 @@ def embed_items(item_ids: list[int] | None = None) -> dict:
 
 @shared_task(name="workers.tasks.refresh_seeds")
 def refresh_seeds() -> dict:
-    """Seeds of clicked items; then their states at once, and more seeds while dirty remain."""
-    result = _locked("refresh_seeds", refresh.seeds_refresh, timeout=settings.CELERY_TASK_TIME_LIMIT)
+    """Seeds of clicked items; then their states at once, and more seeds while dirty remain.
+    First, a serving store that Redis lost (a restart without persistence) is rebuilt."""
+    def run() -> dict:
+        rebuilt = refresh.serving_store_heal()
+        result = refresh.seeds_refresh()
+        return {**result, "serving_store_rebuilt": rebuilt} if rebuilt else result
+
+    result = _locked("refresh_seeds", run)
     if result.get("changed"):
         refresh_states.delay()
     if result.get("remaining"):
@@ -43,7 +50,7 @@ def refresh_seeds() -> dict:
 @shared_task(name="workers.tasks.refresh_states")
 def refresh_states() -> dict:
     """Centroids and E_global of items whose seeds changed; then the cold/warm promotion."""
-    result = _locked("refresh_states", refresh.states_refresh, timeout=settings.CELERY_TASK_TIME_LIMIT)
+    result = _locked("refresh_states", refresh.states_refresh)
     if result.get("items"):
         promote_items.delay()
     if result.get("remaining"):
@@ -54,7 +61,7 @@ def refresh_states() -> dict:
 @shared_task(name="workers.tasks.promote_items")
 def promote_items() -> dict:
     """Cold items that reached the seed threshold turn warm (and back only far below it)."""
-    return _locked("promote_items", item_status_refresh, timeout=settings.CELERY_TASK_TIME_LIMIT)
+    return _locked("promote_items", item_status_refresh)
 
 
 @shared_task(name="workers.tasks.retrain", time_limit=3 * 3600, soft_time_limit=3 * 3600 - 60)
@@ -64,4 +71,4 @@ def retrain() -> dict:
         report = model_train()
         return {"runs": [report.tower_run.pk, report.lookalike_run.pk, report.coldstart_run.pk],
                 "seconds": report.seconds}
-    return _locked("retrain", run, timeout=3 * 3600)
+    return _locked("retrain", run)

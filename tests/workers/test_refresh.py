@@ -12,8 +12,9 @@ import numpy as np
 from django.utils import timezone
 
 from tests.conftest import wait_for
+from tests.factories import items_to_refresh
 from webapp.lookalike import store
-from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
+from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, SeedSet
 from webapp.lookalike.refresh import job_lock, seeds_refresh, states_refresh
 from webapp.lookalike.serving import lookalike_scores
 from webapp.news import services
@@ -75,7 +76,7 @@ def test_refresh_is_idempotent_and_locked(trained):
     assert after == before
     assert int(store.client().get(store.version_key(run.pk))) == version + 1
     SeedSet.objects.update(state_dirty=True)
-    with job_lock("refresh_states", timeout=30) as held:
+    with job_lock("refresh_states") as held:
         assert held
         from workers.tasks import refresh_states
 
@@ -98,14 +99,7 @@ def test_killing_the_worker_mid_refresh_leaves_consistent_state(trained, celery_
     """Thousands of items to refresh; the worker is killed while it works; a new worker
     finishes the job, and Redis and Postgres agree on every item."""
     run = ModelRun.objects.get(kind=ModelKind.LOOKALIKE, is_active=True)
-    tower = ModelRun.objects.get(kind=ModelKind.USER_TOWER, is_active=True)
-    readers = np.array(ReaderVector.objects.filter(model_run=tower).values_list("reader_id", flat=True))
-    rng = np.random.default_rng(0)
-    items = Item.objects.bulk_create([Item(source="demo", external_id=f"bulk-{n}", title=f"Bulk {n}",
-                                           category="world", subcategory="europe") for n in range(N)])
-    SeedSet.objects.bulk_create([SeedSet(item=i, seed_reader_ids=sorted(rng.choice(readers, 200, replace=False)
-                                                                       .tolist()), count=200, dirty=False,
-                                         state_dirty=True) for i in items])
+    items = items_to_refresh(N)
     env = {**celery_env, "LOOKALIKE_REFRESH_BATCH": str(N)}
     worker = spawn([*CELERY, "worker", "--pool", "solo", "--without-mingle", "--without-gossip",
                     "--loglevel", "INFO"], env)
@@ -121,7 +115,12 @@ def test_killing_the_worker_mid_refresh_leaves_consistent_state(trained, celery_
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     assert "succeeded" not in log.read_text()  # killed while it worked
-    r.delete(f"{store.PREFIX}:lock:refresh_states")  # a killed holder's lock would expire by itself
+
+    def lock_free() -> bool:
+        with job_lock("refresh_states") as free:
+            return free
+
+    assert wait_for(lock_free, timeout=10)  # the killed holder's lock went with its connection
     # Killed before its transaction committed: the flags are still set, nothing half-written.
     assert SeedSet.objects.filter(state_dirty=True).count() == N
     for raw in r.hmget(store.items_key(run.pk), [str(i.pk) for i in items[:200]]):

@@ -3,20 +3,23 @@ look-alike states (k-means centroids and E_global under the active model, batche
 items), written to Postgres and to the Redis serving store.
 
 Safe to run twice and safe to miss: work is found by flags (SeedSet.dirty, .state_dirty),
-taken in bounded batches under `select_for_update(skip_locked)`, and a Redis lock keeps two
-runs of one job from interleaving. Redis is written before the flags are cleared in the same
-transaction: a worker killed half-way leaves the flags set and the next run redoes the batch;
-each item's state is one Redis value, so no item is ever half-updated there.
+taken in bounded batches under `select_for_update(skip_locked)`, and a Postgres advisory lock
+(`job_lock`) keeps two runs of one job from interleaving. Redis is written before the flags
+are cleared in the same transaction: a worker killed half-way leaves the flags set, its lock
+goes with its connection, and the next run redoes the batch; each item's state is one Redis
+value, so no item is ever half-updated there.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import redis
 from django.conf import settings
 from django.db import connection, transaction
@@ -33,19 +36,52 @@ log = logging.getLogger(__name__)
 _scorers: dict[int, LookalikeScorer] = {}
 
 
+LOCK_NAMESPACE = 0x52414C4D  # "RALM": the first key of our advisory locks (the second names the job)
+
+
+def job_lock_key(name: str) -> tuple[int, int]:
+    """The job's advisory lock key: (namespace, a 32-bit hash of the name), as pg_locks shows
+    it (classid, objid)."""
+    return LOCK_NAMESPACE, zlib.crc32(name.encode()) - 2**31
+
+
 @contextmanager
-def job_lock(name: str, *, timeout: float) -> Iterator[bool]:
-    """A Redis lock: yields False (and the caller skips) if another run holds it."""
-    lock = store.client().lock(f"{store.PREFIX}:lock:{name}", timeout=timeout, blocking=False)
-    acquired = lock.acquire()
+def job_lock(name: str) -> Iterator[bool]:
+    """One run of a job at a time: yields True to the run that holds the job's lock, False
+    (and the caller skips) while another run holds it.
+
+    The lock is a Postgres *session* advisory lock (pg_try_advisory_lock) held by a
+    connection opened for it alone. It lives exactly as long as the run's process: when a
+    worker is killed (SIGKILL, out of memory, a lost container), the kernel closes its
+    sockets, Postgres ends the session and the lock is free for the next beat run at once.
+    The Redis lock this replaces had to carry a timeout (CELERY_TASK_TIME_LIMIT, 5 minutes):
+    a killed worker's lock blocked every run until it expired, and a run that outlived it
+    lost its lock to a second run while it still worked. A short timeout renewed per batch
+    would shrink the first problem, not remove it, and would add a renewal to every loop.
+    Nothing here needs a timeout or a renewal. Its own connection keeps the lock independent
+    of the job's transactions and of Django closing or replacing its connection (the lock
+    would silently go with it); TCP keepalives, asked of the server, free it within about
+    a minute even if the worker's machine vanishes without closing the connection. Advisory
+    locks are per database, so the demo and a test database never contend."""
+    params = {k: v for k, v in connection.get_connection_params().items()
+              if k not in ("cursor_factory", "context", "prepare_threshold")}  # Django's adapters: not needed
+    params["application_name"] = f"ralm job lock: {name}"[:63]
+    params["options"] = " ".join(filter(None, [params.get("options"), "-c tcp_keepalives_idle=30",
+                                               "-c tcp_keepalives_interval=10", "-c tcp_keepalives_count=3"]))
+    key = job_lock_key(name)
+    lock_conn = psycopg.connect(**params, autocommit=True)
     try:
-        yield acquired
+        held = lock_conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]
+        try:
+            yield held
+        finally:
+            if held:
+                try:
+                    lock_conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+                except psycopg.Error:  # the session is gone, and its lock with it
+                    log.warning("lock %s: its connection was lost before the job finished", name)
     finally:
-        if acquired:
-            try:
-                lock.release()
-            except redis.exceptions.LockError:  # expired meanwhile: someone else may hold it now
-                log.warning("lock %s expired before the job finished", name)
+        lock_conn.close()
 
 
 def scorer_for(run: ModelRun) -> LookalikeScorer:
@@ -225,6 +261,23 @@ def serving_switch(*, runs: list[ModelRun], tower: ModelRun, lookalike: ModelRun
         log.error("serving store not switched (%s): run rebuild_serving_store", exc)
         redis_ok = False
     return {"items": len(states), "redis": redis_ok}
+
+
+def serving_store_heal() -> bool:
+    """Rebuild the Redis serving store if Redis lost it (our Redis keeps nothing on disk, so a
+    restart empties it): the active pointers are gone while Postgres has active runs. Until
+    then the web scores from the durable copy (webapp.lookalike.serving). True if rebuilt;
+    False when there was nothing to do or Redis cannot be reached."""
+    try:
+        if store.active_tower_get() is not None or active_run(kind=ModelKind.USER_TOWER) is None:
+            return False
+        log.warning("the Redis serving store is empty (Redis restarted?): rebuilding it from Postgres")
+        done = serving_store_rebuild()
+    except redis.RedisError as exc:
+        log.warning("serving store not checked, Redis unreachable: %s", exc.__class__.__name__)
+        return False
+    log.warning("serving store rebuilt: %d reader vectors, %d item states", done["readers"], done["items"])
+    return True
 
 
 def serving_store_rebuild() -> dict:

@@ -1,0 +1,406 @@
+"""Fault tolerance, with the real parts failing: a private Redis server stopped and started
+again under a running web process, Postgres connections of a running web process
+terminated, a real Celery worker killed in the middle of a refresh, two refresh runs on two
+real workers at once, broken model artifacts under the feed.
+
+The shared Redis (127.0.0.1:6379) and Postgres are never stopped: the Redis that fails is a
+`redis-server` of this test's own on a free port, and only this test's connections and
+processes are terminated."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from django.core.management import call_command
+from django.db import connection
+from django.db.models import Q
+from django.test import override_settings
+
+from tests.conftest import wait_for
+from tests.factories import ItemFactory, ReaderFactory, items_to_refresh
+from webapp.lookalike import online, serving, store
+from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
+from webapp.lookalike.refresh import job_lock_key, serving_store_heal
+from webapp.news import ranking
+from webapp.news.models import Click, Item, ItemStatus, Reader, Source
+from workers.celery import app
+
+CELERY = [sys.executable, "-m", "celery", "-A", "workers"]
+WORKER = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip", "--prefetch-multiplier", "1",
+          "--loglevel", "INFO"]
+N = 3000  # items of the refresh that is killed or run twice: a few seconds of work
+# A page of every candidate, so the warm stories (and their RALM scores) are always on it.
+WHOLE_PAGE = {"FEED_MAX_LIMIT": "400", "FEED_MAX_PER_SUBCATEGORY": "400"}
+
+
+# --- fixtures and helpers -------------------------------------------------------------------
+
+@pytest.fixture
+def small_trained(transactional_db, settings, tmp_path):
+    """The demo world, a short simulated history and small models trained on it (as the
+    `trained` fixture, smaller); every item with a look-alike state is warm, so RALM scores
+    show on the pages. The runs' keys in the test Redis are dropped afterwards."""
+    settings.MODEL_DIR = tmp_path / "models"
+    call_command("load_demo", verbosity=0)
+    call_command("simulate", "--backfill-hours", "6", "--sessions", "300", "--seed", "4", verbosity=0)
+    call_command("train", "--stage1-epochs", "2", "--stage2-epochs", "1", "--dim", "16", verbosity=0)
+    look = ModelRun.objects.get(kind=ModelKind.LOOKALIKE, is_active=True)
+    Item.objects.filter(lookalike_states__model_run=look).update(status=ItemStatus.WARM)
+    call_command("rebuild_serving_store", verbosity=0)
+    yield
+    r = store.client()
+    for run in ModelRun.objects.all():
+        store.run_drop(run_id=run.pk, r=r)
+    r.delete(store.ACTIVE_TOWER_KEY, store.ACTIVE_LOOKALIKE_KEY)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a free port, nothing kept on disk (as ours run)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port, self.folder, self.proc = _free_port(), folder, None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--dir", str(self.folder)],
+            stdout=(self.folder / "redis.log").open("a"), stderr=subprocess.STDOUT)
+        client = redis.Redis(port=self.port, socket_connect_timeout=1, retry=None)
+        assert wait_for(lambda: self._pings(client), timeout=10, every=0.05), (self.folder / "redis.log").read_text()
+
+    @staticmethod
+    def _pings(client: redis.Redis) -> bool:
+        try:
+            return client.ping()
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    server = PrivateRedis(tmp_path)
+    yield server
+    if server.proc is not None:
+        server.stop()
+
+
+def _http(url: str, body: dict | None = None) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _json(url: str, body: dict | None = None) -> tuple[int, dict]:
+    status, raw = _http(url, body)
+    return status, json.loads(raw)
+
+
+def _answers(url: str) -> bool:
+    try:
+        _http(url)
+        return True
+    except OSError:
+        return False
+
+
+def _web(spawn, env: dict[str, str]) -> str:
+    """The web process as the Procfile runs it (gunicorn, threads), on a free port."""
+    port = _free_port()
+    spawn([sys.executable, "-m", "gunicorn", "webapp.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+           "--threads", "2", "--timeout", "60", "--no-control-socket"], env)
+    base = f"http://127.0.0.1:{port}"
+    assert wait_for(lambda: _answers(f"{base}/healthz"), timeout=60), "the web process never answered"
+    return base
+
+
+def _ralm(page: dict) -> dict[int, float]:
+    """Item id -> RALM logit of the page's stories scored by the look-alike model."""
+    return {e["item"]["id"]: e["score_parts"]["ralm_logit"] for e in page["items"]
+            if e["score_parts"].get("ralm_logit") is not None}
+
+
+def _lock_holders(name: str) -> int:
+    """Sessions holding the job's advisory lock in the test database."""
+    classid, objid = job_lock_key(name)
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND classid::bigint = %s AND objid::bigint = %s"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                    [classid, objid & 0xFFFFFFFF])
+        return cur.fetchone()[0]
+
+
+def _consistent(items: list[Item]) -> None:
+    """Every item has its state under the active run in Postgres, and Redis holds the same."""
+    run = ModelRun.objects.get(kind=ModelKind.LOOKALIKE, is_active=True)
+    rows = {s.item_id: s for s in LookalikeState.objects.filter(model_run=run, item__in=items)}
+    assert len(rows) == len(items)
+    r = store.client()
+    for item in items[:: max(1, len(items) // 300)]:
+        state, _ = store.unpack_state(r.hget(store.items_key(run.pk), str(item.pk)))
+        assert bytes(rows[item.pk].centroids) == np.asarray(state.centroids, "<f4").tobytes()
+        assert rows[item.pk].seed_count == 200
+
+
+# --- 1. Redis stopped while serving -----------------------------------------------------------
+
+def test_redis_down_the_feed_degrades_keeps_clicks_and_recovers(small_trained, celery_env, spawn, private_redis):
+    """A web process on a Redis of its own; Redis is killed: the JSON feed answers fast, marked
+    degraded, RALM still scoring from the durable copy; the HTML feed renders; a click is
+    stored in Postgres. Redis comes back (empty, as ours keep nothing on disk): the next
+    request is not degraded, and the refresh's heal restores the store from Postgres."""
+    private_redis.start()
+    with override_settings(REDIS_URL=private_redis.url):
+        call_command("rebuild_serving_store", verbosity=0)
+    base = _web(spawn, {**celery_env, "REDIS_URL": private_redis.url, **WHOLE_PAGE})
+    tower = ModelRun.objects.get(kind=ModelKind.USER_TOWER, is_active=True)
+    reader = Reader.objects.filter(source=Source.DEMO, vectors__model_run=tower).order_by("pk").first()
+    feed = f"{base}/api/feed?reader={reader.pk}&limit=400"
+
+    status, up = _json(feed)
+    assert status == 200 and up["degraded"] is False and up["degraded_reasons"] == []
+    assert _ralm(up), "the page should have warm stories scored by RALM"
+
+    private_redis.stop()
+    started = time.monotonic()
+    status, down = _json(feed)
+    assert status == 200 and time.monotonic() - started < 5, "the feed must not wait on a dead Redis"
+    assert down["degraded"] is True and len(down["items"]) >= 10
+    assert any(r.startswith("redis unreachable") for r in down["degraded_reasons"]), down["degraded_reasons"]
+    scored_up, scored_down = _ralm(up), _ralm(down)
+    assert scored_down, "RALM keeps scoring from the durable copy"
+    shared = set(scored_up) & set(scored_down)
+    assert shared and all(abs(scored_up[i] - scored_down[i]) < 1e-3 for i in shared)
+    status, html = _http(f"{base}/feed/?reader={reader.pk}")
+    assert status == 200 and b'data-degraded="true"' in html and html.count(b'class="card"') >= 5
+    assert _http(f"{base}/healthz")[0] == 503
+
+    # A click while Redis is down: stored in Postgres, acknowledged as usual, the reader's
+    # vector recomputed into Postgres, the story's seeds marked for the next refresh.
+    entry = down["items"][0]
+    vector_at = ReaderVector.objects.get(reader=reader, model_run=tower).computed_at
+    status, click = _json(f"{base}/api/clicks", {"impression": entry["impression"]})
+    assert status == 201 and click["created"] is True, click
+    assert Click.objects.filter(impression_id=entry["impression"], reader=reader).count() == 1
+    assert SeedSet.objects.get(item_id=entry["item"]["id"]).dirty
+    stored = ReaderVector.objects.get(reader=reader, model_run=tower)
+    assert stored.computed_at > vector_at
+    status, again = _json(f"{base}/api/clicks", {"impression": entry["impression"]})
+    assert status == 200 and again["click"] == click["click"]  # a repeated click stays one click
+
+    # Redis returns, empty. Same web process, no restart: the next request is not degraded
+    # and RALM scores from Postgres until the refresh rebuilds the store.
+    private_redis.start()
+    status, back = _json(feed)
+    assert status == 200 and back["degraded"] is False and back["degraded_reasons"] == []
+    assert _ralm(back)
+    status, html = _http(f"{base}/feed/?reader={reader.pk}")
+    assert status == 200 and b'data-degraded="false"' in html
+    with override_settings(REDIS_URL=private_redis.url):  # what refresh_seeds does first on every beat run
+        assert serving_store_heal() is True
+        assert serving_store_heal() is False  # once
+        in_redis = store.reader_vector_get(reader_id=reader.pk)
+    assert np.array_equal(in_redis, np.frombuffer(bytes(stored.vector), "<f4"))  # the outage's click is in
+    status, healed = _json(feed)
+    assert status == 200 and healed["degraded"] is False and _ralm(healed)
+
+
+# --- 2. Postgres connections dropped -----------------------------------------------------------
+
+def test_terminated_postgres_connections_the_next_request_succeeds(celery_env, spawn):
+    """pg_terminate_backend on every connection of a running web process (persistent
+    connections, CONN_MAX_AGE): its next requests, feed, click and page, all succeed."""
+    reader = ReaderFactory()
+    ItemFactory.create_batch(12)
+    name = f"ralm-faults-web-{uuid.uuid4().hex[:8]}"
+    base = _web(spawn, {**celery_env, "DATABASE_URL": f"{celery_env['DATABASE_URL']}?application_name={name}"})
+    feed = f"{base}/api/feed?reader={reader.pk}&limit=5"
+    for _ in range(4):  # its threads open their (persistent) connections
+        assert _json(feed)[0] == 200
+
+    def backends() -> set[int]:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND application_name = %s", [name])
+            return {pid for (pid,) in cur.fetchall()}
+
+    before = backends()
+    assert before, "the web process should keep its connections open"
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND application_name = %s", [name])
+        assert all(ok for (ok,) in cur.fetchall())
+    assert wait_for(lambda: not (backends() & before), timeout=10)
+
+    for _ in range(4):
+        status, page = _json(feed)
+        assert status == 200 and len(page["items"]) == 5
+    status, click = _json(f"{base}/api/clicks", {"impression": page["items"][0]["impression"]})
+    assert status == 201 and Click.objects.filter(pk=click["click"]).exists()
+    assert _http(f"{base}/feed/?reader={reader.pk}")[0] == 200
+    assert backends() and not (backends() & before)  # new connections replaced the terminated ones
+
+
+# --- 3. the worker killed mid-refresh ----------------------------------------------------------
+
+def test_worker_killed_mid_refresh_the_next_beat_run_finishes(small_trained, celery_env, spawn, tmp_path):
+    """Beat every 2 s, a worker killed (SIGKILL) while it refreshes thousands of states: its
+    lock goes with it at once, nothing is half-written, and with a new worker the next beat
+    runs finish the work: no dirty seed set left, Postgres and Redis agree. (The Redis lock
+    this replaces kept a killed worker's lock for CELERY_TASK_TIME_LIMIT, 300 s.)"""
+    items = items_to_refresh(N)
+    SeedSet.objects.exclude(item__in=items).update(dirty=True)  # the demo's seeds are due as well
+    app.control.purge()  # nothing left in the test broker by another test
+    env = {**celery_env, "LOOKALIKE_REFRESH_SECONDS": "2", "PROMOTE_REFRESH_SECONDS": "2",
+           "POPULARITY_REFRESH_SECONDS": "3600", "EMBED_REFRESH_SECONDS": "3600",
+           "LOOKALIKE_REFRESH_BATCH": str(2 * N), "CELERY_TASK_TIME_LIMIT": "300"}
+    worker = spawn([*CELERY, *WORKER, "-n", "first@%h"], env)
+    spawn([*CELERY, "beat", "--loglevel", "INFO"], env)
+    log = tmp_path / "proc0.log"
+    assert wait_for(lambda: any("refresh_states[" in line and "received" in line
+                                for line in log.read_text().splitlines()), timeout=90), "no state refresh started"
+    time.sleep(1.0)  # inside the job, which takes seconds for these items
+    assert _lock_holders("refresh_states") == 1
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    assert not any("refresh_states" in line and "succeeded" in line for line in log.read_text().splitlines())
+    assert SeedSet.objects.filter(item__in=items, state_dirty=True).count() == N  # killed before it committed
+    assert wait_for(lambda: _lock_holders("refresh_states") == 0, timeout=10), "the dead worker's lock stayed"
+
+    started = time.monotonic()
+    spawn([*CELERY, *WORKER, "-n", "second@%h"], env)
+    assert wait_for(lambda: not SeedSet.objects.filter(Q(dirty=True) | Q(state_dirty=True)).exists(),
+                    timeout=120), "the next beat runs did not finish the work"
+    print(f"work finished {time.monotonic() - started:.1f} s after the new worker started")
+    _consistent(items)
+    assert all(s.count == len(s.seed_reader_ids or []) for s in SeedSet.objects.all())
+
+
+# --- 4. two refresh runs at once -----------------------------------------------------------------
+
+def test_two_refresh_runs_at_once_one_skips_and_the_state_is_consistent(small_trained, celery_env, spawn, tmp_path):
+    """Two real workers; a second state refresh is sent while the first is running: it skips
+    (the lock), the first does every item and publishes the next version alone."""
+    items = items_to_refresh(N)
+    app.control.purge()
+    env = {**celery_env, "LOOKALIKE_REFRESH_BATCH": str(2 * N)}
+    spawn([*CELERY, *WORKER, "-n", "one@%h"], env)
+    spawn([*CELERY, *WORKER, "-n", "two@%h"], env)
+    logs = [tmp_path / "proc0.log", tmp_path / "proc1.log"]
+    assert wait_for(lambda: all(" ready." in p.read_text() for p in logs), timeout=90), "workers not ready"
+    run = ModelRun.objects.get(kind=ModelKind.LOOKALIKE, is_active=True)
+    version = int(store.client().get(store.version_key(run.pk)) or 0)
+    from workers.tasks import refresh_states
+
+    first = refresh_states.delay()
+    assert wait_for(lambda: _lock_holders("refresh_states") == 1, timeout=60)
+    second = refresh_states.delay()  # the first worker is busy: the other one takes it
+    assert second.get(timeout=60) == {"skipped": "another run holds the lock"}
+    assert not first.ready(), "the second run should have come while the first was working"
+    done = first.get(timeout=120)
+    assert done["items"] >= N and done["version"] == version + 1 and not done["remaining"]
+    assert not SeedSet.objects.filter(state_dirty=True).exists()
+    _consistent(items)
+
+
+# --- 5. missing or corrupt model artifacts -----------------------------------------------------
+
+def _damage(path: Path, how: str) -> None:
+    if how == "missing":
+        path.unlink()
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(b"not a model at all\n" * 8)
+
+
+BROKEN = [  # (model, file, damage, the ERROR line's words)
+    (ModelKind.COLDSTART, "model.joblib", "missing",
+     "ranker models not loaded, the feed falls back to the baseline: cannot load the cold-start model"),
+    (ModelKind.CTR, "model.joblib", "truncated",
+     "ranker models not loaded, the feed falls back to the baseline: cannot load the CTR model"),
+    (ModelKind.COLDSTART, "model.joblib", "garbage",
+     "ranker models not loaded, the feed falls back to the baseline: cannot load the cold-start model"),
+    (ModelKind.LOOKALIKE, "weights.pt", "garbage",
+     "not loaded, warm stories are scored by the cold-start model: cannot load the look-alike model"),
+    (ModelKind.LOOKALIKE, "config.json", "missing",
+     "not loaded, warm stories are scored by the cold-start model: cannot load the look-alike model"),
+    (ModelKind.USER_TOWER, "weights.pt", "truncated",
+     "vector not recomputed, the user tower cannot be loaded: cannot load the user tower"),
+]
+
+
+def test_a_broken_model_artifact_is_logged_and_the_feed_falls_back(small_trained, client, caplog, settings):
+    """For each model, a process that starts with one of its files missing or corrupt: a
+    clear ERROR line naming the folder, the feed from the fallback (popularity and freshness
+    without the ranker's models, the cold-start model without the look-alike model), never a
+    500: the JSON feed, the HTML page and a click all answer."""
+    for name, value in WHOLE_PAGE.items():
+        setattr(settings, name, int(value))
+    tower = ModelRun.objects.get(kind=ModelKind.USER_TOWER, is_active=True)
+    reader = Reader.objects.filter(source=Source.DEMO, vectors__model_run=tower).order_by("pk").first()
+    healthy = client.get("/api/feed", {"reader": reader.pk, "limit": 400}).json()
+    assert healthy["degraded"] is False and healthy["mode"] == "blend" and _ralm(healthy)
+    for kind, filename, how, error in BROKEN:
+        path = Path(ModelRun.objects.get(kind=kind, is_active=True).artifact_path) / filename
+        backup = path.with_name(path.name + ".bak")
+        shutil.copyfile(path, backup)
+        try:
+            _damage(path, how)
+            for cache in (ranking.catalogs, ranking.models, serving.cache, online.towers):  # a process starting now
+                cache.clear()
+            caplog.clear()
+            with caplog.at_level(logging.ERROR):
+                resp = client.get("/api/feed", {"reader": reader.pk, "limit": 400})
+                assert resp.status_code == 200, (kind, how)
+                page = resp.json()
+                html = client.get("/feed/", {"reader": reader.pk})
+                assert html.status_code == 200 and html.content.count(b'class="card"') >= 5, (kind, how)
+                clicked = client.post("/api/clicks", {"impression": page["items"][0]["impression"]},
+                                      content_type="application/json")
+                assert clicked.status_code == 201, (kind, how)
+            errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+            assert any(error in m and str(path.parent) in m for m in errors), (kind, how, errors)
+            assert len(page["items"]) >= 10
+            if kind in (ModelKind.COLDSTART, ModelKind.CTR):  # popularity and freshness
+                assert page["mode"] == "baseline" and page["degraded"] is True, (kind, how)
+                assert set(page["items"][0]["score_parts"]) == {"popularity", "recency", "novelty"}
+                assert b'data-degraded="true"' in html.content
+            elif kind == ModelKind.LOOKALIKE:  # the cold-start model scores every story
+                assert page["mode"] == "blend" and page["degraded"] is True and not _ralm(page), how
+                assert any(r.startswith("look-alike model unusable") for r in page["degraded_reasons"])
+            else:  # the feed does not need the tower; the click is stored, the vector waits
+                assert page["mode"] == "blend" and page["degraded"] is False
+                assert Click.objects.filter(impression_id=page["items"][0]["impression"]).exists()
+        finally:
+            shutil.move(backup, path)
