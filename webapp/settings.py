@@ -123,6 +123,9 @@ FEED_BLEND_WEIGHT = env.float("FEED_BLEND_WEIGHT", default=0.1)  # w in (1 - w) 
 FEED_GATE_THRESHOLD = env.float("FEED_GATE_THRESHOLD", default=0.02)  # gate: least similarity at recall
 FEED_MAX_PER_SUBCATEGORY = env.int("FEED_MAX_PER_SUBCATEGORY", default=2)  # stories of one subcategory per page
 FEED_CATALOG_TTL_SECONDS = env.float("FEED_CATALOG_TTL_SECONDS", default=30.0)  # per-process catalog copy
+# Clicks one reader may store (POST /api/clicks, the click form): "N/second|minute|hour|day" or
+# "off"; over it a click is answered 429 with Retry-After. Kept in Redis; allowed if Redis is down.
+CLICK_RATE_LIMIT = env.str("CLICK_RATE_LIMIT", default="30/minute")
 
 # Trained models: one folder per training run under MODEL_DIR (see recsys/artifacts.py).
 MODEL_DIR = env.path("MODEL_DIR", default=BASE_DIR / "var" / "models")

@@ -8,7 +8,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound as DRFNotFound
 from rest_framework.request import Request
@@ -25,11 +25,15 @@ log = logging.getLogger(__name__)
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus our domain errors: NotFound -> 404, Rejected -> 400."""
+    """DRF's handler, plus our domain errors: NotFound -> 404, Rejected -> 400, RateLimited ->
+    429 (with Retry-After)."""
     if isinstance(exc, services.NotFound):
         exc = DRFNotFound(str(exc))
     elif isinstance(exc, services.Rejected):
         return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+    elif isinstance(exc, services.RateLimited):
+        return Response({"detail": str(exc), "limit": exc.limit, "retry_after": exc.retry_after},
+                        status=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(exc.retry_after)})
     return drf_exception_handler(exc, context)
 
 
@@ -81,13 +85,18 @@ class FeedSerializer(serializers.Serializer):
     request_id = serializers.CharField()
     reader = serializers.IntegerField(source="reader_id")
     mode = serializers.CharField()
+    degraded = serializers.BooleanField(help_text="the page was built with a fallback (Redis unreachable, a model "
+                                                  "that cannot be loaded); it is still a full page")
+    degraded_reasons = serializers.ListField(child=serializers.CharField(), source="degraded",
+                                             help_text="what fell back, and why; empty when not degraded")
     items = FeedEntrySerializer(many=True, source="entries")
 
     def to_representation(self, page) -> dict:
         """The same fields as declared (they make the OpenAPI schema), built directly: DRF's
         field-by-field path costs about a millisecond per page, a tenth of the request."""
         date = serializers.DateTimeField()
-        return {"request_id": page.request_id, "reader": page.reader_id, "mode": page.mode, "items": [
+        return {"request_id": page.request_id, "reader": page.reader_id, "mode": page.mode,
+                "degraded": bool(page.degraded), "degraded_reasons": list(page.degraded), "items": [
             {"impression": e.impression_id, "position": e.position, "score": e.score, "score_parts": e.score_parts,
              "why": e.why, "item": {
                  "id": e.item.pk, "external_id": e.item.external_id, "title": e.item.title,
@@ -200,8 +209,17 @@ class ClickOutSerializer(serializers.Serializer):
     created = serializers.BooleanField()
 
 
+class RateLimitedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    limit = serializers.CharField(help_text="CLICK_RATE_LIMIT, e.g. 30/minute")
+    retry_after = serializers.IntegerField(help_text="seconds until the window ends (also the Retry-After header)")
+
+
 class ClickView(APIView):
-    @extend_schema(request=ClickInSerializer, responses={201: ClickOutSerializer, 200: ClickOutSerializer})
+    @extend_schema(request=ClickInSerializer, responses={
+        201: ClickOutSerializer, 200: ClickOutSerializer,
+        429: OpenApiResponse(RateLimitedSerializer, description="over CLICK_RATE_LIMIT for this reader; "
+                                                               "nothing stored; see Retry-After")})
     def post(self, request: Request) -> Response:
         body = ClickInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -209,6 +227,7 @@ class ClickView(APIView):
             impression_id=body.validated_data["impression"],
             reader_id=body.validated_data.get("reader"),
             web_reader=request.auth,
+            throttle=True,
         )
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(ClickOutSerializer(result).data, status=code)
@@ -224,7 +243,8 @@ def healthz(request) -> JsonResponse:
     except Exception as exc:  # any failure means "down"; say why
         checks["postgres"] = f"error: {exc.__class__.__name__}"
     try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+        # retry=None: one attempt (redis-py retries a timeout ten times by default).
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1, retry=None).ping()
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"error: {exc.__class__.__name__}"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class NewsConfig(AppConfig):
@@ -14,6 +15,9 @@ class NewsConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from webapp.news.models import Item
+        from webapp.news.ratelimit import rate_parse
+
+        rate_parse(settings.CLICK_RATE_LIMIT)  # a bad value stops the process at start-up
 
         def item_saved(sender, instance, **kwargs) -> None:
             if instance.published_at is not None:  # a live story changed: web processes reload their catalog

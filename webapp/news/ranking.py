@@ -27,6 +27,7 @@ from recsys.artifacts import ArtifactError, load_coldstart, load_ctr
 from recsys.coldstart import PROFILE_HALF_LIFE, Profiles, reader_logits
 from recsys.ctr import affinity_of, assemble, with_similarity
 from recsys.ranker import RankerConfig, diversified_top, final_scores
+from webapp import degraded
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun
 from webapp.lookalike.serving import WarmScores, warm_scores
@@ -70,8 +71,9 @@ class CatalogCache:
     def get(self, source: str, r: redis.Redis | None) -> Catalog:
         try:
             version = int((r or store.client()).get(store.CATALOG_VERSION_KEY) or 0)
-        except redis.RedisError:
+        except redis.RedisError as exc:
             version = None
+            degraded.note(f"redis unreachable ({exc.__class__.__name__}): catalog copy kept to its TTL")
         copy = self._copies.get(source)
         fresh = copy is not None and time.monotonic() - copy.loaded < settings.FEED_CATALOG_TTL_SECONDS
         if copy is not None and fresh and (version is None or version == copy.version):
@@ -148,8 +150,9 @@ class ModelCache:
     def get(self, r: redis.Redis | None) -> Models:
         try:
             pointer = store.active_lookalike_get(r=r or store.client())
-        except redis.RedisError:
+        except redis.RedisError as exc:
             pointer = self._pointer if time.monotonic() - self._checked < 60 else -2
+            degraded.note(f"redis unreachable ({exc.__class__.__name__}): models as of the last check")
         if pointer == self._pointer:
             return self._models
         with self._lock:
@@ -213,6 +216,8 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
     the models is zero)."""
     r = store.client()
     m = models.get(r)
+    if m.error is not None:
+        degraded.note(f"ranker models unusable, baseline ranking: {m.error}")
     if m.cold is None or m.ctr is None:
         return None
     cat = catalogs.get(source, r)

@@ -17,11 +17,12 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from recsys.baseline import baseline_scores
+from webapp import degraded
 from webapp.lookalike.online import reader_vector_refresh_quietly
 from webapp.lookalike.services import seedset_mark_dirty
 from webapp.lookalike.store import CATALOG_VERSION_KEY
 from webapp.lookalike.store import client as store_client
-from webapp.news import ranking
+from webapp.news import ranking, ratelimit
 from webapp.news.models import Click, Impression, Item, Reader, Source
 from webapp.news.selectors import catalog_for, feed_candidates_for, reader_history
 
@@ -42,6 +43,14 @@ class Rejected(ValueError):
         self.field = field
 
 
+class RateLimited(Exception):
+    """Over a rate limit (the API answers 429 with Retry-After); nothing was stored."""
+
+    def __init__(self, message: str, *, limit: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.limit, self.retry_after = limit, retry_after
+
+
 @dataclass(frozen=True)
 class FeedEntry:
     impression_id: int
@@ -59,6 +68,7 @@ class FeedPage:
     reader_id: int
     mode: str
     entries: list[FeedEntry] = field(default_factory=list)
+    degraded: tuple[str, ...] = ()  # what the page was built without (Redis, a model), see webapp.degraded
 
 
 def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode: str | None = None,
@@ -70,8 +80,9 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode:
     now = now or timezone.now()
     config = ranking.ranker_config(mode, weight)  # ValueError on a bad mode or weight
     clicked, shown = reader_history(reader=reader, now=now)
-    ranked = ranking.rank(reader_id=reader.pk, source=catalog_for(reader=reader), clicked=clicked, shown=shown,
-                          now=now, limit=limit, config=config, topics=reader.topics)
+    with degraded.collect() as fell_back:
+        ranked = ranking.rank(reader_id=reader.pk, source=catalog_for(reader=reader), clicked=clicked, shown=shown,
+                              now=now, limit=limit, config=config, topics=reader.topics)
     if ranked is None:
         ranked = _baseline(reader=reader, now=now, limit=limit, clicked=clicked, shown=shown)
     items = {i.pk: i for i in ranked.items} if ranked.items is not None else \
@@ -98,7 +109,8 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode:
                   why=ranked.why[n] if ranked.why else "", warm=ranked.warm[n] if ranked.warm else False)
         for n, imp in zip(kept, impressions, strict=True)
     ]
-    return FeedPage(request_id=request_id, reader_id=reader.pk, mode=ranked.mode, entries=entries)
+    return FeedPage(request_id=request_id, reader_id=reader.pk, mode=ranked.mode, entries=entries,
+                    degraded=tuple(fell_back))
 
 
 _IMPRESSIONS_SQL = """
@@ -147,16 +159,28 @@ class ClickResult:
 
 
 def click_record(
-    *, impression_id: int, reader_id: int | None = None, web_reader: int | None = None, now: datetime | None = None
+    *, impression_id: int, reader_id: int | None = None, web_reader: int | None = None, now: datetime | None = None,
+    throttle: bool = False,
 ) -> ClickResult:
     """Store a click on an impression. A repeated click on the same impression stores
     nothing new and returns the first one. `web_reader`: the web reader the caller acts as;
-    an impression shown to a web reader exists only for that reader (webapp.news.access)."""
+    an impression shown to a web reader exists only for that reader (webapp.news.access).
+    `throttle` (the web's requests): a new click over the reader's CLICK_RATE_LIMIT raises
+    RateLimited and stores nothing (a repeated click is answered as before)."""
     impression = Impression.objects.select_related("reader").filter(pk=impression_id).first()
     if impression is None or (impression.reader.source == Source.WEB and impression.reader_id != web_reader):
         raise NotFound(f"Impression {impression_id} not found.")
     if reader_id is not None and impression.reader_id != reader_id:
         raise Rejected("This impression was shown to another reader.", field="reader")
+    rate = ratelimit.rate_parse(settings.CLICK_RATE_LIMIT) if throttle else None
+    if rate is not None:
+        existing = Click.objects.filter(impression=impression).first()
+        if existing is not None:
+            return ClickResult(click=existing, created=False)
+        retry_after = ratelimit.hit(scope="clicks", key=impression.reader_id, rate=rate)
+        if retry_after is not None:
+            raise RateLimited(f"Too many clicks: at most {rate.text} per reader. Try again in {retry_after} s.",
+                              limit=rate.text, retry_after=retry_after)
     with transaction.atomic():
         click, created = Click.objects.get_or_create(
             impression=impression,

@@ -86,8 +86,13 @@ def click(request: HttpRequest) -> HttpResponse:
     try:
         result = services.click_record(
             impression_id=form.cleaned_data["impression"], reader_id=reader.pk,
-            web_reader=reader.pk if reader.source == Source.WEB else None,
+            web_reader=reader.pk if reader.source == Source.WEB else None, throttle=True,
         )
+    except services.RateLimited as exc:
+        response = render(request, "news/rate_limited.html", {"limit": exc.limit, "retry_after": exc.retry_after},
+                          status=429)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     except services.NotFound:
         return render(request, "news/not_found.html", {"what": "story"}, status=404)
     except services.Rejected:

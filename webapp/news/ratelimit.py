@@ -1,0 +1,59 @@
+"""A fixed-window rate limit kept in Redis: one counter per key and window (INCR, with an
+EXPIRE so old windows go away). It fails open: when Redis cannot be reached the request is
+allowed (a Redis outage must not cost readers their clicks), and a warning is logged."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+
+import redis
+from django.core.exceptions import ImproperlyConfigured
+
+from webapp.lookalike.store import PREFIX
+from webapp.lookalike.store import client as store_client
+
+logger = logging.getLogger(__name__)
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|sec|s|minute|min|m|hour|h|day|d)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: int
+    text: str  # as configured, e.g. "30/minute"
+
+
+@functools.lru_cache(maxsize=16)
+def rate_parse(text: str) -> Rate | None:
+    """"30/minute" (or 30/min, 30/m; second, hour, day likewise) -> Rate; "off" or "" -> None."""
+    if text.strip().lower() in ("", "off"):
+        return None
+    match = _RATE.match(text)
+    if match is None or int(match.group(1)) < 1:
+        raise ImproperlyConfigured(f"bad rate {text!r}: expected N/second, N/minute, N/hour or N/day, or 'off'")
+    return Rate(int(match.group(1)), PERIODS[match.group(2)[0].lower()], text.strip())
+
+
+def hit(*, scope: str, key: str | int, rate: Rate, now: float | None = None) -> int | None:
+    """Count one event for `key` in the current window. None if it is within the rate, else
+    the seconds until the window ends (for Retry-After)."""
+    now = time.time() if now is None else now
+    window = int(now // rate.seconds)
+    name = f"{PREFIX}:rate:{scope}:{key}:{window}"
+    try:
+        pipe = store_client().pipeline(transaction=True)
+        pipe.incr(name)
+        pipe.expire(name, rate.seconds + 10)
+        count, _ = pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("rate limit %s not checked, Redis unreachable (%s): allowed", scope, exc.__class__.__name__)
+        return None
+    if count <= rate.count:
+        return None
+    return max(1, math.ceil((window + 1) * rate.seconds - now))
