@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 demo: install .env services db  ## set up everything and run web, worker, beat and the simulator
 	$(BIN)/python manage.py load_demo
-	$(BIN)/python manage.py simulate --backfill-hours 36 --sessions 6000 --skip-if-history
+	$(BIN)/python manage.py simulate --backfill-hours 36 --sessions 18000 --skip-if-history
 	$(BIN)/python manage.py train
 	PORT=$(PORT) $(BIN)/python manage.py rundemo
 
@@ -55,8 +55,8 @@ db: install .env
 serve: install .env db  ## the web process alone
 	PORT=$(PORT) $(BIN)/python manage.py rundemo --only web
 
-bench: install-test .env services db
-	@for f in bench/importer.py bench/refresh.py bench/feed.py bench/readers.py bench/ab.py bench/evaluate.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+bench: install-test .env services db  ## every benchmark, then bench/results.md and the README's numbers
+	$(BIN)/python bench/run.py
 
 lint: install-test
 	$(BIN)/ruff check .

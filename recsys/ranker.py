@@ -106,29 +106,39 @@ def _clustered(values: np.ndarray, request: np.ndarray) -> tuple[float, float]:
     return float(mean), se
 
 
-def tail_mask(item: np.ndarray, catalog: np.ndarray, tail_share: float = 0.8) -> np.ndarray:
-    """Per impression: whether its item is in the tail, outside the most shown 1 - tail_share
-    of the catalog (counted over these impressions)."""
+def tail_mask(item: np.ndarray, catalog: np.ndarray, tail_share: float = 0.8,
+              popularity: np.ndarray | None = None) -> np.ndarray:
+    """Per impression: whether its item is in the long tail, outside the most popular
+    1 - tail_share of the catalog. `popularity`: each catalog item's exposure *before* the
+    impressions compared (aligned with the sorted, unique catalog), the usual definition, so
+    the head is fixed before any arm serves and a story new in the window is in the tail.
+    Without it the head is the most shown over these impressions themselves; then an arm
+    that concentrates on a few stories makes them the head (its concentration shows better
+    in exposure_gini)."""
     catalog = np.unique(np.asarray(catalog, np.int64))
-    shown_all = np.bincount(np.searchsorted(catalog, item), minlength=len(catalog))
+    if popularity is None:
+        popularity = np.bincount(np.searchsorted(catalog, item), minlength=len(catalog))
+    elif len(popularity) != len(catalog):
+        raise ValueError("popularity must have one entry per catalog item")
     head_n = max(1, int(round(len(catalog) * (1 - tail_share))))
-    head = set(catalog[np.argsort(-shown_all, kind="stable")[:head_n]].tolist())
+    head = set(catalog[np.argsort(-np.asarray(popularity), kind="stable")[:head_n]].tolist())
     return np.fromiter((i not in head for i in item.tolist()), bool, count=len(item))
 
 
 def ab_summary(*, mode: np.ndarray, request: np.ndarray, item: np.ndarray, clicked: np.ndarray, cold: np.ndarray,
                category: np.ndarray, catalog: np.ndarray, tail_share: float = 0.8,
-               expected: np.ndarray | None = None) -> dict[str, dict]:
+               expected: np.ndarray | None = None, popularity: np.ndarray | None = None) -> dict[str, dict]:
     """Per ranker mode, from logged impressions (arrays of shape (N,)): impressions, clicks,
-    CTR, the share of impressions that went to cold items and to tail items (outside the most
-    shown 1 - tail_share of the catalog over all modes), the exposure Gini over the catalog,
+    CTR, the share of impressions that went to cold items and to tail items (`tail_mask`:
+    outside the most popular 1 - tail_share of the catalog by `popularity`, the exposure
+    before these impressions; without it, by these impressions), the exposure Gini over the catalog,
     and distinct categories per page; `*_se` are page-clustered standard errors. `expected`:
     each impression's click probability under a known click model (the demo's simulated
     readers; NaN where it does not know the reader), averaged into `expected_ctr`, free of
     the noise of the clicks themselves.
     `catalog`: every item that was live."""
     catalog = np.unique(np.asarray(catalog, np.int64))
-    in_tail = tail_mask(item, catalog, tail_share)
+    in_tail = tail_mask(item, catalog, tail_share, popularity)
     out = {}
     for m in sorted(set(mode.tolist())):
         sel = mode == m

@@ -14,6 +14,7 @@ from recsys.ranker import (
     diversified_top,
     exposure_gini,
     final_scores,
+    tail_mask,
 )
 
 
@@ -81,6 +82,19 @@ def test_ab_summary_per_mode():
     assert s["a"]["tail_share"] == 0.0 and s["b"]["tail_share"] > 0  # items 1 and 2 are the head
     assert s["a"]["exposure_gini"] > s["b"]["exposure_gini"]
     assert s["a"]["categories_per_page"] == 1.5 and s["b"]["categories_per_page"] == 2.0
+
+
+def test_tail_by_popularity_before_the_window_is_fixed_before_any_arm_serves():
+    catalog = np.array([10, 20, 30, 40, 50, 60, 70, 80, 90, 100])
+    before = np.array([50, 40, 0, 0, 0, 0, 0, 0, 0, 0])  # 10 and 20 were the popular stories
+    item = np.array([30, 30, 30, 30, 10, 20])  # an arm that piles onto new story 30
+    assert not tail_mask(item, catalog)[:4].any()  # without: 30 made itself the head
+    assert tail_mask(item, catalog, popularity=before).tolist() == [True] * 4 + [False, False]
+    with pytest.raises(ValueError):
+        tail_mask(item, catalog, popularity=before[:3])
+    s = ab_summary(mode=np.array(["a"] * 6), request=np.array(["q"] * 6), item=item, clicked=np.zeros(6, bool),
+                   cold=np.zeros(6, bool), category=np.zeros(6), catalog=catalog, popularity=before)
+    assert s["a"]["tail_share"] == pytest.approx(4 / 6, abs=1e-4)
 
 
 def test_ab_standard_errors_count_pages_not_impressions_and_compare_to_ctr():

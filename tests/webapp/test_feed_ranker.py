@@ -152,6 +152,23 @@ def test_ab_report_compares_the_modes(trained):
     text = table.getvalue()
     assert "exposure_gini" in text and "blend w=0.5" in text and "against ctr" in text and "expected CTR" in text
     assert "within readers" in text
+    # Paired: the same readers ranked now by every variant, nothing logged.
+    logged = Impression.objects.count()
+    out = StringIO()
+    call_command("ab_report", "--hours", "2", "--json", "--paired", "40", "--variants", "ctr,blend:0.5,blend:0",
+                 stdout=out)
+    paired = json.loads(out.getvalue())["paired"]
+    assert Impression.objects.count() == logged
+    assert set(paired) == {"ctr", "blend w=0.5", "blend w=0"} and paired["ctr"]["pages"] == 40
+    same = paired["blend w=0"]  # w = 0 is the ctr mode: a paired difference of exactly zero
+    assert same["expected_ctr_vs_ctr_only"] == 0 and same["expected_ctr_vs_ctr_only_se"] == 0
+    assert same["cold_share_diff"] == 0 and same["tail_share_diff_se"] == 0
+    assert paired["blend w=0.5"]["expected_ctr_vs_ctr_only_se"] > 0
+    table = StringIO()
+    call_command("ab_report", "--hours", "2", "--paired", "5", "--variants", "ctr,blend:0.5", stdout=table)
+    assert "paired, now: 5 simulated readers" in table.getvalue()
+    with pytest.raises(CommandError, match="unknown ranker mode"):
+        call_command("ab_report", "--hours", "2", "--paired", "5", "--variants", "ctr,magic")
     with pytest.raises(CommandError, match="--hours"):
         call_command("ab_report", "--hours", "0")
     for bad in ("magic", "blend:2", "ctr:0.5", "blend:x"):

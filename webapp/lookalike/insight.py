@@ -16,7 +16,7 @@ from recsys.ranker import ab_summary
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import scorer_for
 from webapp.news.models import Click, Impression, Item, ItemStatus, Reader
-from webapp.news.selectors import impression_variant, impression_was_cold
+from webapp.news.selectors import exposure_before, impression_variant, impression_was_cold
 
 
 def _svg(fig) -> str:
@@ -196,10 +196,12 @@ def dashboard(*, minutes: int = 60, now: datetime | None = None) -> Dashboard:
     by_mode: dict[str, dict] = {}
     if imps:
         items = np.array([r[1] for r in imps], np.int64)
+        catalog = np.union1d(live, items)
         logged = {"request": np.array([r[6] for r in imps]), "item": items,
                   "clicked": np.array([r[5] is not None for r in imps]),
                   "cold": np.array([impression_was_cold(r[2], r[3]) for r in imps]),
-                  "category": np.array([r[7] for r in imps]), "catalog": np.union1d(live, items)}
+                  "category": np.array([r[7] for r in imps]), "catalog": catalog,
+                  "popularity": exposure_before(catalog=catalog, before=since)}
         slot = np.array([str(min(windows - 1, int((r[0] - since).total_seconds() // 300))) for r in imps])
         for w, stats in ab_summary(mode=slot, **logged).items():
             cold_share[int(w)], tail_share[int(w)], gini[int(w)] = (stats["cold_share"], stats["tail_share"],

@@ -146,3 +146,13 @@ def impression_was_cold(parts: dict | None, status_now: str) -> bool:
     if isinstance(parts, dict) and "warm" in parts:
         return not parts["warm"]
     return status_now == ItemStatus.COLD
+
+
+def exposure_before(*, catalog: np.ndarray, before: datetime, source: str | None = None) -> np.ndarray:
+    """Impressions of each catalog item (sorted ids) before a time: the popularity that
+    fixes the long tail before the traffic being compared (recsys.ranker.tail_mask)."""
+    rows = Impression.objects.filter(shown_at__lt=before)
+    if source is not None:
+        rows = rows.filter(item__source=source)
+    counts = dict(rows.values("item_id").annotate(n=Count("id")).values_list("item_id", "n"))
+    return np.array([counts.get(int(i), 0) for i in catalog], np.int64)

@@ -13,7 +13,7 @@ from fixtures.corpus import CorpusError, load_readers, load_stories, taxonomy_of
 from recsys.ranker import ab_compare, ab_summary, ab_within_readers, tail_mask
 from recsys.simulation import ClickModel, item_truth
 from webapp.news.models import Impression, Item, Source
-from webapp.news.selectors import impression_variant, impression_was_cold
+from webapp.news.selectors import exposure_before, impression_variant, impression_was_cold
 
 COLUMNS = ("impressions", "clicks", "ctr", "expected_ctr", "cold_share", "tail_share", "exposure_gini",
            "categories_per_page")
@@ -52,10 +52,18 @@ class Command(BaseCommand):
         parser.add_argument("--source", default=Source.DEMO, choices=[s.value for s in Source])
         parser.add_argument("--reference", default="ctr", help="the variant the others are compared against")
         parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+        parser.add_argument("--paired", type=int, default=0, metavar="N",
+                            help="also rank N simulated readers (drawn by activity) now under every variant, "
+                                 "nothing logged, and score the pages with the hidden click model: a paired "
+                                 "comparison free of the reader-to-reader spread")
+        parser.add_argument("--variants", default="ctr,blend,feature,gate",
+                            help="the variants --paired compares (e.g. ctr,blend:0.1,blend:0.2; the first "
+                                 "is the reference)")
 
     def handle(self, *args, **o) -> None:
-        if o["hours"] <= 0 or o["minutes"] < 0:
-            raise CommandError("--hours must be positive and --minutes not negative")
+        if o["hours"] <= 0 or o["minutes"] < 0 or o["paired"] < 0:
+            raise CommandError("--hours must be positive and --minutes and --paired not negative")
+        paired = self._paired(o) if o["paired"] else None
         span = timedelta(minutes=o["minutes"]) if o["minutes"] else timedelta(hours=o["hours"])
         since = timezone.now() - span
         rows = list(Impression.objects.filter(shown_at__gte=since, item__source=o["source"]).values_list(
@@ -73,19 +81,23 @@ class Command(BaseCommand):
         expected = expected_clicks([(r[8] if r[7] == Source.DEMO else None, r[9], r[5], r[10], r[11], r[12], r[13])
                                     for r in rows]) if o["source"] == Source.DEMO else None
         catalog = np.union1d(catalog, item)
+        popularity = exposure_before(catalog=catalog, before=since, source=o["source"])  # fixes the long tail
         summary = ab_summary(mode=mode, request=np.array([r[2] for r in rows]), item=item,
                              clicked=np.array([r[4] is not None for r in rows]), cold=cold,
-                             category=np.array([r[5] for r in rows]), catalog=catalog, expected=expected)
+                             category=np.array([r[5] for r in rows]), catalog=catalog, expected=expected,
+                             popularity=popularity)
         compare = ab_compare(summary, reference=o["reference"])
         # The same comparison within readers (the simulator rotates each reader through the arms).
-        per_reader = {"cold_share": cold.astype(float), "tail_share": tail_mask(item, catalog).astype(float)}
+        per_reader = {"cold_share": cold.astype(float),
+                      "tail_share": tail_mask(item, catalog, popularity=popularity).astype(float)}
         if expected is not None:
             per_reader["expected_ctr"] = expected
         within = ab_within_readers(mode=mode, reader=np.array([r[14] for r in rows]), values=per_reader,
                                    reference=o["reference"])
         if o["json"]:
             self.stdout.write(json.dumps({"summary": summary, f"vs_{o['reference']}": compare,
-                                          f"vs_{o['reference']}_within_readers": within}, indent=2))
+                                          f"vs_{o['reference']}_within_readers": within,
+                                          **({"paired": paired} if paired is not None else {})}, indent=2))
             return
         columns = [c for c in COLUMNS if expected is not None or c != "expected_ctr"]
         width = max(len(m) for m in summary) + 2
@@ -110,10 +122,48 @@ class Command(BaseCommand):
                 cells = ([_pct(c, "expected_ctr_change")] if expected is not None else []) + \
                     [_pts(c, "cold_share_diff"), _pts(c, "tail_share_diff"), str(c["readers"])]
                 self.stdout.write(m.ljust(width) + "".join(x.rjust(24) for x in cells))
-        self.stdout.write(f"\nlast {label}; tail = items outside the most shown 20% of the catalog; cold = cold "
-                          "when shown" + ("; expected CTR = mean click probability of the shown stories under "
-                                          "the simulated readers' hidden click model (their impressions only)"
-                                          if expected is not None else ""))
+        note = (f"\nlast {label}; tail = stories outside the 20% of the catalog most shown before the window; "
+                "cold = cold when shown")
+        if expected is not None:
+            note += ("; expected CTR = mean click probability of the shown stories under the simulated readers' "
+                     "hidden click model (their impressions only)")
+        self.stdout.write(note)
+        if paired is not None:
+            self._paired_table(paired, o)
+
+    def _paired(self, o: dict) -> dict:
+        from webapp.news.abtest import Paired, head_of
+        from webapp.news.simulator import LocalTransport, Simulator
+
+        if o["source"] != Source.DEMO:
+            raise CommandError("--paired needs the demo's simulated readers (--source demo)")
+        try:
+            sim = Simulator(readers=load_readers(), click_model=ClickModel(taxonomy=taxonomy_of(load_stories())),
+                            transport=LocalTransport(), modes=[v.strip() for v in o["variants"].split(",")])
+        except (CorpusError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        now = timezone.now()
+        catalog, head = head_of(source=o["source"], now=now)
+        paired = Paired(sim)
+        for _ in range(o["paired"]):
+            paired.rank(sim.draw_reader(), now=now, head=head, source=o["source"])
+        return paired.summary(catalog, reference=sim.variants[0][0])
+
+    def _paired_table(self, paired: dict, o: dict) -> None:
+        self.stdout.write(f"\npaired, now: {o['paired']} simulated readers each ranked by every variant (nothing "
+                          "logged), pages scored by the hidden click model; ± one standard error over pages:")
+        head = ["expected CTR", "vs reference", "cold share", "vs reference", "tail share", "vs reference", "Gini"]
+        width = max(len(m) for m in paired) + 2
+        self.stdout.write("variant".ljust(width) + "".join(h.rjust(18) for h in head))
+        for m, r in paired.items():
+            vs = r.get("expected_ctr_vs_ctr_only")
+            cells = [str(r["expected_ctr"]),
+                     f"{100 * vs:+.1f}% ± {100 * r['expected_ctr_vs_ctr_only_se']:.1f}"
+                     if "expected_ctr_vs_ctr_only_se" in r else ("ref" if vs == 0.0 else "-"),
+                     str(r["cold_share"]), _pts(r, "cold_share_diff") if "cold_share_diff" in r else "",
+                     str(r["tail_share"]), _pts(r, "tail_share_diff") if "tail_share_diff" in r else "",
+                     str(r["exposure_gini"])]
+            self.stdout.write(m.ljust(width) + "".join(x.rjust(18) for x in cells))
 
 
 def _pct(c: dict, key: str) -> str:
