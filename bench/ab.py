@@ -1,7 +1,8 @@
 """The ranker modes on simulated traffic: the demo world with the 36-hour history of
 `make demo`, models trained on it, then simulated sessions split at random between the modes
 (in-process, through the same feed service the API calls), compared by `manage.py ab_report`.
-Scratch database and Redis db 14. Writes results.json["ab"]."""
+Scratch database and Redis db 14. Writes results.json["ab"], and ["demo"]: the time to build the
+history and train on it."""
 
 from __future__ import annotations
 
@@ -10,14 +11,13 @@ import os
 import sys
 import tempfile
 import time
-from collections import Counter
 from io import StringIO
 
-import numpy as np
 from common import save, scratch_database, table
 
-VARIANTS = ["ctr", "blend:0.1", "blend:0.2", "blend:0.3", "blend:0.5", "feature", "gate"]
+VARIANTS = ["ctr", "blend:0.1", "blend:0.15", "blend:0.2", "blend:0.3", "blend:0.5", "feature", "gate"]
 SESSIONS = 3000
+BACKFILL = 18000  # the 36-hour history of `make demo`
 
 
 def main() -> None:
@@ -29,19 +29,27 @@ def main() -> None:
         from tqdm import tqdm
 
         from fixtures.corpus import load_readers, load_stories, taxonomy_of
-        from recsys.ranker import exposure_gini
         from recsys.simulation import ClickModel
         from webapp.lookalike import store
-        from webapp.news import ranking, services
-        from webapp.news.models import Reader
-        from webapp.news.selectors import reader_history
-        from webapp.news.simulator import LocalTransport, Shown, Simulator, backfill_times
+        from webapp.lookalike.training import model_train
+        from webapp.news import services
+        from webapp.news.abtest import Paired, head_of
+        from webapp.news.models import Click, Impression
+        from webapp.news.simulator import LocalTransport, Simulator, backfill_times
 
         store.client().flushdb()
         started = time.perf_counter()
         call_command("load_demo", verbosity=0)
-        call_command("simulate", "--backfill-hours", "36", "--sessions", "6000", "--seed", "1", verbosity=0)
-        call_command("train", verbosity=0)
+        loaded = time.perf_counter()
+        call_command("simulate", "--backfill-hours", "36", "--sessions", str(BACKFILL), "--seed", "1", verbosity=0)
+        simulated = time.perf_counter()
+        trained = model_train(source="demo", progress=None, log=lambda m: None)
+        demo = {"load_demo_seconds": round(loaded - started, 1), "backfill_sessions": BACKFILL,
+                "backfill_seconds": round(simulated - loaded, 1), "clicks": Click.objects.count(),
+                "impressions": Impression.objects.count(), "readers": trained.readers,
+                "train_seconds": round(time.perf_counter() - simulated, 1), "train_stages": trained.seconds,
+                "stage1_val_auc": trained.tower_run.metrics["val_auc"],
+                "stage2_val_auc": trained.lookalike_run.metrics["val_auc"]}
         print(f"history and models ready in {time.perf_counter() - started:.0f} s; "
               f"{SESSIONS} sessions split between {', '.join(VARIANTS)} ...", flush=True)
         # The A/B sessions run through the same feed service as the API, over the last 2 hours
@@ -55,28 +63,11 @@ def main() -> None:
         # logged) and the hidden click model scores each page; then one variant, drawn at
         # random, serves the page that is logged and clicked. Reader-to-reader variation, the
         # bulk of the noise between arms, cancels out of the paired comparison.
-        catalog = ranking.catalogs.get("demo", store.client())
-        head = set(catalog.ids[np.argsort(-catalog.shown, kind="stable")[: len(catalog.ids) // 5]].tolist())
-        paired = {label: {"pages": 0, "impressions": 0, "expected": 0.0, "cold": 0, "tail": 0, "shown": Counter(),
-                          "categories": 0} for label, _, _ in sim.variants}
+        catalog, head = head_of(source="demo", now=timezone.now())  # the head before the A/B
+        paired = Paired(sim)
         for t in tqdm(times, desc="A/B sessions", unit="session"):
             k = sim.draw_reader()
-            reader = Reader.objects.get(pk=sim.db_ids[k])
-            clicked, shown = reader_history(reader=reader, now=t)
-            for label, mode, weight in sim.variants:
-                r = ranking.rank(reader_id=reader.pk, source="demo", clicked=clicked, shown=shown, now=t, limit=10,
-                                 config=ranking.ranker_config(mode, weight))
-                page = [Shown(0, pos, i.external_id, i.category, i.subcategory, i.published_at)
-                        for pos, i in enumerate(r.items)]
-                acc = paired[label]
-                acc["pages"] += 1
-                acc["impressions"] += len(page)
-                acc["expected"] += sim.expected_clicks(k, page, t)
-                acc["cold"] += sum(not w for w in r.warm)
-                acc["tail"] += sum(int(i) not in head for i in r.item_ids)
-                acc["shown"].update(int(i) for i in r.item_ids)
-                acc["categories"] += len({i.category for i in r.items})
-                acc["served_as"] = r.mode
+            paired.rank(k, now=t, head=head)
             sim.session(now=t, reader=k)
         services.item_popularity_refresh()
         out = StringIO()
@@ -85,25 +76,15 @@ def main() -> None:
         summary = {k: v for k, v in report["summary"].items() if k != "baseline"}
         within = {k: v for k, v in report["vs_ctr_within_readers"].items() if k != "baseline"}
         store.client().flushdb()
-    pairs = {}
-    for label, acc in paired.items():
-        counts = np.array([acc["shown"].get(int(i), 0) for i in catalog.ids])
-        pairs[label] = {"pages": acc["pages"], "expected_ctr": round(acc["expected"] / acc["impressions"], 5),
-                        "cold_share": round(acc["cold"] / acc["impressions"], 4),
-                        "tail_share": round(acc["tail"] / acc["impressions"], 4),
-                        "exposure_gini": round(exposure_gini(counts), 4),
-                        "categories_per_page": round(acc["categories"] / acc["pages"], 2),
-                        "served_as": acc.get("served_as")}
-    ref = pairs["ctr"]["expected_ctr"]
-    for stats in pairs.values():
-        stats["expected_ctr_vs_ctr_only"] = round(stats["expected_ctr"] / ref - 1, 4)
+    pairs = paired.summary(catalog)
     seconds = round(time.perf_counter() - started)
     save("ab", {"sessions": SESSIONS, "seconds": seconds, "paired": pairs, "logged": summary,
                 "logged_within_readers": within})
-    cols = ("expected_ctr", "expected_ctr_vs_ctr_only", "cold_share", "tail_share", "exposure_gini",
-            "categories_per_page")
+    save("demo", demo)
+    cols = ("expected_ctr", "expected_ctr_vs_ctr_only", "expected_ctr_vs_ctr_only_se", "cold_share", "tail_share",
+            "exposure_gini", "categories_per_page")
     print("paired (every variant ranks every session; the hidden click model's expected CTR):")
-    print(table([(m, *(s[c] for c in cols)) for m, s in sorted(pairs.items())], ("variant", *cols)))
+    print(table([(m, *(s.get(c, "") for c in cols)) for m, s in pairs.items()], ("variant", *cols)))
     cols = ("impressions", "ctr", "expected_ctr", "cold_share", "tail_share", "exposure_gini", "categories_per_page")
     print("logged (each session served by one variant; ab_report):")
     print(table([(m, *(s.get(c) for c in cols)) for m, s in sorted(summary.items())], ("variant", *cols)))

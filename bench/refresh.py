@@ -47,14 +47,16 @@ def main() -> None:
         now = timezone.now()
         print(f"setting up {READERS:,} readers, {5 * ITEMS:,} items, {ITEMS * SEEDS:,} clicks ...", flush=True)
         with connection.cursor() as cur, transaction.atomic():
-            _copy(cur, "news_reader", "id, source, external_id, name, region, age_band, device, created_at",
-                  ((r, "demo", f"b{r}", f"Reader {r}", "", "", "", now.isoformat()) for r in range(1, READERS + 1)))
+            _copy(cur, "news_reader", "id, source, external_id, name, region, age_band, device, topics, created_at",
+                  ((r, "demo", f"b{r}", f"Reader {r}", "", "", "", "{}", now.isoformat())
+                   for r in range(1, READERS + 1)))
             vecs = rng.standard_normal((READERS, DIM)).astype("<f4")
             _copy(cur, "lookalike_readervector", "reader_id, model_run_id, dim, vector, computed_at",
                   ((r + 1, tower.pk, DIM, "\\\\x" + vecs[r].tobytes().hex(), now.isoformat()) for r in range(READERS)))
             _copy(cur, "news_item", "id, source, external_id, title, abstract, category, subcategory, url, status,"
-                  " popularity, created_at", ((i, "demo", f"i{i}", f"Item {i}", "", "news", "", "", "cold", 0,
-                                               now.isoformat()) for i in range(1, 5 * ITEMS + 1)))
+                  " popularity, click_count, shown_count, created_at",
+                  ((i, "demo", f"i{i}", f"Item {i}", "", "news", "", "", "cold", 0, 0, 0, now.isoformat())
+                   for i in range(1, 5 * ITEMS + 1)))
             clicks = ((r, i, now.isoformat()) for i in range(1, ITEMS + 1)
                       for r in rng.choice(READERS, SEEDS, replace=False) + 1)
             _copy(cur, "news_click", "reader_id, item_id, clicked_at", clicks)

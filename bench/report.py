@@ -1,0 +1,312 @@
+"""Render what `make bench` measured: bench/results.md (every table, with plots) and the
+README's generated blocks, from bench/results.json and bench/evaluation-movielens.json.
+
+    python bench/report.py          # write results.md, the plots and the README's blocks
+    python bench/report.py --check  # exit 1 if the README's blocks differ from the results
+
+A README block is the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`; only
+those lines are rewritten, the prose around them is the author's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results.json"
+EVALUATION = BENCH / "evaluation-movielens.json"
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- bench:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.S)
+BUCKETS = ("0", "1-4", "5-19", "20-99", "100+")
+SCORER_LABELS = {"mf": "`mf` (E_u · item)", "eu_seed_avg": "`eu_seed_avg` (diagnostic)",
+                 "ranker_ctr": "`ranker_ctr` (CTR model, w = 0)"}
+SCORER_ORDER = ("random", "popularity", "itemknn", "mf", "als", "als_seed_avg", "eu_seed_avg", "ralm_avg",
+                "ralm_noclust", "ralm", "coldstart_linear", "hybrid", "ranker_ctr", "ranker")
+
+
+def md_table(header: tuple, rows: list[tuple]) -> str:
+    out = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def ms(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:+.1f}%"
+
+
+def pm(diff: float, se: float) -> str:
+    return f"{diff:+.3f} ± {se:.3f}"
+
+
+# --- blocks -----------------------------------------------------------------------------
+
+def numbers(r: dict, ev: dict | None) -> str:
+    rows = []
+    if "bench" in r:
+        b = r["bench"]
+        per = ", ".join(f"{Path(k).stem} {v:.0f}" for k, v in b["scripts"].items())
+        rows.append(("`make bench`, every benchmark below", f"{b['total_seconds'] / 60:.1f} min ({per} s)"))
+    if "import" in r:
+        i = r["import"]
+        rows += [(f"`import_dataset --format movielens` {i['dataset']} ({i['rows']:,} rows): parse and store in "
+                  "one transaction", f"{i['store_seconds_median']:.1f} s ({i['rows_per_s']:,} rows/s)"),
+                 ("the same, re-import (adds nothing)", f"{i['reimport_seconds_median']:.1f} s"),
+                 ("text vectors for its movies (all-MiniLM-L6-v2, 2 CPU cores)",
+                  f"{i['embed_seconds']:.0f} s ({i['embed_items_per_s']} items/s)")]
+    if "demo" in r:
+        d = r["demo"]
+        st = d["train_stages"]
+        rows += [("`load_demo` (336 stories, 1,200 readers, their text vectors)", f"{d['load_demo_seconds']:.1f} s"),
+                 (f"36-hour backfill of `make demo`, {d['backfill_sessions']:,} sessions in-process "
+                  f"({d['clicks']:,} clicks, {d['impressions']:,} impressions)", f"{d['backfill_seconds']:.0f} s"),
+                 (f"`manage.py train` on that history ({d['readers']:,} readers): both RALM stages, the cold-start "
+                  "model and its calibration, the CTR models, E_u to Postgres and Redis",
+                  f"{d['train_seconds']:.0f} s (load {st['load']}, stage 1 {st['stage1']}, stage 2 {st['stage2']}, "
+                  f"cold start {st['coldstart']}, CTR {st['ctr']}, store {st['store']}); val AUC stage 1 "
+                  f"{d['stage1_val_auc']}, stage 2 {d['stage2_val_auc']}")]
+    if "refresh" in r:
+        f = r["refresh"]
+        rows.append((f"seed + look-alike state refresh, {f['items']:,} dirty items × {f['seeds_per_item']} seeds "
+                     "(`bench/refresh.py`)", f"{f['seconds']:.1f} s ({f['items_per_s']:,} items/s)"))
+    if "feed" in r:
+        c = r["feed"]["candidates"]
+        rows.append(("`GET /api/feed`, 1,000 candidates, through Django, one client (`bench/feed.py`)",
+                     f"p50 {ms(c['1000']['p50_ms'])} ms, p99 {ms(c['1000']['p99_ms'])} ms (100: "
+                     f"{ms(c['100']['p50_ms'])} / {ms(c['100']['p99_ms'])}; 5,000: {ms(c['5000']['p50_ms'])} / "
+                     f"{ms(c['5000']['p99_ms'])})"))
+        s = r["feed"]["scoring_1000_ms"]
+        rows.append(("look-alike scoring of 1,000 candidates, centroids vs 500 raw seeds each",
+                     f"{s['centroids_k20']} ms vs {s['raw_seeds_500']} ms ({r['feed']['raw_seed_ratio_500']}×)"))
+    if "load" in r:
+        lo = r["load"]
+        value = (f"{lo['requests']:,} requests ({lo.get('requests_per_s', 0):,.0f}/s), p50 "
+                 f"{ms(lo.get('p50_ms', 0))} ms, p99 {ms(lo['p99_ms'])} ms, {lo['errors_5xx']} × 5xx, "
+                 f"clicks sent {lo['clicks_sent']:,} = stored {lo['clicks_stored']:,}")
+        if "throughput" in lo:
+            tp = lo["throughput"]
+            value += (f"; closed loop, {tp['clients']} clients: {tp['requests_per_s']:,.0f} feeds/s, p50 "
+                      f"{ms(tp['p50_ms'])} ms, p99 {ms(tp['p99_ms'])} ms, {tp['errors_5xx']} × 5xx")
+        rows.append((f"load: {lo['clients']} concurrent readers for {lo['seconds']} s against gunicorn "
+                     "(feeds and clicks, `bench/load.py`)", value))
+    if "readers" in r:
+        n = r["readers"]
+        rows.append((f"a new reader's click to their new vector (`bench/readers.py`, {n['readers']} new readers, "
+                     f"{n['clicks']} clicks)", f"p50 {n['click_to_vector_ms']['p50']} ms, p99 "
+                     f"{n['click_to_vector_ms']['p99']} ms (the recompute alone: p50 "
+                     f"{n['vector_recompute_ms']['p50']} ms, p99 {n['vector_recompute_ms']['p99']} ms)"))
+    if "ab" in r:
+        a = r["ab"]
+        rows.append((f"ranker A/B on simulated traffic (`bench/ab.py`: history, training, {a['sessions']:,} paired "
+                     "sessions)", f"{a['seconds']} s"))
+    if ev:
+        s = ev["seconds"]
+        rows.append(("replay evaluation on ml-latest-small (`python -m recsys.evaluate`: every model trained, "
+                     f"{len(ev['scorers'])} scorers × 3 views × {ev['sampling_seeds']} seeds)",
+                     f"{s['total']:.0f} s (stage 1 {s['stage1']}, stage 2 {s['stage2_attention']}, text vectors "
+                     f"{s['text_vectors']})"))
+    return md_table(("measurement", "value"), rows)
+
+
+def feed(r: dict) -> str:
+    c = r["feed"]["candidates"]
+    rows = sorted(c.items(), key=lambda x: int(x[0]))
+    return md_table(("candidates", "p50 ms", "p99 ms"),
+                    [(f"{int(n):,}", ms(v["p50_ms"]), ms(v["p99_ms"])) for n, v in rows])
+
+
+def _variant_key(name: str) -> tuple:
+    order = {"ctr": 0, "blend": 1, "gate": 2, "feature": 3}
+    mode, _, w = name.partition(" w=")
+    return order.get(mode, 9), float(w or 0)
+
+
+def ab(r: dict) -> str:
+    p = r["ab"]["paired"]
+    return md_table(("variant", "expected CTR", "vs `ctr`", "to cold", "to tail", "exposure Gini", "categories / page"),
+                    [(k, f"{v['expected_ctr']:.4f}", pct(v["expected_ctr_vs_ctr_only"]), f"{v['cold_share']:.3f}",
+                      f"{v['tail_share']:.3f}", f"{v['exposure_gini']:.3f}", f"{v['categories_per_page']:.2f}")
+                     for k, v in sorted(p.items(), key=lambda x: _variant_key(x[0]))])
+
+
+def load(r: dict) -> str:
+    lo = r["load"]
+    keys = ("clients", "seconds", "requests", "requests_per_s", "p50_ms", "p99_ms", "errors_5xx", "rate_limited",
+            "clicks_sent", "clicks_stored")
+    if "throughput" not in lo:
+        return md_table(tuple(k for k in keys if k in lo), [tuple(lo[k] for k in keys if k in lo)])
+    # The human-paced readers, then the closed-loop feed clients on the same server (no clicks).
+    tp = lo["throughput"]
+    shown = tuple(k for k in keys if k in lo)
+    return md_table(("phase", *shown),
+                    [("readers, human-paced (feeds + clicks)", *(lo[k] for k in shown)),
+                     ("closed loop, feeds only", *(tp.get(k, "—") for k in shown))])
+
+
+def evaluation(ev: dict) -> str:
+    sc = ev["scorers"]
+    names = [n for n in SCORER_ORDER if n in sc] + [n for n in sc if n not in SCORER_ORDER]
+    cols = [("overall", lambda s: s["overall"]["auc"]), ("MRR", lambda s: s["overall"]["mrr"]),
+            ("nDCG@5", lambda s: s["overall"]["ndcg@5"])]
+    cols += [(f"{b} seeds" if b == "0" else b, lambda s, b=b: s["buckets"][b]["auc"]) for b in BUCKETS]
+    cols.append(("pooled 5-99", lambda s: s["pooled"]["5-99"]["auc"]))
+    best = [max(f(sc[n]) for n in names) for _, f in cols]
+    rows = []
+    for n in names:
+        label = SCORER_LABELS.get(n, f"`{n}`")
+        if n == "ranker":
+            label = f"`ranker` (blend, w = {ev['config'].get('blend_weight', '?')})"
+        cells = [f"**{f(sc[n]):.3f}**" if round(f(sc[n]), 4) == round(b, 4) else f"{f(sc[n]):.3f}"
+                 for (_, f), b in zip(cols, best, strict=True)]
+        rows.append((label, *cells))
+    any_s = sc[names[0]]
+    rows.append(("groups", f"{any_s['overall']['groups']:,}", "", "",
+                 *(f"{any_s['buckets'][b]['groups']:,}" for b in BUCKETS), f"{any_s['pooled']['5-99']['groups']:,}"))
+    return md_table(("scorer", *(c for c, _ in cols)), rows)
+
+
+def evaluation_paired(ev: dict) -> str:
+    rows = []
+    for pair, d in ev["paired_auc_differences"].items():
+        cells = []
+        for k in ("overall", *BUCKETS, "5-99"):
+            v = d.get(k)
+            cells.append("—" if v is None or (v["diff"] == 0 and v["se"] == 0) else pm(v["diff"], v["se"]))
+        rows.append((f"`{pair.replace(' - ', ' − ')}`", *cells))
+    return md_table(("", "overall", *BUCKETS, "pooled 5-99"), rows)
+
+
+def evaluation_unseen(ev: dict) -> str:
+    sc = ev["scorers"]
+    diffs = ev.get("paired_auc_differences_unseen_readers", {})
+    names = [n for n in SCORER_ORDER if n in sc and "unseen_readers" in sc[n]]
+    best = {m: max(sc[n]["unseen_readers"][m] for n in names) for m in ("auc", "mrr", "ndcg@5")}
+    rows = []
+    for n in names:
+        u = sc[n]["unseen_readers"]
+        cells = [f"**{u[m]:.3f}**" if u[m] == best[m] else f"{u[m]:.3f}" for m in ("auc", "mrr", "ndcg@5")]
+        vs = [pm(diffs[k]["diff"], diffs[k]["se"]) if k in diffs else ""
+              for k in (f"{n} - popularity", f"{n} - itemknn")]
+        label = SCORER_LABELS.get(n, f"`{n}`")
+        if n == "ranker":
+            label = f"`ranker` (w = {ev['config'].get('blend_weight', '?')})"
+        rows.append((label, *cells, *vs))
+    return md_table(("scorer", "unseen readers", "MRR", "nDCG@5", "vs `popularity`", "vs `itemknn`"), rows)
+
+
+def blocks(r: dict, ev: dict | None) -> dict[str, str]:
+    out = {"numbers": numbers(r, ev)}
+    if "feed" in r:
+        out["feed"] = feed(r)
+    if "ab" in r:
+        out["ab"] = ab(r)
+    if "load" in r:
+        out["load"] = load(r)
+    if ev:
+        out |= {"evaluation": evaluation(ev), "evaluation_paired": evaluation_paired(ev),
+                "evaluation_unseen": evaluation_unseen(ev)}
+    return out
+
+
+def readme_with(text: str, rendered: dict[str, str]) -> str:
+    def sub(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in rendered:
+            return m.group(0)
+        return f"{m.group(1)}{rendered[name]}\n{m.group(4)}"
+    return BLOCK.sub(sub, text)
+
+
+# --- plots and results.md ---------------------------------------------------------------
+
+def plots(r: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    if "feed" in r:
+        c = sorted(r["feed"]["candidates"].items(), key=lambda x: int(x[0]))
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        xs = [int(n) for n, _ in c]
+        ax.plot(xs, [v["p50_ms"] for _, v in c], "o-", label="p50")
+        ax.plot(xs, [v["p99_ms"] for _, v in c], "s-", label="p99")
+        ax.axhline(10, color="grey", ls=":", lw=1)
+        ax.axhline(25, color="grey", ls="--", lw=1)
+        ax.set(xscale="log", xlabel="candidates", ylabel="ms", title="GET /api/feed latency")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(BENCH / "feed-latency.png", dpi=110)
+        plt.close(fig)
+        made.append("feed-latency.png")
+    if "ab" in r:
+        p = r["ab"]["paired"]
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        for name, v in sorted(p.items(), key=lambda x: _variant_key(x[0])):
+            ax.scatter(v["tail_share"], v["expected_ctr_vs_ctr_only"] * 100, s=30)
+            ax.annotate(name, (v["tail_share"], v["expected_ctr_vs_ctr_only"] * 100), fontsize=8,
+                        xytext=(4, 3), textcoords="offset points")
+        ax.axhline(0, color="grey", lw=1)
+        ax.axhline(-2, color="grey", ls="--", lw=1)
+        ax.set(xlabel="share of impressions to tail stories", ylabel="expected CTR vs ctr (%)",
+               title="Ranker modes, paired simulated sessions")
+        fig.tight_layout()
+        fig.savefig(BENCH / "ab-tradeoff.png", dpi=110)
+        plt.close(fig)
+        made.append("ab-tradeoff.png")
+    return made
+
+
+def results_md(rendered: dict[str, str], images: list[str]) -> str:
+    titles = {"numbers": "Numbers", "feed": "Feed latency (`bench/feed.py`)",
+              "load": "Load (`bench/load.py`)", "ab": "Ranker modes, paired (`bench/ab.py`)",
+              "evaluation": "Replay evaluation on ml-latest-small, AUC (`bench/evaluate.py`)",
+              "evaluation_paired": "Paired AUC differences",
+              "evaluation_unseen": "Readers with no train history"}
+    image_for = {"feed": "feed-latency.png", "ab": "ab-tradeoff.png", "evaluation": "evaluation-movielens.png"}
+    out = ["# Benchmark results", "",
+           "Generated by `bench/report.py` from `results.json` (`make bench`); do not edit by hand.", ""]
+    for name, body in rendered.items():
+        out += [f"## {titles.get(name, name)}", "", body, ""]
+        img = image_for.get(name)
+        if img and (img in images or (BENCH / img).exists()):
+            out += [f"![{titles.get(name, name)}]({img})", ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="only check that the README's blocks match the results")
+    args = ap.parse_args(argv)
+    if not RESULTS.exists():
+        print(f"{RESULTS} not found: run `make bench` first", file=sys.stderr)
+        return 1
+    r = json.loads(RESULTS.read_text())
+    ev = json.loads(EVALUATION.read_text()) if EVALUATION.exists() else None
+    rendered = blocks(r, ev)
+    text = README.read_text()
+    new = readme_with(text, rendered)
+    if args.check:
+        if new != text:
+            print("README.md's generated blocks differ from bench/results.json: run python bench/report.py",
+                  file=sys.stderr)
+            return 1
+        return 0
+    images = plots(r)
+    (BENCH / "results.md").write_text(results_md(rendered, images))
+    README.write_text(new)
+    print(f"wrote bench/results.md, {', '.join(images) or 'no plots'} and {len(BLOCK.findall(new))} README blocks")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The README's numbers are bench/report.py's rendering of what `make bench` measured."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from tests.conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("bench_report", ROOT / "bench" / "report.py")
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+
+
+def test_readme_blocks_match_the_committed_results():
+    results = json.loads(report.RESULTS.read_text())
+    evaluation = json.loads(report.EVALUATION.read_text())
+    rendered = report.blocks(results, evaluation)
+    text = report.README.read_text()
+    assert set(m.group("name") for m in report.BLOCK.finditer(text)) == set(rendered)
+    assert report.readme_with(text, rendered) == text, "run python bench/report.py after make bench"
+    for key in ("bench", "import", "demo", "refresh", "feed", "load", "readers", "ab", "evaluation"):
+        assert key in results, f"make bench did not write results.json[{key!r}]"
+
+
+def test_a_block_is_rewritten_and_the_prose_around_it_kept():
+    text = ("intro 1.0\n<!-- bench:feed -->\n| old |\n<!-- /bench:feed -->\nafter 2.0\n"
+            "<!-- bench:other -->\nx\n<!-- /bench:other -->\n")
+    out = report.readme_with(text, {"feed": "| new |"})
+    assert out == text.replace("| old |", "| new |")
+    results = {"feed": {"candidates": {"1000": {"p50_ms": 8.0, "p99_ms": 11.0}, "100": {"p50_ms": 5.0, "p99_ms": 7.5}}}}
+    assert report.feed(results).splitlines()[2:] == ["| 100 | 5.00 | 7.50 |", "| 1,000 | 8.00 | 11.00 |"]
