@@ -118,11 +118,17 @@ def tail_mask(item: np.ndarray, catalog: np.ndarray, tail_share: float = 0.8,
     catalog = np.unique(np.asarray(catalog, np.int64))
     if popularity is None:
         popularity = np.bincount(np.searchsorted(catalog, item), minlength=len(catalog))
-    elif len(popularity) != len(catalog):
+    head = head_items(catalog, popularity, tail_share)
+    return np.fromiter((i not in head for i in item.tolist()), bool, count=len(item))
+
+
+def head_items(catalog: np.ndarray, popularity: np.ndarray, tail_share: float = 0.8) -> set[int]:
+    """The short head: the most popular 1 - tail_share of `catalog` (sorted, unique ids;
+    `popularity` aligned with it), ties to the smaller id."""
+    if len(popularity) != len(catalog):
         raise ValueError("popularity must have one entry per catalog item")
     head_n = max(1, int(round(len(catalog) * (1 - tail_share))))
-    head = set(catalog[np.argsort(-np.asarray(popularity), kind="stable")[:head_n]].tolist())
-    return np.fromiter((i not in head for i in item.tolist()), bool, count=len(item))
+    return set(np.asarray(catalog)[np.argsort(-np.asarray(popularity), kind="stable")[:head_n]].tolist())
 
 
 def ab_summary(*, mode: np.ndarray, request: np.ndarray, item: np.ndarray, clicked: np.ndarray, cold: np.ndarray,

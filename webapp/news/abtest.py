@@ -12,7 +12,7 @@ from datetime import datetime
 
 import numpy as np
 
-from recsys.ranker import exposure_gini
+from recsys.ranker import exposure_gini, head_items
 from webapp.lookalike import store
 from webapp.news import ranking
 from webapp.news.models import Reader
@@ -81,9 +81,8 @@ class Paired:
         return out
 
 
-def head_of(*, source: str, now: datetime, share: float = 0.2) -> tuple[np.ndarray, set[int]]:
-    """The live catalog and its head: the `share` of it most shown before `now`."""
+def head_of(*, source: str, now: datetime, tail_share: float = 0.8) -> tuple[np.ndarray, set[int]]:
+    """The live catalog and its head: the stories most shown before `now` (recsys.ranker.head_items)."""
     catalog = ranking.catalogs.get(source, store.client())
     ids = np.sort(catalog.ids[catalog.published <= now.timestamp()])
-    before = exposure_before(catalog=ids, before=now, source=source)
-    return ids, set(ids[np.argsort(-before, kind="stable")[: max(1, int(round(len(ids) * share)))]].tolist())
+    return ids, head_items(ids, exposure_before(catalog=ids, before=now, source=source), tail_share)
