@@ -35,7 +35,12 @@ def demo_db(db):
 
 @pytest.fixture
 def celery_env(transactional_db) -> dict[str, str]:
-    """Environment for processes of ours (web, worker, beat): the test database and the test Redis."""
+    """Environment for processes of ours (web, worker, beat): the test database and the test Redis.
+    The broker's queue starts empty: a task an earlier test left queued (a chained task whose
+    worker was stopped) would otherwise run in this test's worker."""
+    from workers.celery import app
+
+    app.control.purge()
     db = connection.settings_dict
     return {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
             "REDIS_URL": settings.REDIS_URL, "PYTHONUNBUFFERED": "1"}
