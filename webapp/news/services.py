@@ -3,6 +3,7 @@ stories, refreshing popularity. Views, commands and tasks call these; nothing el
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import uuid
@@ -14,7 +15,6 @@ import redis
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 
 from recsys.baseline import baseline_scores
 from webapp import degraded
@@ -115,25 +115,29 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode:
 
 _IMPRESSIONS_SQL = """
     INSERT INTO news_impression (reader_id, item_id, request_id, position, shown_at, mode, score, score_parts)
-    SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::smallint[], %s::timestamptz[],
-                         %s::varchar[], %s::float8[], %s::jsonb[])
-    RETURNING id
+    SELECT reader_id, item_id, request_id, position, shown_at, mode, score, score_parts
+    FROM jsonb_to_recordset(%s::jsonb) AS page(reader_id bigint, item_id bigint, request_id varchar, position smallint,
+                                                shown_at timestamptz, mode varchar, score float8, score_parts jsonb)
+    RETURNING id, position
 """
 
 
 def _impressions_insert(impressions: list[Impression]) -> None:
-    """One INSERT ... RETURNING in autocommit (a constant statement over arrays): what
-    bulk_create does, without the two extra round trips of the transaction it opens, which
-    were a tenth of the feed's latency."""
+    """One INSERT ... RETURNING in autocommit (a constant statement over the page as one JSON
+    document): what bulk_create does, without the two extra round trips of the transaction it
+    opens (a tenth of the feed's latency), and with one parameter to send instead of eight
+    arrays quoted element by element (a millisecond a page)."""
     if not impressions:
         return
-    columns = list(zip(*[(imp.reader_id, imp.item_id, imp.request_id, imp.position, imp.shown_at, imp.mode,
-                          imp.score, Jsonb(imp.score_parts)) for imp in impressions], strict=True))
+    page = json.dumps([{"reader_id": imp.reader_id, "item_id": imp.item_id, "request_id": imp.request_id,
+                        "position": imp.position, "shown_at": imp.shown_at.isoformat(), "mode": imp.mode,
+                        "score": imp.score, "score_parts": imp.score_parts} for imp in impressions])
     with connection.cursor() as cur:
-        cur.execute(_IMPRESSIONS_SQL, [list(c) for c in columns])
-        for imp, (pk,) in zip(impressions, cur.fetchall(), strict=True):
-            imp.pk = pk
-            imp._state.adding = False
+        cur.execute(_IMPRESSIONS_SQL, [page])
+        ids = dict((position, pk) for pk, position in cur.fetchall())
+    for imp in impressions:
+        imp.pk = ids[imp.position]
+        imp._state.adding = False
 
 
 def _baseline(*, reader: Reader, now: datetime, limit: int, clicked: list[int],
