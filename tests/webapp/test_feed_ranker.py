@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from io import StringIO
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -167,6 +168,17 @@ def test_ab_report_compares_the_modes(trained):
     table = StringIO()
     call_command("ab_report", "--hours", "2", "--paired", "5", "--variants", "ctr,blend:0.5", stdout=table)
     assert "paired, now: 5 simulated readers" in table.getvalue()
+    # Several moments, pooled; the errors clustered by moment.
+    out = StringIO()
+    call_command("ab_report", "--hours", "2", "--json", "--paired", "15", "--snapshots", "3", "--every", "0",
+                 "--variants", "ctr,blend:0.5", stdout=out)
+    report = json.loads(out.getvalue())
+    assert report["paired_moments"] == {"snapshots": 3, "every_seconds": 0.0, "readers_each": 15}
+    assert report["paired"]["ctr"]["pages"] == 45 and report["paired"]["blend w=0.5"]["cold_share_diff_se"] >= 0
+    assert Impression.objects.count() == logged
+    for bad in (("--snapshots", "0"), ("--every", "-1"), ("--every", "nan")):
+        with pytest.raises(CommandError, match="--snapshots"):
+            call_command("ab_report", "--hours", "2", "--paired", "5", *bad)
     with pytest.raises(CommandError, match="unknown ranker mode"):
         call_command("ab_report", "--hours", "2", "--paired", "5", "--variants", "ctr,magic")
     with pytest.raises(CommandError, match="--hours"):
@@ -174,6 +186,20 @@ def test_ab_report_compares_the_modes(trained):
     for bad in ("magic", "blend:2", "ctr:0.5", "blend:x"):
         with pytest.raises(CommandError, match="--modes"):
             call_command("simulate", "--backfill-hours", "1", "--sessions", "1", "--modes", bad)
+
+
+def test_paired_errors_cluster_by_moment():
+    from webapp.news.abtest import _mean_se
+
+    rng = np.random.default_rng(0)
+    shifts = np.repeat(rng.normal(0, 1, 8), 50)  # the state moves between 8 moments
+    d = shifts + rng.normal(0, 0.1, 400)
+    per_page = _mean_se(d, np.zeros(400))
+    clustered = _mean_se(d, np.repeat(np.arange(8), 50))
+    assert per_page == pytest.approx(d.std(ddof=1) / 20)
+    assert clustered > 5 * per_page  # eight draws of the state, not four hundred
+    assert clustered == pytest.approx(np.sqrt(8 / 7 * ((np.bincount(np.repeat(np.arange(8), 50), d - d.mean())) ** 2)
+                                             .sum()) / 400)
 
 
 def test_impression_variant_names_the_arm():

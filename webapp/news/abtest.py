@@ -31,6 +31,8 @@ class Paired:
     categories: dict[str, list[int]] = field(default_factory=dict)
     shown: dict[str, Counter] = field(default_factory=dict)
     served_as: dict[str, str] = field(default_factory=dict)
+    snapshots: dict[str, list[int]] = field(default_factory=dict)  # the snapshot each page was ranked in
+    snapshot: int = 0  # the current one: set by a caller that ranks at several moments
 
     def rank(self, k: int, *, now: datetime, head: set[int], source: str = "demo") -> None:
         """Every variant ranks simulated reader k at `now`; `head`: the popular stories (the
@@ -52,11 +54,14 @@ class Paired:
             self.categories.setdefault(label, []).append(len({i.category for i in r.items}))
             self.shown.setdefault(label, Counter()).update(int(i) for i in r.item_ids)
             self.served_as[label] = r.mode
+            self.snapshots.setdefault(label, []).append(self.snapshot)
 
     def summary(self, catalog: np.ndarray, reference: str = "ctr") -> dict[str, dict]:
         """Per variant: expected CTR, cold and tail shares, exposure Gini over `catalog`,
         categories per page; against `reference`, the paired change (relative for expected
-        CTR, in points for the shares) with its standard error over pages."""
+        CTR, in points for the shares) with its standard error over pages, clustered by
+        snapshot when the pages were ranked at several moments (the live state moves between
+        them, and that spread belongs in the error)."""
         out: dict[str, dict] = {}
         ref = reference if reference in self.expected else None
         for label in self.expected:
@@ -69,16 +74,29 @@ class Paired:
             if ref and label != ref and len(e) == len(self.expected[ref]) and len(e) > 1:
                 base = np.array(self.expected[ref])
                 d = e - base
+                groups = np.array(self.snapshots.get(label, []))
                 row["expected_ctr_vs_ctr_only"] = round(float(d.mean() / base.mean()), 4)
-                row["expected_ctr_vs_ctr_only_se"] = round(float(d.std(ddof=1) / np.sqrt(len(d)) / base.mean()), 4)
+                row["expected_ctr_vs_ctr_only_se"] = round(_mean_se(d, groups) / float(base.mean()), 4)
                 for name, v, per_page in (("cold_share", c, self.cold), ("tail_share", t, self.tail)):
                     dv = v - np.array(per_page[ref])
                     row[f"{name}_diff"] = round(float(dv.mean()), 4)
-                    row[f"{name}_diff_se"] = round(float(dv.std(ddof=1) / np.sqrt(len(dv))), 4)
+                    row[f"{name}_diff_se"] = round(_mean_se(dv, groups), 4)
             elif label == ref:
                 row["expected_ctr_vs_ctr_only"] = 0.0
             out[label] = row
         return out
+
+
+def _mean_se(d: np.ndarray, groups: np.ndarray) -> float:
+    """Standard error of d's mean: over pages, or clustered by group (snapshot) when there
+    are at least two groups."""
+    n = len(d)
+    labels = np.unique(groups, return_inverse=True)[1] if len(groups) == n else np.zeros(n, np.int64)
+    k = int(labels.max()) + 1 if n else 0
+    if k < 2:
+        return float(d.std(ddof=1) / np.sqrt(n))
+    sums = np.bincount(labels, weights=d - d.mean(), minlength=k)
+    return float(np.sqrt(k / (k - 1) * (sums**2).sum()) / n)
 
 
 def head_of(*, source: str, now: datetime, tail_share: float = 0.8) -> tuple[np.ndarray, set[int]]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from tqdm import tqdm
 
 from fixtures.corpus import CorpusError, load_readers, load_stories, taxonomy_of
 from recsys.ranker import ab_compare, ab_summary, ab_within_readers, tail_mask
@@ -56,6 +58,12 @@ class Command(BaseCommand):
                             help="also rank N simulated readers (drawn by activity) now under every variant, "
                                  "nothing logged, and score the pages with the hidden click model: a paired "
                                  "comparison free of the reader-to-reader spread")
+        parser.add_argument("--snapshots", type=int, default=1, metavar="M",
+                            help="with --paired: rank N readers at each of M moments, --every seconds apart, and "
+                                 "pool them (the live state moves: one moment is one draw of it); the standard "
+                                 "errors are then clustered by moment")
+        parser.add_argument("--every", type=float, default=60.0, metavar="SECONDS",
+                            help="seconds between --snapshots (default 60)")
         parser.add_argument("--variants", default="ctr,blend,feature,gate",
                             help="the variants --paired compares (e.g. ctr,blend:0.1,blend:0.2; the first "
                                  "is the reference)")
@@ -63,6 +71,8 @@ class Command(BaseCommand):
     def handle(self, *args, **o) -> None:
         if o["hours"] <= 0 or o["minutes"] < 0 or o["paired"] < 0:
             raise CommandError("--hours must be positive and --minutes and --paired not negative")
+        if o["snapshots"] < 1 or not 0 <= o["every"] < float("inf"):
+            raise CommandError("--snapshots must be at least 1 and --every a number of seconds >= 0")
         paired = self._paired(o) if o["paired"] else None
         span = timedelta(minutes=o["minutes"]) if o["minutes"] else timedelta(hours=o["hours"])
         since = timezone.now() - span
@@ -97,7 +107,10 @@ class Command(BaseCommand):
         if o["json"]:
             self.stdout.write(json.dumps({"summary": summary, f"vs_{o['reference']}": compare,
                                           f"vs_{o['reference']}_within_readers": within,
-                                          **({"paired": paired} if paired is not None else {})}, indent=2))
+                                          **({"paired": paired, "paired_moments": {
+                                              "snapshots": o["snapshots"], "every_seconds": o["every"],
+                                              "readers_each": o["paired"]}} if paired is not None else {})},
+                                         indent=2))
             return
         columns = [c for c in COLUMNS if expected is not None or c != "expected_ctr"]
         width = max(len(m) for m in summary) + 2
@@ -142,16 +155,29 @@ class Command(BaseCommand):
                             transport=LocalTransport(), modes=[v.strip() for v in o["variants"].split(",")])
         except (CorpusError, ValueError) as exc:
             raise CommandError(str(exc)) from None
-        now = timezone.now()
-        catalog, head = head_of(source=o["source"], now=now)
         paired = Paired(sim)
-        for _ in range(o["paired"]):
-            paired.rank(sim.draw_reader(), now=now, head=head, source=o["source"])
+        bar = tqdm(total=o["snapshots"] * o["paired"], desc="paired", unit="reader", disable=o["snapshots"] == 1)
+        started = time.monotonic()
+        for m in range(o["snapshots"]):
+            time.sleep(max(0.0, started + m * o["every"] - time.monotonic()))
+            now = timezone.now()
+            catalog, head = head_of(source=o["source"], now=now)  # the head as of this moment
+            paired.snapshot = m
+            for _ in range(o["paired"]):
+                paired.rank(sim.draw_reader(), now=now, head=head, source=o["source"])
+                bar.update()
+        bar.close()
         return paired.summary(catalog, reference=sim.variants[0][0])
 
     def _paired_table(self, paired: dict, o: dict) -> None:
-        self.stdout.write(f"\npaired, now: {o['paired']} simulated readers each ranked by every variant (nothing "
-                          "logged), pages scored by the hidden click model; ± one standard error over pages:")
+        if o["snapshots"] == 1:
+            self.stdout.write(f"\npaired, now: {o['paired']} simulated readers each ranked by every variant "
+                              "(nothing logged), pages scored by the hidden click model; ± one standard error "
+                              "over pages:")
+        else:
+            self.stdout.write(f"\npaired, {o['snapshots']} moments {o['every']:g} s apart: {o['paired']} simulated "
+                              "readers each, ranked by every variant (nothing logged), pages scored by the hidden "
+                              "click model; ± one standard error clustered by moment:")
         head = ["expected CTR", "vs reference", "cold share", "vs reference", "tail share", "vs reference", "Gini"]
         width = max(len(m) for m in paired) + 2
         self.stdout.write("variant".ljust(width) + "".join(h.rjust(18) for h in head))
