@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--seed-cap", type=int, default=200)
     ap.add_argument("--seed-threshold", type=int, default=20, help="seeds at which an item turns warm (hybrid)")
-    ap.add_argument("--blend-weight", type=float, default=0.1, help="w of the ranker's blend (FEED_BLEND_WEIGHT)")
+    ap.add_argument("--blend-weight", type=float, default=0.05, help="w of the ranker's blend (FEED_BLEND_WEIGHT)")
     ap.add_argument("--min-history", type=int, default=1, help="train clicks a reader needs to be scored")
     ap.add_argument("--stage1-epochs", type=int, default=30)
     ap.add_argument("--stage2-epochs", type=int, default=4)

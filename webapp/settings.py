@@ -119,7 +119,7 @@ FEED_MAX_LIMIT = env.int("FEED_MAX_LIMIT", default=100)
 FEED_RECENCY_HALF_LIFE_HOURS = env.float("FEED_RECENCY_HALF_LIFE_HOURS", default=24.0)
 # The ranker (recsys/ranker.py): blend | feature | gate | ctr; a request may pass ?mode= and ?w=.
 FEED_RANKER_MODE = env.str("FEED_RANKER_MODE", default="blend")
-FEED_BLEND_WEIGHT = env.float("FEED_BLEND_WEIGHT", default=0.1)  # w in (1 - w) * CTR + w * similarity
+FEED_BLEND_WEIGHT = env.float("FEED_BLEND_WEIGHT", default=0.05)  # w in (1 - w) * CTR + w * similarity
 FEED_GATE_THRESHOLD = env.float("FEED_GATE_THRESHOLD", default=0.02)  # gate: least similarity at recall
 FEED_MAX_PER_SUBCATEGORY = env.int("FEED_MAX_PER_SUBCATEGORY", default=2)  # stories of one subcategory per page
 FEED_CATALOG_TTL_SECONDS = env.float("FEED_CATALOG_TTL_SECONDS", default=30.0)  # per-process catalog copy
