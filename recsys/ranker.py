@@ -94,7 +94,7 @@ def exposure_gini(counts: np.ndarray) -> float:
     return float((n + 1 - 2 * (cum / cum[-1]).sum()) / n)
 
 
-def _clustered(values: np.ndarray, request: np.ndarray) -> tuple[float, float]:
+def clustered_mean(values: np.ndarray, request: np.ndarray) -> tuple[float, float]:
     """Mean of per-impression values and its standard error with the impressions of one page
     (request) as a cluster: pages, not impressions, are the independent draws."""
     values = np.asarray(values, np.float64)
@@ -160,7 +160,7 @@ def ab_summary(*, mode: np.ndarray, request: np.ndarray, item: np.ndarray, click
         for name, values, digits in columns:
             v = np.asarray(values, np.float64)[sel]
             known = np.isfinite(v)  # expected: NaN where the click model does not know the reader
-            mean, se = _clustered(v[known], request[sel][known]) if known.any() else (None, None)
+            mean, se = clustered_mean(v[known], request[sel][known]) if known.any() else (None, None)
             out[m][name] = round(mean, digits) if mean is not None else None
             out[m][f"{name}_se"] = round(se, digits) if se is not None else None
         out[m] |= {"exposure_gini": round(exposure_gini(per_item), 4),

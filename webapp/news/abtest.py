@@ -12,7 +12,7 @@ from datetime import datetime
 
 import numpy as np
 
-from recsys.ranker import exposure_gini, head_items
+from recsys.ranker import clustered_mean, exposure_gini, head_items
 from webapp.lookalike import store
 from webapp.news import ranking
 from webapp.news.models import Reader
@@ -88,15 +88,10 @@ class Paired:
 
 
 def _mean_se(d: np.ndarray, groups: np.ndarray) -> float:
-    """Standard error of d's mean: over pages, or clustered by group (snapshot) when there
-    are at least two groups."""
-    n = len(d)
-    labels = np.unique(groups, return_inverse=True)[1] if len(groups) == n else np.zeros(n, np.int64)
-    k = int(labels.max()) + 1 if n else 0
-    if k < 2:
-        return float(d.std(ddof=1) / np.sqrt(n))
-    sums = np.bincount(labels, weights=d - d.mean(), minlength=k)
-    return float(np.sqrt(k / (k - 1) * (sums**2).sum()) / n)
+    """Standard error of d's mean: clustered by group (snapshot) when there are at least two,
+    else over pages (each page its own cluster)."""
+    clusters = groups if len(np.unique(groups)) > 1 else np.arange(len(d))
+    return clustered_mean(d, clusters)[1]
 
 
 def head_of(*, source: str, now: datetime, tail_share: float = 0.8) -> tuple[np.ndarray, set[int]]:
