@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from io import StringIO
 
 from common import save, scratch_database, table
@@ -65,7 +66,11 @@ def main() -> None:
         # bulk of the noise between arms, cancels out of the paired comparison.
         catalog, head = head_of(source="demo", now=timezone.now())  # the head before the A/B
         paired = Paired(sim)
+        next_refresh = times[0] if times else timezone.now()
         for t in tqdm(times, desc="A/B sessions", unit="session"):
+            if t >= next_refresh:  # the counts (item CTR, the similarity's record) as the minute job keeps them
+                services.item_popularity_refresh(now=t)
+                next_refresh = t + timedelta(minutes=5)
             k = sim.draw_reader()
             paired.rank(k, now=t, head=head)
             sim.session(now=t, reader=k)

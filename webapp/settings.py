@@ -120,6 +120,11 @@ FEED_RECENCY_HALF_LIFE_HOURS = env.float("FEED_RECENCY_HALF_LIFE_HOURS", default
 # The ranker (recsys/ranker.py): blend | feature | gate | ctr; a request may pass ?mode= and ?w=.
 FEED_RANKER_MODE = env.str("FEED_RANKER_MODE", default="blend")
 FEED_BLEND_WEIGHT = env.float("FEED_BLEND_WEIGHT", default=0.05)  # w in (1 - w) * CTR + w * similarity
+# Pseudo-clicks of the per-story recalibration of the similarity (recsys.ranker.story_factor); 0, the
+# default, turns it off (in the demo it traded cold stories' exposure for the tail's: see the README).
+FEED_STORY_PRIOR_CLICKS = env.float("FEED_STORY_PRIOR_CLICKS", default=0.0)
+if FEED_STORY_PRIOR_CLICKS < 0:
+    raise ImproperlyConfigured("FEED_STORY_PRIOR_CLICKS must be >= 0 (0 turns the per-story recalibration off).")
 FEED_GATE_THRESHOLD = env.float("FEED_GATE_THRESHOLD", default=0.02)  # gate: least similarity at recall
 FEED_MAX_PER_SUBCATEGORY = env.int("FEED_MAX_PER_SUBCATEGORY", default=2)  # stories of one subcategory per page
 FEED_CATALOG_TTL_SECONDS = env.float("FEED_CATALOG_TTL_SECONDS", default=30.0)  # per-process catalog copy

@@ -14,8 +14,28 @@ from recsys.ranker import (
     diversified_top,
     exposure_gini,
     final_scores,
+    story_factor,
     tail_mask,
 )
+
+
+def test_story_factor_recovers_hidden_appeal_and_leaves_unshown_stories_alone():
+    rng = np.random.default_rng(3)
+    appeal = np.exp(rng.normal(0.0, 0.4, 400))  # how much more than predicted readers click each story
+    expected = rng.uniform(0.0, 40.0, 400)  # clicks the similarity predicted for its impressions
+    clicks = rng.poisson(appeal * expected)
+    f = story_factor(clicks, expected, prior=5.0)
+    well_seen = expected > 20
+    assert np.corrcoef(np.log(f[well_seen]), np.log(appeal[well_seen]))[0, 1] > 0.6
+    # Thin evidence is shrunk towards 1: the factor moves less than the raw ratio.
+    raw = (clicks + 1e-9) / (expected + 1e-9)
+    thin = (expected > 0.5) & (expected < 3)
+    assert np.abs(np.log(f[thin])).mean() < np.abs(np.log(np.maximum(raw[thin], 1e-3))).mean()
+    assert story_factor(np.array([0, 4]), np.array([0.0, 0.0]), prior=5.0).tolist() == [1.0, 1.8]
+    assert story_factor(np.array([0.0]), np.array([0.0]), prior=5.0)[0] == 1.0  # a story never shown
+    assert story_factor(clicks, expected, prior=0.0).tolist() == [1.0] * 400  # off
+    with pytest.raises(ValueError):
+        story_factor(clicks, expected, prior=-1.0)
 
 
 def test_blend_interpolates_and_ctr_mode_is_blend_at_zero():

@@ -88,7 +88,8 @@ def test_a_new_reader_gets_more_of_what_they_click(trained, live_server, browser
     reader = Reader.objects.get(source="web")
     first = [page.locator("article.card").nth(i).get_attribute("data-category") for i in range(10)]
     assert all("until you click or pick topics" in t for t in page.locator("article.card .why").all_inner_texts())
-    category = first[0]
+    # The category the first page shows least (the first such card): room for more of it.
+    category = min(first, key=lambda c: (first.count(c), first.index(c)))
     for n in range(3):
         if n:  # back to the feed (the first click is on the first page itself)
             page.goto(f"{live_server.url}/feed/")

@@ -20,7 +20,7 @@ def _reader() -> Reader:
     return Reader.objects.filter(source="demo", clicks__isnull=False).order_by("pk").first()
 
 
-def test_the_trained_ranker_serves_the_feed_and_logs_its_parts(trained, client, settings):
+def test_the_trained_ranker_serves_the_feed_and_logs_its_parts(trained, client, settings, monkeypatch):
     assert ModelRun.objects.filter(kind=ModelKind.CTR, is_active=True).exists()
     reader = _reader()
     clicked = set(Click.objects.filter(reader=reader).values_list("item_id", flat=True))
@@ -46,6 +46,17 @@ def test_the_trained_ranker_serves_the_feed_and_logs_its_parts(trained, client, 
     assert [i.item_id for i in logged] == ids and {i.mode for i in logged} == {"blend"}
     assert logged[0].score_parts["ctr"] == body["items"][0]["score_parts"]["ctr"]
 
+    # A request on warm copies asks Redis twice: the catalog version and the serving runs in
+    # one MGET, then the states' version and the reader's vector in one pipeline.
+    import redis.connection
+
+    sent = []
+    send = redis.connection.AbstractConnection.send_packed_command
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command",
+                        lambda self, *a, **k: (sent.append(a), send(self, *a, **k))[1])
+    assert client.get(f"/api/feed?reader={reader.pk}&limit=20").status_code == 200
+    assert len(sent) == 2, sent
+
 
 def test_modes_per_request(trained, client):
     reader = _reader()
@@ -66,6 +77,42 @@ def test_modes_per_request(trained, client):
     for e in w1["items"]:
         if e["score_parts"]["seen"] == 0:
             assert e["score"] == pytest.approx(e["score_parts"]["similarity"], abs=1e-5)
+
+
+def test_a_story_its_readers_pass_over_loses_similarity(trained, settings):
+    """The per-story recalibration: a story whose impressions drew far fewer clicks than the
+    similarity predicted is scaled down by (clicks + prior) / (expected + prior), in blend and
+    gate; the feature mode's model reads the similarity it was fitted on."""
+    from django.utils import timezone
+
+    from webapp.news import ranking, services
+    from webapp.news.selectors import reader_history
+
+    settings.FEED_STORY_PRIOR_CLICKS = 5.0  # on (off by default)
+    reader = _reader()
+    now = timezone.now()
+    clicked, shown = reader_history(reader=reader, now=now)
+
+    def parts(mode: str = "blend") -> dict[int, dict]:
+        ranking.catalogs.clear()
+        r = ranking.rank(reader_id=reader.pk, source="demo", clicked=clicked, shown=shown, now=now, limit=10_000,
+                         config=ranking.ranker_config(mode, 1.0), topics=())
+        return {int(i): p for i, p in zip(r.item_ids, r.parts, strict=True)}
+
+    before, before_feature = parts(), parts("feature")
+    top = max(before, key=lambda i: before[i]["similarity"])
+    Item.objects.filter(pk=top).update(similarity_clicks=0, similarity_expected=45.0)  # (0 + 5) / (45 + 5)
+    services.catalog_changed()
+    after, after_feature = parts(), parts("feature")
+    assert after[top]["story_factor"] == pytest.approx(0.1)
+    assert after[top]["similarity"] == pytest.approx(0.1 * before[top]["similarity"], rel=1e-3)
+    assert sorted(after, key=lambda i: -after[i]["similarity"]).index(top) > 0  # no longer the most similar
+    others = [i for i in before if i != top]
+    assert all(after[i]["similarity"] == before[i]["similarity"] for i in others)
+    if "ctr_with_similarity" in before_feature[top]:
+        assert after_feature[top]["ctr_with_similarity"] == before_feature[top]["ctr_with_similarity"]
+    settings.FEED_STORY_PRIOR_CLICKS = 0.0  # off
+    assert parts()[top]["similarity"] == before[top]["similarity"]
 
 
 @pytest.mark.django_db
@@ -106,7 +153,7 @@ def test_feed_page_shows_reasons_badges_and_the_mode(trained, client):
     assert 'class="badge' in html
 
 
-def test_item_and_reader_endpoints(trained, client):
+def test_item_and_reader_endpoints(trained, client, settings):
     seeds = SeedSet.objects.filter(count__gt=0).order_by("-count").first()
     body = client.get(f"/api/items/{seeds.item_id}").json()
     assert body["id"] == seeds.item_id and body["seeds"]["count"] == seeds.count
@@ -114,6 +161,13 @@ def test_item_and_reader_endpoints(trained, client):
     item = Item.objects.get(pk=seeds.item_id)
     if item.status == ItemStatus.WARM:
         assert sum(body["seeds"]["clusters"]) == seeds.count
+    item.similarity_clicks, item.similarity_expected = 3, 13.0
+    item.save(update_fields=["similarity_clicks", "similarity_expected"])
+    record = client.get(f"/api/items/{seeds.item_id}").json()["similarity"]
+    assert record == {"clicks": 3, "expected": 13.0, "story_factor": 1.0}  # the recalibration is off by default
+    settings.FEED_STORY_PRIOR_CLICKS = 5.0
+    record = client.get(f"/api/items/{seeds.item_id}").json()["similarity"]
+    assert record["story_factor"] == 0.4444  # (3 + 5) / (13 + 5)
     assert client.get("/api/items/999999999").status_code == 404
     assert client.get("/api/items/999999999").json()["detail"]
 

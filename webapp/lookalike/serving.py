@@ -33,6 +33,7 @@ from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderV
 
 log = logging.getLogger(__name__)
 RETRY_BROKEN_MODEL_SECONDS = 60.0  # a run whose model failed to load is tried again after this
+_ASK = object()  # "not read by the caller: ask Redis"
 
 
 @dataclass
@@ -79,10 +80,12 @@ class ServingCache:
         with self._lock:
             self._copy = _Copy()
 
-    def sync(self, r: redis.Redis) -> _Copy:
-        """Two Redis round trips when nothing changed; a full reload only when the run switches.
-        Raises RedisError when Redis cannot be reached (see `durable`)."""
-        run = store.active_lookalike_get(r=r)
+    def sync(self, r: redis.Redis, *, run: int | None | object = _ASK, version: bytes | None | object = _ASK) -> _Copy:
+        """Two Redis round trips when nothing changed, none when the caller read the active
+        `run` and its `version` key already (`warm_scores` does, in the request's pipeline);
+        a full reload only when the run switches. Raises RedisError when Redis cannot be
+        reached (see `durable`)."""
+        run = store.active_lookalike_get(r=r) if run is _ASK else run
         with self._lock:
             copy = self._copy
             if run is None:  # no serving store in Redis (lost on a restart, or nothing trained)
@@ -92,7 +95,7 @@ class ServingCache:
                 # A new run: its model (loaded once) and every item state under it.
                 copy = _with_model(run, ModelRun.objects.values_list("artifact_path", flat=True).filter(pk=run)
                                    .first())
-            version = int(r.get(store.version_key(run)) or 0)
+            version = int((r.get(store.version_key(run)) if version is _ASK else version) or 0)
             if version != copy.version or copy.durable:
                 # Copy on write: a request still holding the old copy keeps a consistent one. A
                 # copy that served without the store reads every state again (a rebuilt store
@@ -217,12 +220,23 @@ class WarmScores:
         return int(round(float(sizes[0, int(np.argmax(w))]))), int(round(float(sizes[0][mask[0]].sum())))
 
 
-def warm_scores(*, reader_id: int, item_ids: np.ndarray, r: redis.Redis | None = None) -> WarmScores:
+def warm_scores(*, reader_id: int, item_ids: np.ndarray, r: redis.Redis | None = None,
+                pointers: store.Pointers | None = None) -> WarmScores:
     """RALM logits of the reader for the warm items among `item_ids` that have a state (cold
-    items, and everything when no model serves or the reader has no vector, are left out)."""
+    items, and everything when no model serves or the reader has no vector, are left out).
+    `pointers`: the serving runs as the request read them (`store.pointers_get`); then the
+    state version and the reader's vector come in one round trip."""
     r = r or store.client()
+    vector: tuple = ()  # (E_u or None,) once read with the version
     try:
-        copy = cache.sync(r)
+        if pointers is not None and pointers.lookalike is not None and pointers.tower is not None:
+            pipe = r.pipeline(transaction=False)
+            pipe.get(store.version_key(pointers.lookalike))
+            store.reader_vector_queue(pipe, reader_id=reader_id, run_id=pointers.tower)
+            version, raw = pipe.execute()
+            copy, vector = cache.sync(r, run=pointers.lookalike, version=version), (store.reader_vector_parse(raw),)
+        else:
+            copy = cache.sync(r)
         outage.up()
     except redis.RedisError as exc:
         copy = _redis_down(exc)
@@ -232,7 +246,8 @@ def warm_scores(*, reader_id: int, item_ids: np.ndarray, r: redis.Redis | None =
     if copy.scorer is None or not copy.row:
         return none
     try:
-        e_u = _durable_vector(reader_id) if copy.durable else store.reader_vector_get(reader_id=reader_id, r=r)
+        e_u = _durable_vector(reader_id) if copy.durable else \
+            vector[0] if vector else store.reader_vector_get(reader_id=reader_id, r=r)
     except redis.RedisError as exc:
         copy, e_u = _redis_down(exc), _durable_vector(reader_id)
     if e_u is None or copy.scorer is None or not copy.row:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import redis
@@ -147,6 +148,31 @@ def active_tower_get(*, r: redis.Redis | None = None) -> int | None:
     return int(value) if value is not None else None
 
 
+@dataclass(frozen=True)
+class Pointers:
+    """What a feed request needs to know first, in one round trip (`pointers_get`): the
+    catalog's version and the serving runs."""
+
+    catalog_version: int
+    lookalike: int | None
+    tower: int | None
+
+
+def pointers_get(*, r: redis.Redis | None = None) -> Pointers:
+    catalog, lookalike, tower = (r or client()).mget(CATALOG_VERSION_KEY, ACTIVE_LOOKALIKE_KEY, ACTIVE_TOWER_KEY)
+    return Pointers(int(catalog or 0), int(lookalike) if lookalike is not None else None,
+                    int(tower) if tower is not None else None)
+
+
+def reader_vector_queue(pipe: redis.client.Pipeline, *, reader_id: int, run_id: int) -> None:
+    """Queue the reader's E_u under `run_id` on a pipeline (`reader_vector_parse` reads the answer)."""
+    pipe.hget(_vectors_key(run_id), str(reader_id))
+
+
+def reader_vector_parse(raw: bytes | None) -> np.ndarray | None:
+    return None if raw is None else np.frombuffer(raw, dtype="<f4")
+
+
 def active_lookalike_get(*, r: redis.Redis | None = None) -> int | None:
     value = (r or client()).get(ACTIVE_LOOKALIKE_KEY)
     return int(value) if value is not None else None
@@ -157,8 +183,7 @@ def reader_vector_get(*, reader_id: int, run_id: int | None = None, r: redis.Red
     run_id = run_id if run_id is not None else active_tower_get(r=r)
     if run_id is None:
         return None
-    raw = r.hget(_vectors_key(run_id), str(reader_id))
-    return None if raw is None else np.frombuffer(raw, dtype="<f4")
+    return reader_vector_parse(r.hget(_vectors_key(run_id), str(reader_id)))
 
 
 def run_drop(*, run_id: int, r: redis.Redis | None = None) -> None:

@@ -83,7 +83,8 @@ class ItemAdmin(admin.ModelAdmin):
     list_filter = ["source", "status", "category"]
     search_fields = ["title", "external_id", "abstract"]
     date_hierarchy = "published_at"
-    readonly_fields = ["seeds_link", "shown_count", "click_count", "warm_since"]
+    readonly_fields = ["seeds_link", "shown_count", "click_count", "similarity_clicks", "similarity_expected",
+                       "warm_since"]
 
     @admin.display(description="seeds")
     def seeds_link(self, obj: Item) -> str:

@@ -8,7 +8,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound as DRFNotFound
 from rest_framework.request import Request
@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from recsys.ranker import MODES
+from recsys.ranker import MODES, story_factor
 from webapp.lookalike.selectors import item_seed_stats
 from webapp.news import selectors, services
 from webapp.news.models import Reader, Source
@@ -134,9 +134,24 @@ class SeedStatsSerializer(serializers.Serializer):
     sample = serializers.ListField(child=serializers.IntegerField(), help_text="the latest seed readers' ids")
 
 
+class SimilarityRecordSerializer(serializers.Serializer):
+    clicks = serializers.IntegerField(source="similarity_clicks",
+                                      help_text="clicks on its impressions that logged a similarity")
+    expected = serializers.FloatField(source="similarity_expected",
+                                      help_text="the clicks the similarity predicted for those impressions")
+    story_factor = serializers.SerializerMethodField(
+        help_text="what the ranker multiplies the story's similarity by: (clicks + prior) / (expected + prior)")
+
+    @extend_schema_field(serializers.FloatField())
+    def get_story_factor(self, item) -> float:
+        return round(float(story_factor(item.similarity_clicks, item.similarity_expected,
+                                        settings.FEED_STORY_PRIOR_CLICKS)), 4)
+
+
 class ItemDetailSerializer(ItemSerializer):
     impressions = serializers.IntegerField(source="shown_count")
     clicks = serializers.IntegerField(source="click_count")
+    similarity = SimilarityRecordSerializer(source="*", help_text="the similarity's record on the story")
     seeds = SeedStatsSerializer()
 
 

@@ -1,7 +1,9 @@
 """The feed ranker on the hot path (recsys.ranker decides; this module gathers its inputs).
 
 Per request, Postgres answers two indexed queries (the reader's clicks, their recent
-impressions) and takes the page's impressions; everything else is in memory or in Redis:
+impressions) and takes the page's impressions, and Redis answers twice (the catalog version
+and the serving runs in one MGET; the states' version and the reader's vector in one
+pipeline); everything else is in memory:
 - the live catalog (ids, categories, ages, counts, text vectors) is a per-process copy,
   reloaded when the catalog version in Redis moves (a story published, the counts refreshed)
   or after FEED_CATALOG_TTL_SECONDS;
@@ -26,7 +28,7 @@ from django.conf import settings
 from recsys.artifacts import ArtifactError, load_coldstart, load_ctr
 from recsys.coldstart import PROFILE_HALF_LIFE, Profiles, reader_logits
 from recsys.ctr import affinity_of, assemble, with_similarity
-from recsys.ranker import RankerConfig, diversified_top, final_scores
+from recsys.ranker import RankerConfig, diversified_top, final_scores, story_factor
 from webapp import degraded
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun
@@ -49,6 +51,8 @@ class Catalog:
     published: np.ndarray  # (N,) epoch seconds
     shown: np.ndarray  # (N,)
     clicked: np.ndarray  # (N,)
+    sim_clicks: np.ndarray  # (N,) the similarity's record (recsys.ranker.story_factor)
+    sim_expected: np.ndarray  # (N,)
     warm: np.ndarray  # (N,) bool, the durable status (display; scoring asks the serving store)
     vectors: np.ndarray  # (N, 384) float32, zero rows where an item has none yet
     row: dict[int, int]
@@ -68,9 +72,11 @@ class CatalogCache:
             self._copies.clear()
             self._vectors.clear()
 
-    def get(self, source: str, r: redis.Redis | None) -> Catalog:
+    def get(self, source: str, r: redis.Redis | None, pointers: store.Pointers | None = None) -> Catalog:
+        """`pointers`: the catalog version as the request read it (else asked here)."""
         try:
-            version = int((r or store.client()).get(store.CATALOG_VERSION_KEY) or 0)
+            version = pointers.catalog_version if pointers is not None else \
+                int((r or store.client()).get(store.CATALOG_VERSION_KEY) or 0)
         except redis.RedisError as exc:
             version = None
             degraded.note(f"redis unreachable ({exc.__class__.__name__}): catalog copy kept to its TTL")
@@ -86,8 +92,8 @@ class CatalogCache:
     def _load(self, source: str, version: int | None) -> Catalog:
         objs = list(Item.objects.filter(source=source, published_at__isnull=False).order_by("pk")
                     .defer("text_vector"))
-        rows = [(i.pk, i.category, i.subcategory, i.published_at, i.shown_count, i.click_count, i.status)
-                for i in objs]
+        rows = [(i.pk, i.category, i.subcategory, i.published_at, i.shown_count, i.click_count, i.status,
+                 i.similarity_clicks, i.similarity_expected) for i in objs]
         missing = [r[0] for r in rows if r[0] not in self._vectors]
         for start in range(0, len(missing), 5000):
             for pk, raw in Item.objects.filter(pk__in=missing[start:start + 5000], text_vector__isnull=False) \
@@ -107,6 +113,8 @@ class CatalogCache:
             published=np.fromiter((r[3].timestamp() for r in rows), np.float64, count=n),
             shown=np.fromiter((r[4] for r in rows), np.float64, count=n),
             clicked=np.fromiter((r[5] for r in rows), np.float64, count=n),
+            sim_clicks=np.fromiter((r[7] for r in rows), np.float64, count=n),
+            sim_expected=np.fromiter((r[8] for r in rows), np.float64, count=n),
             warm=np.fromiter((r[6] == ItemStatus.WARM for r in rows), bool, count=n),
             vectors=np.stack([self._vectors.get(r[0], zero) for r in rows]) if rows else np.zeros((0, 384), np.float32),
             row={r[0]: k for k, r in enumerate(rows)},
@@ -147,9 +155,10 @@ class ModelCache:
         with self._lock:
             self._models, self._pointer = Models(), -1
 
-    def get(self, r: redis.Redis | None) -> Models:
+    def get(self, r: redis.Redis | None, pointers: store.Pointers | None = None) -> Models:
+        """`pointers`: the look-alike pointer as the request read it (else asked here)."""
         try:
-            pointer = store.active_lookalike_get(r=r or store.client())
+            pointer = pointers.lookalike if pointers is not None else store.active_lookalike_get(r=r or store.client())
         except redis.RedisError as exc:
             pointer = self._pointer if time.monotonic() - self._checked < 60 else -2
             degraded.note(f"redis unreachable ({exc.__class__.__name__}): models as of the last check")
@@ -215,12 +224,16 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
     clicks nor topics gets the calibrated popularity and freshness mix (every reader term of
     the models is zero)."""
     r = store.client()
-    m = models.get(r)
+    try:  # one round trip for what the caches check (each asks on its own, and notes the outage, if it fails)
+        pointers = store.pointers_get(r=r)
+    except redis.RedisError:
+        pointers = None
+    m = models.get(r, pointers)
     if m.error is not None:
         degraded.note(f"ranker models unusable, baseline ranking: {m.error}")
     if m.cold is None or m.ctr is None:
         return None
-    cat = catalogs.get(source, r)
+    cat = catalogs.get(source, r, pointers)
     t = now.timestamp()
     live = cat.published <= t
     if clicked:
@@ -256,7 +269,7 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
     warm_now = np.zeros(len(rows), bool)
     scored = WarmScores(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
     try:
-        scored = warm_scores(reader_id=reader_id, item_ids=ids, r=r)
+        scored = warm_scores(reader_id=reader_id, item_ids=ids, r=r, pointers=pointers)
     except redis.RedisError:
         log.warning("Redis unreachable: warm items scored by the cold-start model")
     if len(scored.item_ids):
@@ -264,6 +277,11 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
         ralm[pos], warm_now[pos] = scored.logits, True
         if m.calibration is not None:
             similarity[pos] = m.calibration.warm.predict(np.stack([scored.logits, lin[pos]], 1))
+    # Per story, how its readers have clicked against what the similarity predicted (its own
+    # appeal, which the run's calibration maps cannot know); the feature mode's CTR model was
+    # fitted on the similarity as it comes, so it reads that one.
+    factor = story_factor(cat.sim_clicks[rows], cat.sim_expected[rows], settings.FEED_STORY_PRIOR_CLICKS)
+    as_fitted, similarity = similarity, np.minimum(similarity * factor, 1.0)
 
     x = assemble(affinity=affinity[cat.category[rows]], item_clicks=cat.clicked[rows],
                  item_impressions=cat.shown[rows], age_hours=age, position=0.0, prior=m.prior)
@@ -275,7 +293,7 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
             config = RankerConfig("blend", config.weight, config.gate, config.max_per_subcategory)
         else:
             w, b = m.ctr_similarity_linear
-            ctr_sim = _sigmoid(with_similarity(x, similarity).astype(np.float64) @ w + b)
+            ctr_sim = _sigmoid(with_similarity(x, as_fitted).astype(np.float64) @ w + b)
     final = final_scores(config, ctr=ctr, similarity=similarity, ctr_with_similarity=ctr_sim, limit=limit)
     seen_all = np.zeros(len(cat.ids))
     for item_id, n in shown.items():
@@ -289,6 +307,7 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
     out = Ranked(config.mode, ids[top], final[top], [], items=[cat.items[rows[k]] for k in top])
     for k in top:
         part = {"ctr": round(float(ctr[k]), 6), "similarity": round(float(similarity[k]), 6),
+                "story_factor": round(float(factor[k]), 4),
                 "coldstart_logit": round(float(lin[k]), 4), "warm": bool(warm_now[k]),
                 "ralm_logit": None if np.isnan(ralm[k]) else round(float(ralm[k]), 4),
                 "weight": config.weight if config.mode == "blend" else (0.0 if config.mode == "ctr" else None),

@@ -236,6 +236,47 @@ def item_publish_next(*, source: str, now: datetime | None = None) -> Item | Non
         return item_publish(item=item, now=now) if item else None
 
 
+# Per item: impressions and clicks (the CTR model's item CTR), and the similarity's record: the
+# clicks on impressions that logged a similarity and the clicks it predicted for them. The
+# logged similarity is P(click) on the calibration's scale, whatever the position; the clicks
+# per unit of similarity at each position, over every impression logged with the same map
+# (RALM's for a warm story, the cold-start model's for a cold one), turn it into expected
+# clicks there. So each map's expected clicks add up to its clicks: a story's record is its
+# appeal against the stories scored the same way, not the drift of a whole map since training
+# (the cold map over-predicts live clicks in the demo, and folding that in held every cold
+# story back). `story_factor` in the parts is divided out: the record is of the similarity
+# before the recalibration it feeds.
+_COUNTS_SQL = """
+    WITH shown AS (
+        SELECT m.item_id, m.position, (c.id IS NOT NULL)::int AS clicked,
+               COALESCE((m.score_parts ->> 'warm')::boolean, false) AS warm,
+               (m.score_parts ->> 'similarity')::float8
+                   / COALESCE(NULLIF((m.score_parts ->> 'story_factor')::float8, 0), 1) AS similarity
+        FROM news_impression AS m LEFT JOIN news_click AS c ON c.impression_id = m.id
+    ),
+    rates AS (
+        SELECT position, warm, SUM(clicked) / NULLIF(SUM(similarity), 0) AS rate
+        FROM shown WHERE similarity IS NOT NULL GROUP BY position, warm
+    ),
+    counts AS (
+        SELECT s.item_id, COUNT(*) AS shown, SUM(s.clicked) AS clicked,
+               SUM(s.clicked) FILTER (WHERE s.similarity IS NOT NULL) AS sim_clicked,
+               ROUND(SUM(s.similarity * p.rate) FILTER (WHERE s.similarity IS NOT NULL)::numeric, 6)::float8
+                   AS sim_expected
+        FROM shown AS s LEFT JOIN rates AS p ON p.position = s.position AND p.warm = s.warm
+        GROUP BY s.item_id
+    )
+    UPDATE news_item AS i
+    SET shown_count = COALESCE(n.shown, 0), click_count = COALESCE(n.clicked, 0),
+        similarity_clicks = COALESCE(n.sim_clicked, 0), similarity_expected = COALESCE(n.sim_expected, 0)
+    FROM news_item AS j LEFT JOIN counts AS n ON n.item_id = j.id
+    WHERE i.id = j.id
+      AND (i.shown_count, i.click_count, i.similarity_clicks, i.similarity_expected)
+          IS DISTINCT FROM (COALESCE(n.shown, 0), COALESCE(n.clicked, 0), COALESCE(n.sim_clicked, 0),
+                            COALESCE(n.sim_expected, 0))
+"""
+
+
 def item_popularity_refresh(
     *, now: datetime | None = None, half_life_hours: float | None = None
 ) -> int:
@@ -263,20 +304,7 @@ def item_popularity_refresh(
             {"decay": decay, "now": now, "window": 10 * half_life * 3600.0},
         )
         updated = cur.rowcount
-        cur.execute(
-            """
-            WITH counts AS (
-                SELECT m.item_id, COUNT(*) AS shown, COUNT(c.id) AS clicked
-                FROM news_impression AS m LEFT JOIN news_click AS c ON c.impression_id = m.id
-                GROUP BY m.item_id
-            )
-            UPDATE news_item AS i
-            SET shown_count = COALESCE(n.shown, 0), click_count = COALESCE(n.clicked, 0)
-            FROM news_item AS j LEFT JOIN counts AS n ON n.item_id = j.id
-            WHERE i.id = j.id AND (i.shown_count, i.click_count)
-                  IS DISTINCT FROM (COALESCE(n.shown, 0), COALESCE(n.clicked, 0))
-            """
-        )
+        cur.execute(_COUNTS_SQL)
     catalog_changed()
     return updated
 
