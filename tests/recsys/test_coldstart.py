@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from recsys.calibration import CalibrationError, PlattCalibrator, item_status
@@ -78,6 +79,12 @@ def test_platt_map_is_calibrated_and_refuses_a_decreasing_one():
     cal = PlattCalibrator().fit(score, label)
     assert cal.coef_[0] == pytest.approx(2, abs=0.15) and cal.intercept_ == pytest.approx(-1, abs=0.1)
     p = cal.predict(score)
+    assert np.allclose(p, cal.model_.predict_proba(score[:, None])[:, 1], rtol=1e-12, atol=1e-15)  # sklearn's map
+    two = PlattCalibrator().fit(np.stack([score, score + rng.normal(0, 1, 20000)], 1), label)
+    assert np.allclose(two.predict(np.stack([score, -score], 1)[:50]),
+                       two.model_.predict_proba(np.stack([score, -score], 1)[:50])[:, 1], rtol=1e-12, atol=1e-15)
+    with pytest.raises(NotFittedError):
+        PlattCalibrator().predict(score)
     for lo, hi in [(0.0, 0.2), (0.4, 0.6), (0.8, 1.0)]:
         m = (p >= lo) & (p < hi)
         assert abs(p[m].mean() - label[m].mean()) < 0.03
