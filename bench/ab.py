@@ -16,7 +16,8 @@ from io import StringIO
 
 from common import save, scratch_database, table
 
-VARIANTS = ["ctr", "blend:0.05", "blend:0.1", "blend:0.15", "blend:0.2", "blend:0.3", "blend:0.5", "feature", "gate"]
+VARIANTS = ["ctr", "blend:0.05", "blend:0.1", "blend:0.15", "blend:0.2", "blend:0.3", "blend:0.5", "blend:0.1:300",
+            "blend:0.2:300", "feature", "gate"]
 SESSIONS = 3000
 BACKFILL = 18000  # the 36-hour history of `make demo`
 

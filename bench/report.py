@@ -125,8 +125,9 @@ def feed(r: dict) -> str:
 
 def _variant_key(name: str) -> tuple:
     order = {"ctr": 0, "blend": 1, "gate": 2, "feature": 3}
-    mode, _, w = name.partition(" w=")
-    return order.get(mode, 9), float(w or 0)
+    mode, _, rest = name.partition(" w=")
+    w, _, n0 = rest.partition(" n0=")  # "blend w=0.1 n0=300": the evidence blend after the plain ones
+    return order.get(mode, 9), bool(n0), float(w or 0), float(n0 or 0)
 
 
 def ab(r: dict) -> str:

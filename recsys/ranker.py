@@ -1,10 +1,15 @@
 """The feed ranker: CTR and look-alike similarity into one page.
 
-Both inputs are P(click) on one calibrated scale: `ctr` from the CTR model (at position 0),
-`similarity` from RALM for warm items and the calibrated cold-start model for cold ones.
+Both inputs are calibrated probabilities: `ctr` from the CTR model, P(click) at the top of the
+page; `similarity` from RALM for warm items and the cold-start model for cold ones, through
+calibration maps fitted on replay groups (a click against sampled skips), so on a lower scale
+(in the demo about a third of the CTR's; `on_ctr_scale`).
 
 Modes (settings FEED_RANKER_MODE, or per request):
-  blend    final = (1 - w) * ctr + w * similarity
+  blend    final = (1 - w_i) * ctr + w_i * similarity, with w_i = w for every story, or with
+           `evidence` n0 > 0, w_i = w * n0 / (n0 + impressions_i) and the similarity put on the
+           CTR's scale: the similarity speaks for a story until its own impressions do
+           (`blend_weights`)
   feature  final = the CTR model that takes similarity as an input (`ctr_with_similarity`)
   gate     recall keeps only candidates with similarity >= threshold (topped up by the best
            of the rest when too few pass), then final = ctr
@@ -34,6 +39,7 @@ class RankerConfig:
     weight: float = 0.5  # w of the blend
     gate: float = 0.02  # the similarity threshold of the gate
     max_per_subcategory: int = 2
+    evidence: float = 0.0  # n0 of blend_weights: impressions that halve a story's w (0: w for all)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -42,15 +48,45 @@ class RankerConfig:
             raise ValueError("weight must be within [0, 1]")
         if self.max_per_subcategory < 1:
             raise ValueError("max_per_subcategory must be at least 1")
+        if not self.evidence >= 0.0:
+            raise ValueError("evidence must be >= 0")
+
+
+def blend_weights(weight: float, evidence: float, shown: np.ndarray | None) -> np.ndarray | float:
+    """Each story's w in the blend. The CTR model learns a story's own appeal from its
+    impressions (its smoothed item CTR); the similarity is what is known of the story before
+    that. So with evidence = n0 > 0 the similarity's weight decays with the story's
+    impressions, w * n0 / (n0 + shown): full for a story never shown, half at n0 impressions,
+    and a story shown thousands of times is ranked by CTR alone. evidence = 0: w for every
+    story (the plain blend)."""
+    if evidence == 0.0 or shown is None:
+        return weight
+    return weight * evidence / (evidence + np.maximum(np.asarray(shown, np.float64), 0.0))
+
+
+def on_ctr_scale(ctr: np.ndarray, similarity: np.ndarray) -> float:
+    """The factor that puts the similarity on the CTR model's scale over one reader's
+    candidates (their means equal). The CTR model predicts P(click) at the top of the page;
+    the similarity's calibration maps were fitted on replay groups (a click against sampled
+    skips), a rate several times lower. With one w for every story the scale only
+    reparametrises w; with a w per story the lower scale would hold back every story whose
+    w is high (the least shown), so the evidence blend mixes the two on one scale."""
+    mean = float(np.mean(similarity))
+    return float(np.mean(ctr)) / mean if mean > 0 else 1.0
 
 
 def final_scores(config: RankerConfig, *, ctr: np.ndarray, similarity: np.ndarray,
-                 ctr_with_similarity: np.ndarray | None = None, limit: int = 10) -> np.ndarray:
-    """The score each candidate is ranked by; -inf for those the gate drops."""
+                 ctr_with_similarity: np.ndarray | None = None, limit: int = 10,
+                 shown: np.ndarray | None = None) -> np.ndarray:
+    """The score each candidate is ranked by; -inf for those the gate drops. `shown`: each
+    candidate's impressions so far (the blend's `evidence` reads them)."""
     ctr = np.asarray(ctr, np.float64)
     sim = np.asarray(similarity, np.float64)
     if config.mode == "blend":
-        return (1.0 - config.weight) * ctr + config.weight * sim
+        w = blend_weights(config.weight, config.evidence, shown)
+        if np.ndim(w) and len(sim):
+            sim = sim * on_ctr_scale(ctr, sim)
+        return (1.0 - w) * ctr + w * sim
     if config.mode == "ctr":
         return ctr.copy()
     if config.mode == "feature":

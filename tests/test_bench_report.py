@@ -30,3 +30,9 @@ def test_a_block_is_rewritten_and_the_prose_around_it_kept():
     assert out == text.replace("| old |", "| new |")
     results = {"feed": {"candidates": {"1000": {"p50_ms": 8.0, "p99_ms": 11.0}, "100": {"p50_ms": 5.0, "p99_ms": 7.5}}}}
     assert report.feed(results).splitlines()[2:] == ["| 100 | 5.00 | 7.50 |", "| 1,000 | 8.00 | 11.00 |"]
+
+
+def test_variants_sort_by_mode_then_weight_the_evidence_blend_after_the_plain_one():
+    names = ["gate", "blend w=0.1 n0=300", "blend w=0.2", "ctr", "blend w=0.05", "blend w=0.1 n0=100", "feature"]
+    assert sorted(names, key=report._variant_key) == [
+        "ctr", "blend w=0.05", "blend w=0.2", "blend w=0.1 n0=100", "blend w=0.1 n0=300", "gate", "feature"]

@@ -120,6 +120,10 @@ FEED_RECENCY_HALF_LIFE_HOURS = env.float("FEED_RECENCY_HALF_LIFE_HOURS", default
 # The ranker (recsys/ranker.py): blend | feature | gate | ctr; a request may pass ?mode= and ?w=.
 FEED_RANKER_MODE = env.str("FEED_RANKER_MODE", default="blend")
 FEED_BLEND_WEIGHT = env.float("FEED_BLEND_WEIGHT", default=0.05)  # w in (1 - w) * CTR + w * similarity
+# n0: the blend's w for a story is w * n0 / (n0 + its impressions); 0 = the same w for every story
+FEED_BLEND_EVIDENCE = env.float("FEED_BLEND_EVIDENCE", default=0.0)
+if FEED_BLEND_EVIDENCE < 0:
+    raise ImproperlyConfigured("FEED_BLEND_EVIDENCE must be >= 0 (0: the same blend weight for every story).")
 # Pseudo-clicks of the per-story recalibration of the similarity (recsys.ranker.story_factor); 0, the
 # default, turns it off (in the demo it traded cold stories' exposure for the tail's: see the README).
 FEED_STORY_PRIOR_CLICKS = env.float("FEED_STORY_PRIOR_CLICKS", default=0.0)

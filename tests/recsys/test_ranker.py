@@ -11,9 +11,11 @@ from recsys.ranker import (
     ab_compare,
     ab_summary,
     ab_within_readers,
+    blend_weights,
     diversified_top,
     exposure_gini,
     final_scores,
+    on_ctr_scale,
     story_factor,
     tail_mask,
 )
@@ -47,6 +49,28 @@ def test_blend_interpolates_and_ctr_mode_is_blend_at_zero():
     assert np.allclose(final_scores(RankerConfig("blend", weight=1.0), ctr=ctr, similarity=sim), sim)
 
 
+def test_blend_evidence_hands_a_story_from_its_similarity_to_its_own_impressions():
+    shown = np.array([0.0, 100.0, 300.0, 30_000.0])
+    w = blend_weights(0.2, 100.0, shown)
+    assert np.allclose(w, [0.2, 0.1, 0.05, 0.2 * 100 / 30_100])  # full, half at n0, next to nothing
+    assert blend_weights(0.2, 0.0, shown) == 0.2 and blend_weights(0.2, 100.0, None) == 0.2  # off
+    # Stories shown once and stories shown 30,000 times, pairwise the same CTR and similarity:
+    # the similarity (put on the CTR's scale over the candidates, here x3.75) moves only the
+    # ones whose own impressions have not spoken yet, up where it is high and down where low.
+    ctr, sim = np.array([0.05, 0.05, 0.10, 0.10]), np.array([0.03, 0.03, 0.01, 0.01])
+    assert on_ctr_scale(ctr, sim) == pytest.approx(3.75)
+    shown = np.array([1.0, 30_000.0, 1.0, 30_000.0])
+    out = final_scores(RankerConfig("blend", weight=0.2, evidence=100.0), ctr=ctr, similarity=sim, shown=shown)
+    w = 0.2 * 100 / 101
+    assert out[0] == pytest.approx((1 - w) * 0.05 + w * 0.1125) and out[0] > out[1]
+    assert out[2] == pytest.approx((1 - w) * 0.10 + w * 0.0375) and out[2] < out[3]
+    assert out[1] == pytest.approx(0.05, abs=1e-3) and out[3] == pytest.approx(0.10, abs=1e-3)
+    plain = final_scores(RankerConfig("blend", weight=0.2), ctr=ctr, similarity=sim, shown=shown)
+    assert np.allclose(plain, 0.8 * ctr + 0.2 * sim)  # one w for all: the similarity as it comes
+    assert np.allclose(final_scores(RankerConfig("ctr", evidence=100.0), ctr=ctr, similarity=sim, shown=shown), ctr)
+    assert on_ctr_scale(ctr, np.zeros(4)) == 1.0
+
+
 def test_feature_mode_ranks_by_the_model_with_similarity_and_needs_it():
     ctr, sim = np.array([0.1, 0.2]), np.array([0.3, 0.1])
     with_sim = np.array([0.4, 0.1])
@@ -65,7 +89,8 @@ def test_gate_drops_dissimilar_candidates_but_never_empties_the_page():
 
 
 def test_bad_config_is_rejected():
-    for bad in ({"mode": "magic"}, {"weight": 1.5}, {"max_per_subcategory": 0}):
+    for bad in ({"mode": "magic"}, {"weight": 1.5}, {"max_per_subcategory": 0}, {"evidence": -1.0},
+                {"evidence": float("nan")}):
         with pytest.raises(ValueError):
             RankerConfig(**bad)
 

@@ -36,7 +36,8 @@ def test_the_trained_ranker_serves_the_feed_and_logs_its_parts(trained, client, 
     assert all(e["why"] for e in body["items"])
     for e in body["items"]:
         p = e["score_parts"]
-        assert 0 < p["ctr"] < 1 and 0 < p["similarity"] < 1 and p["weight"] == settings.FEED_BLEND_WEIGHT
+        # (logged to 6 decimals: a similarity under 5e-7, which a thin history's uncalibrated text model gives, is 0)
+        assert 0 < p["ctr"] < 1 and 0 <= p["similarity"] < 1 and p["weight"] == settings.FEED_BLEND_WEIGHT
         if p["seen"] == 0:  # unseen stories score exactly the blend
             w = settings.FEED_BLEND_WEIGHT
             assert e["score"] == pytest.approx((1 - w) * p["ctr"] + w * p["similarity"], abs=1e-5)
@@ -77,6 +78,35 @@ def test_modes_per_request(trained, client):
     for e in w1["items"]:
         if e["score_parts"]["seen"] == 0:
             assert e["score"] == pytest.approx(e["score_parts"]["similarity"], abs=1e-5)
+    # The blend's evidence: each story's w shrinks with its impressions, w * n0 / (n0 + shown).
+    from django.utils import timezone
+
+    from webapp.news import ranking, services
+    from webapp.news.selectors import impression_variant, reader_history
+
+    plain = client.get(f"/api/feed?reader={reader.pk}&limit=30&w=0.5").json()
+    counts = {e["item"]["id"]: [0, 50, 5000][n % 3] for n, e in enumerate(plain["items"])}
+    for pk, c in counts.items():  # impressions as the minute's counts job would have kept them
+        Item.objects.filter(pk=pk).update(shown_count=c)
+    services.catalog_changed()
+    now = timezone.now()
+    clicked, seen = reader_history(reader=reader, now=now)
+    r = ranking.rank(reader_id=reader.pk, source="demo", clicked=clicked, shown=seen, now=now, limit=10_000,
+                     config=ranking.ranker_config("blend", 0.5, 50.0), topics=())
+    parts = {int(i): (p, s) for i, p, s in zip(r.item_ids, r.parts, r.scores, strict=True)}
+    scale = np.mean([p["ctr"] for p in r.parts]) / np.mean([p["similarity"] for p in r.parts])  # every candidate
+    for pk, c in counts.items():
+        p, score = parts[pk]
+        assert p["evidence"] == 50 and p["weight"] == 0.5 and p["shown"] == c
+        assert p["similarity_scale"] == pytest.approx(scale, rel=1e-3)
+        if p["seen"] == 0:
+            w = 0.5 * 50 / (50 + c)
+            assert score == pytest.approx((1 - w) * p["ctr"] + w * scale * p["similarity"], abs=1e-5)
+    n0 = client.get(f"/api/feed?reader={reader.pk}&limit=10&w=0.5&n0=50").json()
+    assert n0["mode"] == "blend" and all(e["score_parts"]["evidence"] == 50 for e in n0["items"])
+    logged = Impression.objects.filter(request_id=n0["request_id"]).first()
+    assert impression_variant(logged.mode, logged.score_parts) == "blend w=0.5 n0=50"
+    assert client.get(f"/feed/?reader={reader.pk}&w=0.5&n0=50").status_code == 200
 
 
 def test_a_story_its_readers_pass_over_loses_similarity(trained, settings):
@@ -116,7 +146,8 @@ def test_a_story_its_readers_pass_over_loses_similarity(trained, settings):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("query, field", [("mode=magic", "mode"), ("w=2", "w"), ("w=x", "w")])
+@pytest.mark.parametrize("query, field", [("mode=magic", "mode"), ("w=2", "w"), ("w=x", "w"), ("n0=-1", "n0"),
+                                          ("n0=x", "n0"), ("n0=nan", "n0")])
 def test_bad_mode_or_weight_is_a_400_naming_the_field(client, demo_db, query, field):
     reader = Reader.objects.first()
     resp = client.get(f"/api/feed?reader={reader.pk}&{query}")
@@ -210,8 +241,8 @@ def test_ab_report_compares_the_modes(trained):
     # Paired: the same readers ranked now by every variant, nothing logged.
     logged = Impression.objects.count()
     out = StringIO()
-    call_command("ab_report", "--hours", "2", "--json", "--paired", "40", "--variants", "ctr,blend:0.5,blend:0",
-                 stdout=out)
+    call_command("ab_report", "--hours", "2", "--json", "--paired", "40", "--variants",
+                 "ctr,blend:0.5,blend:0", stdout=out)
     paired = json.loads(out.getvalue())["paired"]
     assert Impression.objects.count() == logged
     assert set(paired) == {"ctr", "blend w=0.5", "blend w=0"} and paired["ctr"]["pages"] == 40
@@ -237,7 +268,8 @@ def test_ab_report_compares_the_modes(trained):
         call_command("ab_report", "--hours", "2", "--paired", "5", "--variants", "ctr,magic")
     with pytest.raises(CommandError, match="--hours"):
         call_command("ab_report", "--hours", "0")
-    for bad in ("magic", "blend:2", "ctr:0.5", "blend:x"):
+    for bad in ("magic", "blend:2", "ctr:0.5", "blend:x", "blend:0.1:x", "blend:0.1:-5", "blend::5", "ctr:0:5",
+                "blend:0.1,blend:0.1:0"):
         with pytest.raises(CommandError, match="--modes"):
             call_command("simulate", "--backfill-hours", "1", "--sessions", "1", "--modes", bad)
 
@@ -262,3 +294,13 @@ def test_impression_variant_names_the_arm():
     assert impression_variant("blend", {"weight": 0.1}) == "blend w=0.1"
     assert impression_variant("blend", {"weight": 0.1, "requested": "feature"}) == "feature as blend w=0.1"
     assert impression_variant("ctr", {"weight": 0.0}) == "ctr" and impression_variant("gate", None) == "gate"
+    assert impression_variant("blend", {"weight": 0.1, "evidence": 200.0}) == "blend w=0.1 n0=200"
+
+
+def test_variants_parse_with_their_blend_evidence():
+    from webapp.news.simulator import parse_variant
+
+    assert parse_variant("blend:0.1:200") == ("blend w=0.1 n0=200", "blend", 0.1, 200.0)
+    assert parse_variant("blend:0.1") == ("blend w=0.1", "blend", 0.1, None)
+    assert parse_variant("blend:0.1:0")[0] == "blend w=0.1"  # n0 = 0: the plain blend, by its name
+    assert parse_variant("gate") == ("gate", "gate", None, None)

@@ -51,6 +51,7 @@ class FeedQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, required=False)
     mode = serializers.ChoiceField(choices=list(MODES), required=False)
     w = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    n0 = serializers.FloatField(min_value=0.0, max_value=1e9, required=False)
 
     def validate_limit(self, value: int) -> int:
         if value > settings.FEED_MAX_LIMIT:
@@ -113,6 +114,8 @@ class FeedView(APIView):
             OpenApiParameter("limit", int, description="Stories per page (default 10)"),
             OpenApiParameter("mode", str, enum=list(MODES), description="Ranker mode for this request"),
             OpenApiParameter("w", float, description="Blend weight w of the similarity, 0..1"),
+            OpenApiParameter("n0", float, description="Blend evidence: a story's w is w * n0 / (n0 + its "
+                                                      "impressions); 0 = the same w for every story"),
         ],
         responses=FeedSerializer,
     )
@@ -122,7 +125,7 @@ class FeedView(APIView):
         reader = _reader_visible(request, query.validated_data["reader"])
         limit = query.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT)
         page = services.feed_build(reader=reader, limit=limit, mode=query.validated_data.get("mode"),
-                                   weight=query.validated_data.get("w"))
+                                   weight=query.validated_data.get("w"), evidence=query.validated_data.get("n0"))
         return Response(FeedSerializer(page).data)
 
 

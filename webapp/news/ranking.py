@@ -28,7 +28,7 @@ from django.conf import settings
 from recsys.artifacts import ArtifactError, load_coldstart, load_ctr
 from recsys.coldstart import PROFILE_HALF_LIFE, Profiles, reader_logits
 from recsys.ctr import affinity_of, assemble, with_similarity
-from recsys.ranker import RankerConfig, diversified_top, final_scores, story_factor
+from recsys.ranker import RankerConfig, diversified_top, final_scores, on_ctr_scale, story_factor
 from webapp import degraded
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun
@@ -210,10 +210,11 @@ class Ranked:
     items: list[Item] | None = None  # the page's items when the catalog copy has them
 
 
-def ranker_config(mode: str | None = None, weight: float | None = None) -> RankerConfig:
+def ranker_config(mode: str | None = None, weight: float | None = None, evidence: float | None = None) -> RankerConfig:
     return RankerConfig(mode=mode or settings.FEED_RANKER_MODE,
                         weight=settings.FEED_BLEND_WEIGHT if weight is None else weight,
-                        gate=settings.FEED_GATE_THRESHOLD, max_per_subcategory=settings.FEED_MAX_PER_SUBCATEGORY)
+                        gate=settings.FEED_GATE_THRESHOLD, max_per_subcategory=settings.FEED_MAX_PER_SUBCATEGORY,
+                        evidence=settings.FEED_BLEND_EVIDENCE if evidence is None else evidence)
 
 
 def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, int], now: datetime, limit: int,
@@ -290,11 +291,14 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
     requested = config.mode
     if config.mode == "feature":
         if m.ctr_similarity is None:
-            config = RankerConfig("blend", config.weight, config.gate, config.max_per_subcategory)
+            config = RankerConfig("blend", config.weight, config.gate, config.max_per_subcategory, config.evidence)
         else:
             w, b = m.ctr_similarity_linear
             ctr_sim = _sigmoid(with_similarity(x, as_fitted).astype(np.float64) @ w + b)
-    final = final_scores(config, ctr=ctr, similarity=similarity, ctr_with_similarity=ctr_sim, limit=limit)
+    final = final_scores(config, ctr=ctr, similarity=similarity, ctr_with_similarity=ctr_sim, limit=limit,
+                         shown=cat.shown[rows])
+    evidence = config.mode == "blend" and config.evidence > 0
+    scale = on_ctr_scale(ctr, similarity) if evidence else None
     seen_all = np.zeros(len(cat.ids))
     for item_id, n in shown.items():
         if item_id in cat.row:
@@ -312,6 +316,9 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
                 "ralm_logit": None if np.isnan(ralm[k]) else round(float(ralm[k]), 4),
                 "weight": config.weight if config.mode == "blend" else (0.0 if config.mode == "ctr" else None),
                 "seen": int(seen[k]), "calibrated": m.calibration is not None}
+        if evidence:  # w decays with the story's impressions; the similarity on the CTR's scale
+            part |= {"evidence": config.evidence, "shown": int(cat.shown[rows[k]]),
+                     "similarity_scale": round(scale, 4)}
         if ctr_sim is not None:
             part["ctr_with_similarity"] = round(float(ctr_sim[k]), 6)
         if requested != config.mode:  # the A/B arm asked for, served by a fallback

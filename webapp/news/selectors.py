@@ -135,6 +135,8 @@ def impression_variant(mode: str, parts: dict | None) -> str:
     label = mode
     if mode == "blend" and isinstance(parts, dict) and parts.get("weight") is not None:
         label = f"blend w={float(parts['weight']):g}"
+        if parts.get("evidence"):
+            label += f" n0={float(parts['evidence']):g}"
     if isinstance(parts, dict) and parts.get("requested"):
         return f"{parts['requested']} as {label}"
     return label

@@ -72,13 +72,13 @@ class FeedPage:
 
 
 def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode: str | None = None,
-               weight: float | None = None) -> FeedPage:
+               weight: float | None = None, evidence: float | None = None) -> FeedPage:
     """Rank the reader's candidates (live items of their catalog they have not clicked), log
     the top `limit` as impressions with the ranker's mode and score parts, return them.
-    `mode` and `weight` override the settings for this request (A/B comparisons); until a
-    ranker is trained the baseline (popularity x recency) ranks."""
+    `mode`, `weight` and `evidence` (the blend's n0) override the settings for this request
+    (A/B comparisons); until a ranker is trained the baseline (popularity x recency) ranks."""
     now = now or timezone.now()
-    config = ranking.ranker_config(mode, weight)  # ValueError on a bad mode or weight
+    config = ranking.ranker_config(mode, weight, evidence)  # ValueError on a bad mode, weight or n0
     clicked, shown = reader_history(reader=reader, now=now)
     with degraded.collect() as fell_back:
         ranked = ranking.rank(reader_id=reader.pk, source=catalog_for(reader=reader), clicked=clicked, shown=shown,

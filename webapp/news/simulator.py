@@ -34,7 +34,7 @@ class Shown:
 
 class Transport(Protocol):
     def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
-             weight: float | None = None) -> list[Shown]: ...
+             weight: float | None = None, evidence: float | None = None) -> list[Shown]: ...
     def click(self, impression: int, reader_id: int, now: datetime | None) -> bool: ...
 
 
@@ -61,9 +61,10 @@ class HttpTransport:
             raise TransportError(f"{self.base_url}{path}: {getattr(exc, 'reason', exc)}") from None
 
     def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
-             weight: float | None = None) -> list[Shown]:
+             weight: float | None = None, evidence: float | None = None) -> list[Shown]:
         _, page = self._call(f"/api/feed?reader={reader_id}&limit={limit}" + (f"&mode={mode}" if mode else "")
-                             + (f"&w={weight}" if weight is not None else ""))
+                             + (f"&w={weight}" if weight is not None else "")
+                             + (f"&n0={evidence}" if evidence is not None else ""))
         return [Shown(e["impression"], e["position"], e["item"]["external_id"], e["item"]["category"],
                       e["item"]["subcategory"], parse_datetime(e["item"]["published_at"]))
                 for e in page["items"]]
@@ -80,9 +81,9 @@ class LocalTransport:
     """Calls the services the API views call, in this process (and can backdate)."""
 
     def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
-             weight: float | None = None) -> list[Shown]:
+             weight: float | None = None, evidence: float | None = None) -> list[Shown]:
         page = services.feed_build(reader=Reader.objects.get(pk=reader_id), limit=limit, now=now, mode=mode,
-                                   weight=weight)
+                                   weight=weight, evidence=evidence)
         return [Shown(e.impression_id, e.position, e.item.external_id, e.item.category,
                       e.item.subcategory, e.item.published_at) for e in page.entries]
 
@@ -105,23 +106,42 @@ class Stats:
         return self.clicks / self.impressions if self.impressions else 0.0
 
 
-def parse_variant(text: str) -> tuple[str, str, float | None]:
-    """"blend:0.2" -> ("blend w=0.2", "blend", 0.2); "ctr" -> ("ctr", "ctr", None). The label
-    is what ab_report calls the variant."""
+def parse_variant(text: str) -> tuple[str, str, float | None, float | None]:
+    """"blend:0.2" -> ("blend w=0.2", "blend", 0.2, None); "blend:0.2:300" -> ("blend w=0.2
+    n0=300", "blend", 0.2, 300.0) (w decays with a story's impressions, n0 the evidence);
+    "ctr" -> ("ctr", "ctr", None, None). The label is what ab_report calls the variant."""
     from recsys.ranker import MODES
 
-    mode, _, weight = text.partition(":")
+    mode, _, rest = text.partition(":")
+    weight, _, evidence = rest.partition(":")
     if mode not in MODES:
         raise ValueError(f"unknown ranker mode {mode!r} (one of {', '.join(MODES)})")
     if not weight:
-        return mode, mode, None
+        if evidence:
+            raise ValueError(f"{text!r}: the evidence n0 follows a blend weight (blend:W:N0)")
+        return mode, mode, None, None
     try:
         w = float(weight)
+        n0 = float(evidence) if evidence else None
     except ValueError:
-        raise ValueError(f"bad blend weight in {text!r}") from None
+        raise ValueError(f"bad blend weight or evidence in {text!r}") from None
     if mode != "blend" or not 0.0 <= w <= 1.0:
         raise ValueError(f"{text!r}: only blend takes a weight, within [0, 1]")
-    return f"blend w={w:g}", mode, w
+    if n0 is not None and not n0 >= 0.0:
+        raise ValueError(f"{text!r}: the evidence n0 must be >= 0")
+    if not n0:
+        return f"blend w={w:g}", mode, w, n0
+    return f"blend w={w:g} n0={n0:g}", mode, w, n0
+
+
+def parse_variants(texts: list[str]) -> list[tuple[str, str, float | None, float | None]]:
+    """parse_variant of each; ValueError when two name the same variant (their pages would
+    pool under one label)."""
+    variants = [parse_variant(t) for t in texts]
+    labels = [v[0] for v in variants]
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"a variant named twice in {','.join(texts)!r}")
+    return variants
 
 
 class Simulator:
@@ -138,7 +158,7 @@ class Simulator:
         self.rng = np.random.default_rng(seed)
         # Ranker variants to split sessions between (an A/B test): "blend", "ctr", "blend:0.2"
         # (a mode with its blend weight); [] = the configured ranker.
-        self.variants = [parse_variant(v) for v in modes or []]
+        self.variants = parse_variants(modes or [])
         self.stats = Stats()
         self._truths: dict[str, ItemTruth] = {}
         self._turns: dict[int, int] = {}  # reader index -> sessions so far (+ a random start)
@@ -150,12 +170,12 @@ class Simulator:
                 subcategory=shown.subcategory, config=self.model.config)
         return self._truths[shown.external_id]
 
-    def variant_for(self, k: int) -> tuple[str, str | None, float | None]:
+    def variant_for(self, k: int) -> tuple[str, str | None, float | None, float | None]:
         """The A/B variant of reader k's next session: each reader's sessions rotate through
         the variants from a random start, so every arm sees the same mix of readers (a
         within-reader design: the reader-to-reader spread drops out of the comparison)."""
         if not self.variants:
-            return "default", None, None
+            return "default", None, None, None
         if k not in self._turns:
             self._turns[k] = int(self.rng.integers(len(self.variants)))
         turn = self._turns[k]
@@ -176,8 +196,8 @@ class Simulator:
         """One visit: a reader (drawn by activity unless given) reads one feed page and clicks."""
         k = self.draw_reader() if reader is None else reader
         reader, reader_id = self.readers[k], self.db_ids[k]
-        label, mode, weight = self.variant_for(k)
-        page = self.transport.feed(reader_id, self.feed_size, now, mode, weight)
+        label, mode, weight, evidence = self.variant_for(k)
+        page = self.transport.feed(reader_id, self.feed_size, now, mode, weight, evidence)
         tally = self.stats.variants.setdefault(label, [0, 0, 0.0])
         self.stats.sessions += 1
         self.stats.impressions += len(page)

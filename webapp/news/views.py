@@ -30,6 +30,7 @@ class FeedForm(forms.Form):
     reader = forms.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
     mode = forms.ChoiceField(choices=[(m, m) for m in MODES], required=False)
     w = forms.FloatField(min_value=0.0, max_value=1.0, required=False)
+    n0 = forms.FloatField(min_value=0.0, max_value=1e9, required=False)
 
 
 class ClickForm(forms.Form):
@@ -64,9 +65,10 @@ def feed(request: HttpRequest) -> HttpResponse:
     reader = _reader_for(request, reader_id)
     if reader is None:
         return render(request, "news/not_found.html", {"what": "reader"}, status=404)
-    mode, w = form.cleaned_data.get("mode") or None, form.cleaned_data.get("w")
-    page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT, mode=mode, weight=w)
-    more = {"reader": reader.pk, **({"mode": mode} if mode else {}), **({"w": w} if w is not None else {})}
+    mode, w, n0 = form.cleaned_data.get("mode") or None, form.cleaned_data.get("w"), form.cleaned_data.get("n0")
+    page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT, mode=mode, weight=w, evidence=n0)
+    more = {"reader": reader.pk, **({"mode": mode} if mode else {}), **({"w": w} if w is not None else {}),
+            **({"n0": n0} if n0 is not None else {})}
     return render(request, "news/feed.html", {
         "reader": reader,
         "page": page,

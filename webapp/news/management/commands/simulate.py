@@ -20,7 +20,7 @@ from webapp.news.simulator import (
     Simulator,
     TransportError,
     backfill_times,
-    parse_variant,
+    parse_variants,
 )
 
 
@@ -46,7 +46,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None)
         parser.add_argument("--modes", default="",
                             help="comma-separated ranker modes to split sessions between at random "
-                                 "(an A/B test read by ab_report), e.g. blend,ctr,blend:0.2 (a blend weight); "
+                                 "(an A/B test read by ab_report), e.g. blend,ctr,blend:0.2,blend:0.2:300 "
+                                 "(a blend weight, then the evidence n0); "
                                  "default: the configured one")
 
     def handle(self, *args, **o) -> None:
@@ -63,7 +64,7 @@ class Command(BaseCommand):
         transport = LocalTransport() if (o["inprocess"] or backfill) else HttpTransport(o["base_url"])
         modes = [m for m in o["modes"].split(",") if m]
         try:
-            [parse_variant(m) for m in modes]
+            parse_variants(modes)
         except ValueError as exc:
             raise CommandError(f"--modes: {exc}") from None
         try:
