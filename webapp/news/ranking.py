@@ -14,6 +14,7 @@ pipeline); everything else is in memory:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -291,7 +292,7 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
     requested = config.mode
     if config.mode == "feature":
         if m.ctr_similarity is None:
-            config = RankerConfig("blend", config.weight, config.gate, config.max_per_subcategory, config.evidence)
+            config = dataclasses.replace(config, mode="blend")
         else:
             w, b = m.ctr_similarity_linear
             ctr_sim = _sigmoid(with_similarity(x, as_fitted).astype(np.float64) @ w + b)
