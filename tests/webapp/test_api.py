@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -189,3 +190,38 @@ def test_hot_query_indexes_exist():
         defs = dict(cur.fetchall())
     assert "(item_id, clicked_at DESC)" in defs["click_item_recent_idx"]
     assert "(reader_id, shown_at DESC)" in defs["impression_reader_recent_idx"]
+    # The (key, time) indexes serve lookups by reader or item alone: no single-column index
+    # on those keys for every feed insert to keep up.
+    alone = [name for name, d in defs.items() if d.endswith("(reader_id)") or d.endswith("(item_id)")]
+    assert alone == []
+
+
+def test_reader_with_history_is_one_round_trip_with_what_the_two_reads_give(django_assert_num_queries):
+    from django.utils import timezone
+
+    from webapp.news.models import Reader
+    from webapp.news.selectors import reader_history, reader_with_history
+
+    reader = ReaderFactory(topics=["sports", "news"])
+    older, newer, shown = ItemFactory(), ItemFactory(), ItemFactory()
+    ClickFactory(reader=reader, item=older, clicked_at=timezone.now() - timedelta(hours=2))
+    ClickFactory(reader=reader, item=newer)
+    ImpressionFactory.create_batch(2, reader=reader, item=shown)
+    ImpressionFactory(reader=reader, item=older, shown_at=timezone.now() - timedelta(days=3))  # outside the window
+    now = timezone.now()
+    with django_assert_num_queries(1):
+        got, clicked, seen = reader_with_history(reader_id=reader.pk, now=now)
+    stored = Reader.objects.get(pk=reader.pk)
+    assert got == stored and got._state.adding is False
+    assert [getattr(got, f.attname) for f in Reader._meta.concrete_fields] == \
+        [getattr(stored, f.attname) for f in Reader._meta.concrete_fields]
+    assert clicked == [newer.pk, older.pk] and seen == {shown.pk: 2}
+    assert (clicked, seen) == reader_history(reader=stored, now=now)
+    assert reader_with_history(reader_id=reader.pk + 10_000, now=now) == (None, [], {})
+
+
+def test_feed_build_refuses_a_history_without_its_time():
+    from webapp.news import services
+
+    with pytest.raises(ValueError, match="now"):
+        services.feed_build(reader=ReaderFactory(), limit=5, history=([], {}))

@@ -109,6 +109,20 @@ def test_modes_per_request(trained, client):
     assert client.get(f"/feed/?reader={reader.pk}&w=0.5&n0=50").status_code == 200
 
 
+def test_a_feed_request_with_warm_caches_is_two_statements(trained, client, django_assert_num_queries):
+    """Once the process holds the catalog and the models, a feed is one round trip for the
+    reader with their history and one for the page's impressions; the rest is memory and Redis."""
+    reader = _reader()
+    assert client.get(f"/api/feed?reader={reader.pk}&limit=10").status_code == 200
+    with django_assert_num_queries(2) as ctx:
+        body = client.get(f"/api/feed?reader={reader.pk}&limit=10").json()
+    assert body["mode"] == "blend" and len(body["items"]) == 10
+    assert ctx.captured_queries[1]["sql"].lstrip().startswith("INSERT INTO news_impression")
+    stored = Impression.objects.filter(request_id=body["request_id"]).order_by("position")
+    assert [(i.pk, i.item_id, i.reader_id, i.mode) for i in stored] == \
+        [(e["impression"], e["item"]["id"], reader.pk, "blend") for e in body["items"]]
+
+
 def test_a_story_its_readers_pass_over_loses_similarity(trained, settings):
     """The per-story recalibration: a story whose impressions drew far fewer clicks than the
     similarity predicted is scaled down by (clicks + prior) / (expected + prior), in blend and

@@ -8,6 +8,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound as DRFNotFound
@@ -40,7 +41,10 @@ def exception_handler(exc, context):
 def _reader_visible(request: Request, reader_id: int) -> Reader:
     """The reader, if this request may act as them (web readers: only their own browser
     session or account; see webapp.news.access); NotFound otherwise."""
-    reader = selectors.reader_get(reader_id=reader_id)
+    return _visible(request, selectors.reader_get(reader_id=reader_id), reader_id)
+
+
+def _visible(request: Request, reader: Reader | None, reader_id: int) -> Reader:
     if reader is None or (reader.source == Source.WEB and request.auth != reader.pk):
         raise services.NotFound(f"Reader {reader_id} not found.")
     return reader
@@ -122,10 +126,13 @@ class FeedView(APIView):
     def get(self, request: Request) -> Response:
         query = FeedQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        reader = _reader_visible(request, query.validated_data["reader"])
+        now, reader_id = timezone.now(), query.validated_data["reader"]
+        reader, clicked, shown = selectors.reader_with_history(reader_id=reader_id, now=now)
+        reader = _visible(request, reader, reader_id)
         limit = query.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT)
         page = services.feed_build(reader=reader, limit=limit, mode=query.validated_data.get("mode"),
-                                   weight=query.validated_data.get("w"), evidence=query.validated_data.get("n0"))
+                                   weight=query.validated_data.get("w"), evidence=query.validated_data.get("n0"),
+                                   now=now, history=(clicked, shown))
         return Response(FeedSerializer(page).data)
 
 

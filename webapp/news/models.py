@@ -99,8 +99,8 @@ class Item(models.Model):
 class Impression(models.Model):
     """One item shown to one reader in one feed response, with what ranked it there."""
 
-    reader = models.ForeignKey(Reader, on_delete=models.CASCADE, related_name="impressions")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="impressions")
+    reader = models.ForeignKey(Reader, on_delete=models.CASCADE, related_name="impressions", db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="impressions", db_index=False)
     request_id = models.CharField(max_length=64)
     position = models.PositiveSmallIntegerField()
     shown_at = models.DateTimeField(default=timezone.now)
@@ -112,6 +112,8 @@ class Impression(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["request_id", "item"], name="impression_request_item_uniq")
         ]
+        # The (reader, time) and (item, time) indexes serve every lookup by reader or item
+        # (the foreign keys' own single-column indexes would only slow the feed's insert).
         indexes = [
             # "recent impressions of a reader"
             models.Index(fields=["reader", "-shown_at"], name="impression_reader_recent_idx"),
@@ -126,8 +128,8 @@ class Click(models.Model):
     """A click. Web clicks belong to an impression (at most one click per impression);
     imported history clicks have none and are unique per (reader, item, time)."""
 
-    reader = models.ForeignKey(Reader, on_delete=models.CASCADE, related_name="clicks")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="clicks")
+    reader = models.ForeignKey(Reader, on_delete=models.CASCADE, related_name="clicks", db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="clicks", db_index=False)
     impression = models.OneToOneField(
         Impression, null=True, blank=True, on_delete=models.SET_NULL, related_name="click"
     )
@@ -141,7 +143,7 @@ class Click(models.Model):
                 name="click_history_uniq",
             )
         ]
-        indexes = [
+        indexes = [  # they also serve every lookup by reader or item (no single-column index on the keys)
             # "recent clicks of an item" (seed refresh) and of a reader (profiles)
             models.Index(fields=["item", "-clicked_at"], name="click_item_recent_idx"),
             models.Index(fields=["reader", "-clicked_at"], name="click_reader_recent_idx"),

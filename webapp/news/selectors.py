@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -66,15 +67,41 @@ _HISTORY_SQL = """
 def reader_history(*, reader: Reader, now: datetime) -> tuple[list[int], dict[int, int]]:
     """In one round trip: the items the reader clicked (newest first) and the impressions of
     each item to them within SEEN_WINDOW."""
-    clicked: list[int] = []
-    shown: dict[int, int] = {}
     with connection.cursor() as cur:
         cur.execute(_HISTORY_SQL, {"reader": reader.pk, "since": now - SEEN_WINDOW, "now": now})
-        for kind, item_id, n, _ in cur.fetchall():
-            if kind == 0:
-                clicked.append(item_id)
-            else:
-                shown[item_id] = n
+        return _history_rows(cur.fetchall())
+
+
+def reader_with_history(*, reader_id: int, now: datetime) -> tuple[Reader | None, list[int], dict[int, int]]:
+    """The reader (None if there is none) and their history as reader_history gives it, in
+    one round trip: the two SELECTs go to Postgres as one message (the feed's first third of
+    a millisecond)."""
+    fields, columns = _reader_columns()
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {columns} FROM news_reader WHERE id = %(reader)s; {_HISTORY_SQL}",  # noqa: S608
+                    {"reader": reader_id, "since": now - SEEN_WINDOW, "now": now})
+        row = cur.fetchone()
+        cur.nextset()
+        clicked, shown = _history_rows(cur.fetchall())
+    if row is None:
+        return None, [], {}
+    return Reader.from_db(connection.alias, [f.attname for f in fields], row), clicked, shown
+
+
+@functools.cache
+def _reader_columns() -> tuple[list, str]:
+    fields = Reader._meta.concrete_fields
+    return fields, ", ".join(connection.ops.quote_name(f.column) for f in fields)
+
+
+def _history_rows(rows: list[tuple]) -> tuple[list[int], dict[int, int]]:
+    clicked: list[int] = []
+    shown: dict[int, int] = {}
+    for kind, item_id, n, _ in rows:
+        if kind == 0:
+            clicked.append(item_id)
+        else:
+            shown[item_id] = n
     return clicked, shown
 
 

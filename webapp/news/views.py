@@ -14,6 +14,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from recsys.ranker import MODES
@@ -62,11 +63,13 @@ def feed(request: HttpRequest) -> HttpResponse:
         reader_id = session_reader_id(request)
         if reader_id is None:
             return redirect("news:home")
-    reader = _reader_for(request, reader_id)
-    if reader is None:
+    now = timezone.now()
+    reader, clicked, shown = selectors.reader_with_history(reader_id=reader_id, now=now)
+    if reader is None or not may_act_as(request, reader):
         return render(request, "news/not_found.html", {"what": "reader"}, status=404)
     mode, w, n0 = form.cleaned_data.get("mode") or None, form.cleaned_data.get("w"), form.cleaned_data.get("n0")
-    page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT, mode=mode, weight=w, evidence=n0)
+    page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT, mode=mode, weight=w, evidence=n0,
+                               now=now, history=(clicked, shown))
     more = {"reader": reader.pk, **({"mode": mode} if mode else {}), **({"w": w} if w is not None else {}),
             **({"n0": n0} if n0 is not None else {})}
     return render(request, "news/feed.html", {
