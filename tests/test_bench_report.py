@@ -36,3 +36,16 @@ def test_variants_sort_by_mode_then_weight_the_evidence_blend_after_the_plain_on
     names = ["gate", "blend w=0.1 n0=300", "blend w=0.2", "ctr", "blend w=0.05", "blend w=0.1 n0=100", "feature"]
     assert sorted(names, key=report._variant_key) == [
         "ctr", "blend w=0.05", "blend w=0.2", "blend w=0.1 n0=100", "blend w=0.1 n0=300", "gate", "feature"]
+
+
+def test_bench_run_tells_its_usage_and_refuses_an_unknown_benchmark():
+    import subprocess
+    import sys
+
+    run = [sys.executable, str(ROOT / "bench" / "run.py")]
+    shown = subprocess.run([*run, "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "importer, refresh, feed" in shown.stdout
+    before = report.RESULTS.read_text()
+    refused = subprocess.run([*run, "feed", "nope"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "unknown benchmark nope" in refused.stderr and "Traceback" not in refused.stderr
+    assert report.RESULTS.read_text() == before  # nothing ran
