@@ -121,6 +121,19 @@ def test_a_feed_request_with_warm_caches_is_two_statements(trained, client, djan
     stored = Impression.objects.filter(request_id=body["request_id"]).order_by("position")
     assert [(i.pk, i.item_id, i.reader_id, i.mode) for i in stored] == \
         [(e["impression"], e["item"]["id"], reader.pk, "blend") for e in body["items"]]
+    # A story deleted after this process copied the catalog (its impressions go with it, so it
+    # still ranks first): the insert fails on it, the page is logged without it, the copy reloaded.
+    gone = body["items"][0]["item"]["id"]
+    Item.objects.filter(pk=gone).delete()
+    again = client.get(f"/api/feed?reader={reader.pk}&limit=10")
+    assert again.status_code == 200
+    items = again.json()["items"]
+    assert gone not in [e["item"]["id"] for e in items] and [e["position"] for e in items] == list(range(len(items)))
+    assert len(items) >= 9  # only the deleted story is missing
+    stored = Impression.objects.filter(request_id=again.json()["request_id"]).order_by("position")
+    assert [(i.pk, i.item_id, i.position) for i in stored] == \
+        [(e["impression"], e["item"]["id"], e["position"]) for e in items]
+    assert len(client.get(f"/api/feed?reader={reader.pk}&limit=10").json()["items"]) == 10  # from the reloaded copy
 
 
 def test_a_story_its_readers_pass_over_loses_similarity(trained, settings):
