@@ -56,7 +56,9 @@ def test_a_new_item_clicked_by_25_readers_turns_warm_and_is_scored_by_ralm(train
     assert wait_for(warm_and_scored, timeout=30, every=0.2), "never turned warm and scored"
     elapsed = time.monotonic() - clicked
     print(f"warm and scored by RALM {elapsed:.1f} s after the 25th click (period {period} s)")
-    assert elapsed <= 2 * period + 1.0  # two periods, plus a second for the work itself
+    # Within a few beat periods (two, plus the work itself and room for a loaded machine; the
+    # default period is a minute, which the 30 s wait above would not see through).
+    assert elapsed <= 4 * period + 2.0
     state = LookalikeState.objects.get(item=item, model_run__is_active=True)
     assert state.seed_count == 25 and SeedSet.objects.get(item=item).count == 25
 
