@@ -39,12 +39,12 @@ def exception_handler(exc, context):
 
 
 def _reader_visible(request: Request, reader_id: int) -> Reader:
-    """The reader, if this request may act as them (web readers: only their own browser
-    session or account; see webapp.news.access); NotFound otherwise."""
     return _visible(request, selectors.reader_get(reader_id=reader_id), reader_id)
 
 
 def _visible(request: Request, reader: Reader | None, reader_id: int) -> Reader:
+    """The reader, if this request may act as them (web readers: only their own browser
+    session or account; see webapp.news.access); NotFound otherwise (no reader either)."""
     if reader is None or (reader.source == Source.WEB and request.auth != reader.pk):
         raise services.NotFound(f"Reader {reader_id} not found.")
     return reader

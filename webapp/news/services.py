@@ -94,17 +94,19 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode:
         Item.objects.in_bulk([int(i) for i in ranked.item_ids])
     request_id = uuid.uuid4().hex
     kept = [n for n, i in enumerate(ranked.item_ids) if int(i) in items]  # a story deleted since the catalog copy
+
+    def log(kept: list[int]) -> list[int]:
+        return _impressions_insert(reader_id=reader.pk, request_id=request_id, now=now, mode=ranked.mode,
+                                   rows=[(int(ranked.item_ids[n]), float(ranked.scores[n]), ranked.parts[n])
+                                         for n in kept])
+
     try:
-        ids = _impressions_insert(reader_id=reader.pk, request_id=request_id, now=now, mode=ranked.mode,
-                                  rows=[(int(ranked.item_ids[n]), float(ranked.scores[n]), ranked.parts[n])
-                                        for n in kept])
+        ids = log(kept)
     except IntegrityError:  # a story deleted after this process copied the catalog: drop it, reload the copy
         ranking.catalogs.clear()
         live = set(Item.objects.filter(pk__in=[int(ranked.item_ids[n]) for n in kept]).values_list("pk", flat=True))
         kept = [n for n in kept if int(ranked.item_ids[n]) in live]
-        ids = _impressions_insert(reader_id=reader.pk, request_id=request_id, now=now, mode=ranked.mode,
-                                  rows=[(int(ranked.item_ids[n]), float(ranked.scores[n]), ranked.parts[n])
-                                        for n in kept])
+        ids = log(kept)
     entries = [
         FeedEntry(ids[pos], pos, items[int(ranked.item_ids[n])], float(ranked.scores[n]), ranked.parts[n],
                   why=ranked.why[n] if ranked.why else "", warm=ranked.warm[n] if ranked.warm else False)
