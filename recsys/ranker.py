@@ -9,7 +9,9 @@ Modes (settings FEED_RANKER_MODE, or per request):
   blend    final = (1 - w_i) * ctr + w_i * similarity, with w_i = w for every story, or with
            `evidence` n0 > 0, w_i = w * n0 / (n0 + impressions_i) and the similarity put on the
            CTR's scale: the similarity speaks for a story until its own impressions do
-           (`blend_weights`)
+           (`blend_weights`). With a `budget` b > 0 the page keeps at least (1 - b) of the
+           clicks the CTR model expects of the CTR-only page: w is halved until it does, down
+           to w = 0 (`within_budget`)
   feature  final = the CTR model that takes similarity as an input (`ctr_with_similarity`)
   gate     recall keeps only candidates with similarity >= threshold (topped up by the best
            of the rest when too few pass), then final = ctr
@@ -26,11 +28,15 @@ exposure with cold stories' exposure (README).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 MODES = ("blend", "feature", "gate", "ctr")
+BUDGET_STEPS = 4  # halvings of w that within_budget tries before w = 0
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class RankerConfig:
     gate: float = 0.02  # the similarity threshold of the gate
     max_per_subcategory: int = 2
     evidence: float = 0.0  # n0 of blend_weights: impressions that halve a story's w (0: w for all)
+    budget: float = 0.0  # the share of the CTR-only page's expected clicks the blend may give up (0: no limit)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -50,6 +57,8 @@ class RankerConfig:
             raise ValueError("max_per_subcategory must be at least 1")
         if not self.evidence >= 0.0:
             raise ValueError("evidence must be >= 0")
+        if not 0.0 <= self.budget < 1.0:
+            raise ValueError("budget must be within [0, 1)")
 
 
 def blend_weights(weight: float, evidence: float, shown: np.ndarray | None) -> np.ndarray | float:
@@ -98,6 +107,42 @@ def final_scores(config: RankerConfig, *, ctr: np.ndarray, similarity: np.ndarra
         rest = np.flatnonzero(~passed)
         passed[rest[np.argsort(-sim[rest], kind="stable")[: limit - int(passed.sum())]]] = True
     return np.where(passed, ctr, -np.inf)
+
+
+def weight_ladder(weight: float, steps: int = BUDGET_STEPS) -> list[float]:
+    """The blend weights `within_budget` tries, largest first: w, w/2, ..., w/2^steps, then 0."""
+    return [weight / 2 ** k for k in range(steps + 1)] + [0.0]
+
+
+def within_budget(page_for: Callable[[float], P], value: Callable[[P], float], *, weight: float, budget: float,
+                  steps: int = BUDGET_STEPS) -> tuple[float, P]:
+    """The blend's page under a CTR budget: the largest w of `weight_ladder` whose page keeps
+    value(page) >= (1 - budget) * value(the w = 0 page), with that page. `page_for(w)` ranks
+    the candidates with blend weight w; `value` is what the CTR model expects of a page (its
+    clicks). The blend trades some of the CTR model's expected clicks for similarity; the
+    budget bounds that trade per request, so a similarity that stops paying (in the demo the
+    blend's cost grew with the time since training on two runs of four) is turned down for
+    the readers where it costs, and kept where it does not. budget = 0: the page at `weight`."""
+    if budget <= 0.0 or weight <= 0.0:
+        return weight, page_for(weight)
+    reference = page_for(0.0)
+    floor = (1.0 - budget) * value(reference)
+    for w in weight_ladder(weight, steps)[:-1]:
+        page = page_for(w)
+        if value(page) >= floor:
+            return w, page
+    return 0.0, reference
+
+
+def expected_page_clicks(logits: np.ndarray, page: np.ndarray, *, position_slope: float,
+                         factor: np.ndarray | None = None) -> float:
+    """The clicks a CTR model expects on a page: sigmoid(logit + slope * log1p(position)) per
+    story (the model's position feature), times each story's `factor` (e.g. a repeat
+    discount), summed. `page`: indices into `logits`, best first."""
+    page = np.asarray(page, np.int64)
+    z = np.asarray(logits, np.float64)[page] + position_slope * np.log1p(np.arange(len(page)))
+    p = 1.0 / (1.0 + np.exp(-z))
+    return float(np.sum(p if factor is None else p * np.asarray(factor, np.float64)[page]))
 
 
 def story_factor(clicks: np.ndarray, expected: np.ndarray, prior: float) -> np.ndarray:

@@ -124,6 +124,11 @@ FEED_BLEND_WEIGHT = env.float("FEED_BLEND_WEIGHT", default=0.05)  # w in (1 - w)
 FEED_BLEND_EVIDENCE = env.float("FEED_BLEND_EVIDENCE", default=0.0)
 if FEED_BLEND_EVIDENCE < 0:
     raise ImproperlyConfigured("FEED_BLEND_EVIDENCE must be >= 0 (0: the same blend weight for every story).")
+# The blend's CTR budget: a page keeps at least (1 - budget) of the clicks the CTR model expects of
+# the CTR-only page (w is halved until it does, down to 0); 0 = no limit (recsys.ranker.within_budget).
+FEED_BLEND_BUDGET = env.float("FEED_BLEND_BUDGET", default=0.01)
+if not 0 <= FEED_BLEND_BUDGET < 1:
+    raise ImproperlyConfigured("FEED_BLEND_BUDGET must be within [0, 1) (0: no limit on the blend's cost).")
 # Pseudo-clicks of the per-story recalibration of the similarity (recsys.ranker.story_factor); 0, the
 # default, turns it off (in the demo it traded cold stories' exposure for the tail's: see the README).
 FEED_STORY_PRIOR_CLICKS = env.float("FEED_STORY_PRIOR_CLICKS", default=0.0)

@@ -13,11 +13,14 @@ from recsys.ranker import (
     ab_within_readers,
     blend_weights,
     diversified_top,
+    expected_page_clicks,
     exposure_gini,
     final_scores,
     on_ctr_scale,
     story_factor,
     tail_mask,
+    weight_ladder,
+    within_budget,
 )
 
 
@@ -90,9 +93,49 @@ def test_gate_drops_dissimilar_candidates_but_never_empties_the_page():
 
 def test_bad_config_is_rejected():
     for bad in ({"mode": "magic"}, {"weight": 1.5}, {"max_per_subcategory": 0}, {"evidence": -1.0},
-                {"evidence": float("nan")}):
+                {"evidence": float("nan")}, {"budget": -0.01}, {"budget": 1.0}, {"budget": float("nan")}):
         with pytest.raises(ValueError):
             RankerConfig(**bad)
+
+
+def test_the_budget_keeps_the_largest_weight_whose_page_stays_within_it():
+    ctr = np.array([0.30, 0.28, 0.20, 0.10, 0.05])
+    sim = np.array([0.00, 0.01, 0.02, 0.20, 0.365])
+    logit = np.log(ctr / (1 - ctr))
+    asked = []
+
+    def page_for(w: float) -> np.ndarray:
+        asked.append(w)
+        return np.argsort(-final_scores(RankerConfig(weight=w), ctr=ctr, similarity=sim), kind="stable")[:2]
+
+    def value(page: np.ndarray) -> float:
+        return expected_page_clicks(logit, page, position_slope=0.0)
+
+    assert weight_ladder(0.8) == [0.8, 0.4, 0.2, 0.1, 0.05, 0.0]
+    assert weight_ladder(0.8, steps=1) == [0.8, 0.4, 0.0]
+    # w = 0.8 puts the similar stories 4 and 3 on top (clicks 0.15 of the CTR page's 0.58);
+    # w = 0.4 only story 4 (0.35); w = 0.2 none: the first within 10%.
+    assert list(page_for(0.8)) == [4, 3] and list(page_for(0.4)) == [0, 4] and list(page_for(0.2)) == [0, 1]
+    asked.clear()
+    w, page = within_budget(page_for, value, weight=0.8, budget=0.1)
+    assert (w, list(page)) == (0.2, [0, 1]) and asked == [0.0, 0.8, 0.4, 0.2]
+    w, page = within_budget(page_for, value, weight=0.8, budget=0.5)  # 0.35 >= 0.29
+    assert (w, list(page)) == (0.4, [0, 4])
+    w, page = within_budget(page_for, value, weight=0.8, budget=0.9)
+    assert w == 0.8
+    asked.clear()  # no budget: the page at w, and nothing else ranked
+    assert within_budget(page_for, value, weight=0.8, budget=0.0)[0] == 0.8 and asked == [0.8]
+    # No step of the ladder fits: the CTR-only page.
+    w, page = within_budget(page_for, value, weight=0.8, budget=0.1, steps=1)
+    assert (w, list(page)) == (0.0, [0, 1])
+
+
+def test_expected_page_clicks_reads_the_position_term_and_the_factor():
+    logit = np.array([0.0, np.log(3.0)])  # P = 0.5 and 0.75 at the top
+    assert expected_page_clicks(logit, np.array([1, 0]), position_slope=0.0) == pytest.approx(1.25)
+    # second place: logit - log1p(1) * 1/log(2) = logit - 1
+    got = expected_page_clicks(logit, np.array([1, 0]), position_slope=-1 / np.log(2), factor=np.array([0.5, 1.0]))
+    assert got == pytest.approx(0.75 + 0.5 / (1 + np.exp(1.0)))
 
 
 def test_subcategory_cap_and_fill():

@@ -12,6 +12,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from recsys.ctr import FEATURES
+from recsys.ranker import expected_page_clicks, weight_ladder
 from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
 from webapp.news.models import Click, Impression, Item, ItemStatus, Reader
 
@@ -38,8 +40,11 @@ def test_the_trained_ranker_serves_the_feed_and_logs_its_parts(trained, client, 
         p = e["score_parts"]
         # (logged to 6 decimals: a similarity under 5e-7, which a thin history's uncalibrated text model gives, is 0)
         assert 0 < p["ctr"] < 1 and 0 <= p["similarity"] < 1 and p["weight"] == settings.FEED_BLEND_WEIGHT
+        # the w the CTR budget left the page: one of the ladder's, the same for the whole page
+        assert p["budget"] == settings.FEED_BLEND_BUDGET and p["weight_used"] in weight_ladder(p["weight"])
+        assert p["weight_used"] == body["items"][0]["score_parts"]["weight_used"]
         if p["seen"] == 0:  # unseen stories score exactly the blend
-            w = settings.FEED_BLEND_WEIGHT
+            w = p["weight_used"]
             assert e["score"] == pytest.approx((1 - w) * p["ctr"] + w * p["similarity"], abs=1e-5)
         assert (p["ralm_logit"] is not None) == p["warm"]
     assert scores[: len(scores) // 2] and max(scores) == scores[0]
@@ -74,7 +79,7 @@ def test_modes_per_request(trained, client):
     assert all("requested" not in e["score_parts"] for e in pages["blend"]["items"])
     for e in pages["ctr"]["items"]:
         assert e["score_parts"]["weight"] == 0.0
-    w1 = client.get(f"/api/feed?reader={reader.pk}&limit=10&w=1").json()
+    w1 = client.get(f"/api/feed?reader={reader.pk}&limit=10&w=1&budget=0").json()  # no CTR budget
     for e in w1["items"]:
         if e["score_parts"]["seen"] == 0:
             assert e["score"] == pytest.approx(e["score_parts"]["similarity"], abs=1e-5)
@@ -84,7 +89,7 @@ def test_modes_per_request(trained, client):
     from webapp.news import ranking, services
     from webapp.news.selectors import impression_variant, reader_history
 
-    plain = client.get(f"/api/feed?reader={reader.pk}&limit=30&w=0.5").json()
+    plain = client.get(f"/api/feed?reader={reader.pk}&limit=30&w=0.5&budget=0").json()
     counts = {e["item"]["id"]: [0, 50, 5000][n % 3] for n, e in enumerate(plain["items"])}
     for pk, c in counts.items():  # impressions as the minute's counts job would have kept them
         Item.objects.filter(pk=pk).update(shown_count=c)
@@ -92,7 +97,7 @@ def test_modes_per_request(trained, client):
     now = timezone.now()
     clicked, seen = reader_history(reader=reader, now=now)
     r = ranking.rank(reader_id=reader.pk, source="demo", clicked=clicked, shown=seen, now=now, limit=10_000,
-                     config=ranking.ranker_config("blend", 0.5, 50.0), topics=())
+                     config=ranking.ranker_config("blend", 0.5, 50.0, budget=0.0), topics=())
     parts = {int(i): (p, s) for i, p, s in zip(r.item_ids, r.parts, r.scores, strict=True)}
     scale = np.mean([p["ctr"] for p in r.parts]) / np.mean([p["similarity"] for p in r.parts])  # every candidate
     for pk, c in counts.items():
@@ -102,11 +107,14 @@ def test_modes_per_request(trained, client):
         if p["seen"] == 0:
             w = 0.5 * 50 / (50 + c)
             assert score == pytest.approx((1 - w) * p["ctr"] + w * scale * p["similarity"], abs=1e-5)
-    n0 = client.get(f"/api/feed?reader={reader.pk}&limit=10&w=0.5&n0=50").json()
+    n0 = client.get(f"/api/feed?reader={reader.pk}&limit=10&w=0.5&n0=50&budget=0").json()
     assert n0["mode"] == "blend" and all(e["score_parts"]["evidence"] == 50 for e in n0["items"])
     logged = Impression.objects.filter(request_id=n0["request_id"]).first()
     assert impression_variant(logged.mode, logged.score_parts) == "blend w=0.5 n0=50"
-    assert client.get(f"/feed/?reader={reader.pk}&w=0.5&n0=50").status_code == 200
+    budgeted = client.get(f"/api/feed?reader={reader.pk}&limit=10&w=0.5&n0=50&budget=0.02").json()
+    logged = Impression.objects.filter(request_id=budgeted["request_id"]).first()
+    assert impression_variant(logged.mode, logged.score_parts) == "blend w=0.5 n0=50 budget=0.02"
+    assert client.get(f"/feed/?reader={reader.pk}&w=0.5&n0=50&budget=0.02").status_code == 200
 
 
 def test_a_feed_request_with_warm_caches_is_two_statements(trained, client, django_assert_num_queries):
@@ -153,7 +161,7 @@ def test_a_story_its_readers_pass_over_loses_similarity(trained, settings):
     def parts(mode: str = "blend") -> dict[int, dict]:
         ranking.catalogs.clear()
         r = ranking.rank(reader_id=reader.pk, source="demo", clicked=clicked, shown=shown, now=now, limit=10_000,
-                         config=ranking.ranker_config(mode, 1.0), topics=())
+                         config=ranking.ranker_config(mode, 1.0, budget=0.0), topics=())
         return {int(i): p for i, p in zip(r.item_ids, r.parts, strict=True)}
 
     before, before_feature = parts(), parts("feature")
@@ -172,9 +180,52 @@ def test_a_story_its_readers_pass_over_loses_similarity(trained, settings):
     assert parts()[top]["similarity"] == before[top]["similarity"]
 
 
+def test_the_ctr_budget_bounds_what_the_blend_gives_up(trained):
+    """With a budget b the blend's page keeps at least (1 - b) of the clicks the CTR model
+    expects of the CTR-only page (its position term and the repeat discount included): the
+    largest w of the ladder that does, 0 when none does. Without one, w = 1 gives up more."""
+    from django.utils import timezone
+
+    from webapp.lookalike import store
+    from webapp.news import ranking
+    from webapp.news.selectors import reader_history
+
+    now = timezone.now()
+    m = ranking.models.get(store.client(), None)
+    slope = float(m.ctr_linear[0][FEATURES.index("position")])
+    assert slope < 0  # lower on the page, fewer clicks
+
+    def expected(r: ranking.Ranked) -> float:  # from the logged parts: P(click) at the top, times of seen
+        logit = np.log([p["ctr"] / (1 - p["ctr"]) for p in r.parts])
+        repeat = np.array([ranking.SEEN_DISCOUNT ** p["seen"] for p in r.parts])
+        return expected_page_clicks(logit, np.arange(len(logit)), position_slope=slope, factor=repeat)
+
+    used, over = [], 0
+    for reader in Reader.objects.filter(source="demo", clicks__isnull=False).distinct().order_by("pk")[:25]:
+        clicked, shown = reader_history(reader=reader, now=now)
+
+        def page(mode: str, weight: float, budget: float, reader=reader, clicked=clicked, shown=shown):
+            return ranking.rank(reader_id=reader.pk, source="demo", clicked=clicked, shown=shown, now=now, limit=10,
+                                config=ranking.ranker_config(mode, weight, budget=budget), topics=reader.topics)
+
+        ctr, free, kept = page("ctr", 0.0, 0.0), page("blend", 1.0, 0.0), page("blend", 1.0, 0.01)
+        assert expected(kept) >= 0.99 * expected(ctr) - 1e-4  # (the parts are rounded to 6 decimals)
+        over += expected(free) < 0.99 * expected(ctr)
+        w = {p["weight_used"] for p in kept.parts}
+        assert len(w) == 1 and w <= set(weight_ladder(1.0)) and {p["budget"] for p in kept.parts} == {0.01}
+        used.append(w.pop())
+        if used[-1] == 0.0:  # nothing of the similarity fit the budget: the CTR-only page
+            assert list(kept.item_ids) == list(ctr.item_ids)
+        elif used[-1] == 1.0:
+            assert list(kept.item_ids) == list(free.item_ids)
+    assert over >= 20  # the similarity alone costs more than 1% for (nearly) every reader
+    assert min(used) < 1.0  # so the budget turned w down
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("query, field", [("mode=magic", "mode"), ("w=2", "w"), ("w=x", "w"), ("n0=-1", "n0"),
-                                          ("n0=x", "n0"), ("n0=nan", "n0")])
+                                          ("n0=x", "n0"), ("n0=nan", "n0"),
+                                          ("budget=1", "budget"), ("budget=-0.1", "budget"), ("budget=x", "budget")])
 def test_bad_mode_or_weight_is_a_400_naming_the_field(client, demo_db, query, field):
     reader = Reader.objects.first()
     resp = client.get(f"/api/feed?reader={reader.pk}&{query}")
@@ -241,7 +292,7 @@ def test_item_and_reader_endpoints(trained, client, settings):
 def test_ab_report_compares_the_modes(trained):
     sim_out = StringIO()
     call_command("simulate", "--backfill-hours", "1", "--sessions", "400", "--seed", "9", "--modes",
-                 "blend:0.5,ctr,gate", stdout=sim_out)
+                 "blend:0.5::0,ctr,gate", stdout=sim_out)
     assert "blend w=0.5:" in sim_out.getvalue() and "expected CTR" in sim_out.getvalue()
     out = StringIO()
     call_command("ab_report", "--hours", "2", "--json", stdout=out)
@@ -269,21 +320,21 @@ def test_ab_report_compares_the_modes(trained):
     logged = Impression.objects.count()
     out = StringIO()
     call_command("ab_report", "--hours", "2", "--json", "--paired", "40", "--variants",
-                 "ctr,blend:0.5,blend:0", stdout=out)
+                 "ctr,blend:0.5::0,blend:0,blend:1::0.01", stdout=out)
     paired = json.loads(out.getvalue())["paired"]
     assert Impression.objects.count() == logged
-    assert set(paired) == {"ctr", "blend w=0.5", "blend w=0"} and paired["ctr"]["pages"] == 40
+    assert set(paired) == {"ctr", "blend w=0.5", "blend w=0", "blend w=1 budget=0.01"} and paired["ctr"]["pages"] == 40
     same = paired["blend w=0"]  # w = 0 is the ctr mode: a paired difference of exactly zero
     assert same["expected_ctr_vs_ctr_only"] == 0 and same["expected_ctr_vs_ctr_only_se"] == 0
     assert same["cold_share_diff"] == 0 and same["tail_share_diff_se"] == 0
     assert paired["blend w=0.5"]["expected_ctr_vs_ctr_only_se"] > 0
     table = StringIO()
-    call_command("ab_report", "--hours", "2", "--paired", "5", "--variants", "ctr,blend:0.5", stdout=table)
+    call_command("ab_report", "--hours", "2", "--paired", "5", "--variants", "ctr,blend:0.5::0", stdout=table)
     assert "paired, now: 5 simulated readers" in table.getvalue()
     # Several moments, pooled; the errors clustered by moment.
     out = StringIO()
     call_command("ab_report", "--hours", "2", "--json", "--paired", "15", "--snapshots", "3", "--every", "0",
-                 "--variants", "ctr,blend:0.5", stdout=out)
+                 "--variants", "ctr,blend:0.5::0", stdout=out)
     report = json.loads(out.getvalue())
     assert report["paired_moments"] == {"snapshots": 3, "every_seconds": 0.0, "readers_each": 15}
     assert report["paired"]["ctr"]["pages"] == 45 and report["paired"]["blend w=0.5"]["cold_share_diff_se"] >= 0
@@ -296,7 +347,8 @@ def test_ab_report_compares_the_modes(trained):
     with pytest.raises(CommandError, match="--hours"):
         call_command("ab_report", "--hours", "0")
     for bad in ("magic", "blend:2", "ctr:0.5", "blend:x", "blend:0.1:x", "blend:0.1:-5", "blend::5", "ctr:0:5",
-                "blend:0.1,blend:0.1:0"):
+                "blend:0.1,blend:0.1:0",
+                "blend:0.1::1", "blend:0.1::-0.5", "blend:0.1::x", "blend:::0.01", "ctr:::0.01"):
         with pytest.raises(CommandError, match="--modes"):
             call_command("simulate", "--backfill-hours", "1", "--sessions", "1", "--modes", bad)
 
@@ -322,12 +374,21 @@ def test_impression_variant_names_the_arm():
     assert impression_variant("blend", {"weight": 0.1, "requested": "feature"}) == "feature as blend w=0.1"
     assert impression_variant("ctr", {"weight": 0.0}) == "ctr" and impression_variant("gate", None) == "gate"
     assert impression_variant("blend", {"weight": 0.1, "evidence": 200.0}) == "blend w=0.1 n0=200"
+    assert impression_variant("blend", {"weight": 0.1, "budget": 0.01, "weight_used": 0.025}) == \
+        "blend w=0.1 budget=0.01"  # the arm asked for, whatever w its budget left a page
 
 
-def test_variants_parse_with_their_blend_evidence():
+def test_variants_parse_with_their_blend_evidence(settings):
     from webapp.news.simulator import parse_variant
 
-    assert parse_variant("blend:0.1:200") == ("blend w=0.1 n0=200", "blend", 0.1, 200.0)
-    assert parse_variant("blend:0.1") == ("blend w=0.1", "blend", 0.1, None)
-    assert parse_variant("blend:0.1:0")[0] == "blend w=0.1"  # n0 = 0: the plain blend, by its name
-    assert parse_variant("gate") == ("gate", "gate", None, None)
+    assert parse_variant("blend:0.1:200:0") == ("blend w=0.1 n0=200", "blend", 0.1, 200.0, 0.0)
+    assert parse_variant("blend:0.1::0") == ("blend w=0.1", "blend", 0.1, None, 0.0)
+    assert parse_variant("blend:0.1:0:0")[0] == "blend w=0.1"  # n0 = 0: the plain blend, by its name
+    assert parse_variant("blend:0.1:300:0.02") == ("blend w=0.1 n0=300 budget=0.02", "blend", 0.1, 300.0, 0.02)
+    assert parse_variant("gate") == ("gate", "gate", None, None, None)
+    # Left out, the budget is the setting's, and named as the impressions it logs name it.
+    settings.FEED_BLEND_BUDGET = 0.01
+    assert parse_variant("blend:0.1") == ("blend w=0.1 budget=0.01", "blend", 0.1, None, None)
+    assert parse_variant("blend:0") == ("blend w=0", "blend", 0.0, None, None)  # no w, no budget to spend
+    settings.FEED_BLEND_BUDGET = 0.0
+    assert parse_variant("blend:0.1") == ("blend w=0.1", "blend", 0.1, None, None)

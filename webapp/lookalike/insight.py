@@ -162,6 +162,22 @@ def _projection_svg(seeds: np.ndarray, cents: np.ndarray, e_global: np.ndarray, 
     return _svg(fig)
 
 
+def _budget_use(imps: list[tuple]) -> dict[str, dict]:
+    """Per blend arm with a CTR budget: how much of its w the budget left the pages (the
+    parts log the w asked for and the w used, the same on every row of a page)."""
+    pages: dict[str, dict[str, tuple[float, float]]] = {}
+    for _, _, parts, _, mode, _, request, _ in imps:
+        if isinstance(parts, dict) and parts.get("weight_used") is not None and parts.get("weight"):
+            pages.setdefault(impression_variant(mode, parts), {})[request] = (float(parts["weight_used"]),
+                                                                              float(parts["weight"]))
+    out = {}
+    for label, seen in pages.items():
+        used = np.array(list(seen.values()))
+        out[label] = {"pages": len(used), "full_share": float(np.mean(used[:, 0] >= used[:, 1])),
+                      "zero_share": float(np.mean(used[:, 0] == 0)), "mean_w": float(used[:, 0].mean())}
+    return out
+
+
 @dataclass
 class Dashboard:
     minutes: int
@@ -174,8 +190,9 @@ class Dashboard:
 
 def dashboard(*, minutes: int = 60, now: datetime | None = None) -> Dashboard:
     """Traffic of the last `minutes`: clicks per minute, the share of impressions going to
-    cold and to tail items and the exposure Gini per 5-minute window, CTR by ranker mode, and
-    the stories published in the window with their path from cold to warm."""
+    cold and to tail items and the exposure Gini per 5-minute window, CTR by ranker mode (with
+    the w a CTR budget left each blend arm), and the stories published in the window with their
+    path from cold to warm."""
     now = now or timezone.now()
     since = now - timedelta(minutes=minutes)
     clicks = list(Click.objects.filter(clicked_at__gt=since, clicked_at__lte=now).values_list("clicked_at", flat=True))
@@ -218,8 +235,9 @@ def dashboard(*, minutes: int = 60, now: datetime | None = None) -> Dashboard:
     ax.set_title("share of impressions, and exposure inequality", loc="left", fontsize=10)
     exposure_svg = _svg(fig)
 
-    mode_rows = [{"mode": m, "impressions": v["impressions"], "clicks": v["clicks"], "ctr": v["ctr"]}
-                 for m, v in by_mode.items()]
+    budget = _budget_use(imps)
+    mode_rows = [{"mode": m, "impressions": v["impressions"], "clicks": v["clicks"], "ctr": v["ctr"],
+                  "budget": budget.get(m)} for m, v in by_mode.items()]
 
     recent = (Item.objects.filter(published_at__gt=now - timedelta(hours=6), published_at__lte=now)
               .annotate(clickers=Count("clicks__reader", distinct=True)).order_by("-published_at")[:25])

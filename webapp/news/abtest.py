@@ -39,9 +39,9 @@ class Paired:
         rest is the long tail)."""
         reader = Reader.objects.get(pk=self.sim.db_ids[k])
         clicked, shown = reader_history(reader=reader, now=now)
-        for label, mode, weight, evidence in self.sim.variants:
+        for label, mode, weight, evidence, budget in self.sim.variants:
             r = ranking.rank(reader_id=reader.pk, source=source, clicked=clicked, shown=shown, now=now,
-                             limit=self.sim.feed_size, config=ranking.ranker_config(mode, weight, evidence),
+                             limit=self.sim.feed_size, config=ranking.ranker_config(mode, weight, evidence, budget),
                              topics=reader.topics or ())
             if r is None or not len(r.item_ids):
                 continue

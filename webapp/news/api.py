@@ -56,6 +56,7 @@ class FeedQuerySerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=list(MODES), required=False)
     w = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     n0 = serializers.FloatField(min_value=0.0, max_value=1e9, required=False)
+    budget = serializers.FloatField(min_value=0.0, max_value=0.99, required=False)
 
     def validate_limit(self, value: int) -> int:
         if value > settings.FEED_MAX_LIMIT:
@@ -120,6 +121,9 @@ class FeedView(APIView):
             OpenApiParameter("w", float, description="Blend weight w of the similarity, 0..1"),
             OpenApiParameter("n0", float, description="Blend evidence: a story's w is w * n0 / (n0 + its "
                                                       "impressions); 0 = the same w for every story"),
+            OpenApiParameter("budget", float, description="Blend CTR budget: the page keeps at least (1 - budget) "
+                                                          "of the clicks the CTR model expects of the CTR-only "
+                                                          "page (w halved until it does); 0 = no limit"),
         ],
         responses=FeedSerializer,
     )
@@ -132,7 +136,7 @@ class FeedView(APIView):
         limit = query.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT)
         page = services.feed_build(reader=reader, limit=limit, mode=query.validated_data.get("mode"),
                                    weight=query.validated_data.get("w"), evidence=query.validated_data.get("n0"),
-                                   now=now, history=(clicked, shown))
+                                   budget=query.validated_data.get("budget"), now=now, history=(clicked, shown))
         return Response(FeedSerializer(page).data)
 
 

@@ -28,8 +28,16 @@ from django.conf import settings
 
 from recsys.artifacts import ArtifactError, load_coldstart, load_ctr
 from recsys.coldstart import PROFILE_HALF_LIFE, Profiles, reader_logits
-from recsys.ctr import affinity_of, assemble, with_similarity
-from recsys.ranker import RankerConfig, diversified_top, final_scores, on_ctr_scale, story_factor
+from recsys.ctr import FEATURES, affinity_of, assemble, with_similarity
+from recsys.ranker import (
+    RankerConfig,
+    diversified_top,
+    expected_page_clicks,
+    final_scores,
+    on_ctr_scale,
+    story_factor,
+    within_budget,
+)
 from webapp import degraded
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun
@@ -211,11 +219,13 @@ class Ranked:
     items: list[Item] | None = None  # the page's items when the catalog copy has them
 
 
-def ranker_config(mode: str | None = None, weight: float | None = None, evidence: float | None = None) -> RankerConfig:
+def ranker_config(mode: str | None = None, weight: float | None = None, evidence: float | None = None,
+                  budget: float | None = None) -> RankerConfig:
     return RankerConfig(mode=mode or settings.FEED_RANKER_MODE,
                         weight=settings.FEED_BLEND_WEIGHT if weight is None else weight,
                         gate=settings.FEED_GATE_THRESHOLD, max_per_subcategory=settings.FEED_MAX_PER_SUBCATEGORY,
-                        evidence=settings.FEED_BLEND_EVIDENCE if evidence is None else evidence)
+                        evidence=settings.FEED_BLEND_EVIDENCE if evidence is None else evidence,
+                        budget=settings.FEED_BLEND_BUDGET if budget is None else budget)
 
 
 def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, int], now: datetime, limit: int,
@@ -287,7 +297,8 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
 
     x = assemble(affinity=affinity[cat.category[rows]], item_clicks=cat.clicked[rows],
                  item_impressions=cat.shown[rows], age_hours=age, position=0.0, prior=m.prior)
-    ctr = _sigmoid(x.astype(np.float64) @ m.ctr_linear[0] + m.ctr_linear[1])
+    ctr_logit = x.astype(np.float64) @ m.ctr_linear[0] + m.ctr_linear[1]
+    ctr = _sigmoid(ctr_logit)
     ctr_sim = None
     requested = config.mode
     if config.mode == "feature":
@@ -296,18 +307,30 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
         else:
             w, b = m.ctr_similarity_linear
             ctr_sim = _sigmoid(with_similarity(x, as_fitted).astype(np.float64) @ w + b)
-    final = final_scores(config, ctr=ctr, similarity=similarity, ctr_with_similarity=ctr_sim, limit=limit,
-                         shown=cat.shown[rows])
-    evidence = config.mode == "blend" and config.evidence > 0
-    scale = on_ctr_scale(ctr, similarity) if evidence else None
     seen_all = np.zeros(len(cat.ids))
     for item_id, n in shown.items():
         if item_id in cat.row:
             seen_all[cat.row[item_id]] = n
     seen = seen_all[rows]
-    final = final * SEEN_DISCOUNT ** seen
-    top = diversified_top(final, cat.subcategory[rows], limit=limit, per_group=config.max_per_subcategory,
-                          tie_break=ids)
+    repeat = SEEN_DISCOUNT ** seen
+
+    def page_for(weight: float) -> tuple[np.ndarray, np.ndarray]:
+        """(final scores, the page's candidate indices) with blend weight `weight`."""
+        final = final_scores(dataclasses.replace(config, weight=weight), ctr=ctr, similarity=similarity,
+                             ctr_with_similarity=ctr_sim, limit=limit, shown=cat.shown[rows]) * repeat
+        return final, diversified_top(final, cat.subcategory[rows], limit=limit,
+                                      per_group=config.max_per_subcategory, tie_break=ids)
+
+    budgeted = config.mode == "blend" and config.budget > 0 and config.weight > 0
+    if budgeted:  # the CTR model's expected clicks on a page, its position term and the repeat discount included
+        slope = float(m.ctr_linear[0][FEATURES.index("position")])
+        used, (final, top) = within_budget(
+            page_for, lambda page: expected_page_clicks(ctr_logit, page[1], position_slope=slope, factor=repeat),
+            weight=config.weight, budget=config.budget)
+    else:
+        used, (final, top) = config.weight, page_for(config.weight)
+    evidence = config.mode == "blend" and config.evidence > 0
+    scale = on_ctr_scale(ctr, similarity) if evidence else None
 
     out = Ranked(config.mode, ids[top], final[top], [], items=[cat.items[rows[k]] for k in top])
     for k in top:
@@ -317,6 +340,8 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
                 "ralm_logit": None if np.isnan(ralm[k]) else round(float(ralm[k]), 4),
                 "weight": config.weight if config.mode == "blend" else (0.0 if config.mode == "ctr" else None),
                 "seen": int(seen[k]), "calibrated": m.calibration is not None}
+        if budgeted:  # the w the budget left this page (the label keeps the w asked for)
+            part |= {"budget": config.budget, "weight_used": used}
         if evidence:  # w decays with the story's impressions; the similarity on the CTR's scale
             part |= {"evidence": config.evidence, "shown": int(cat.shown[rows[k]]),
                      "similarity_scale": round(scale, 4)}

@@ -164,6 +164,8 @@ def impression_variant(mode: str, parts: dict | None) -> str:
         label = f"blend w={float(parts['weight']):g}"
         if parts.get("evidence"):
             label += f" n0={float(parts['evidence']):g}"
+        if parts.get("budget"):
+            label += f" budget={float(parts['budget']):g}"
     if isinstance(parts, dict) and parts.get("requested"):
         return f"{parts['requested']} as {label}"
     return label

@@ -72,18 +72,18 @@ class FeedPage:
 
 
 def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, mode: str | None = None,
-               weight: float | None = None, evidence: float | None = None,
+               weight: float | None = None, evidence: float | None = None, budget: float | None = None,
                history: tuple[list[int], dict[int, int]] | None = None) -> FeedPage:
     """Rank the reader's candidates (live items of their catalog they have not clicked), log
     the top `limit` as impressions with the ranker's mode and score parts, return them.
-    `mode`, `weight` and `evidence` (the blend's n0) override the settings for this request
+    `mode`, `weight`, `evidence` (the blend's n0) and `budget` override the settings for this request
     (A/B comparisons); until a ranker is trained the baseline (popularity x recency) ranks.
     `history`: (clicked, shown) as selectors.reader_history gives them as of `now`, when the
     caller already read them (selectors.reader_with_history)."""
     if history is not None and now is None:
         raise ValueError("a history read by the caller needs the `now` it was read at")
     now = now or timezone.now()
-    config = ranking.ranker_config(mode, weight, evidence)  # ValueError on a bad mode, weight or n0
+    config = ranking.ranker_config(mode, weight, evidence, budget)  # ValueError on a bad mode, w, n0 or budget
     clicked, shown = history if history is not None else reader_history(reader=reader, now=now)
     with degraded.collect() as fell_back:
         ranked = ranking.rank(reader_id=reader.pk, source=catalog_for(reader=reader), clicked=clicked, shown=shown,

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import numpy as np
+from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -34,7 +35,8 @@ class Shown:
 
 class Transport(Protocol):
     def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
-             weight: float | None = None, evidence: float | None = None) -> list[Shown]: ...
+             weight: float | None = None, evidence: float | None = None,
+             budget: float | None = None) -> list[Shown]: ...
     def click(self, impression: int, reader_id: int, now: datetime | None) -> bool: ...
 
 
@@ -61,10 +63,12 @@ class HttpTransport:
             raise TransportError(f"{self.base_url}{path}: {getattr(exc, 'reason', exc)}") from None
 
     def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
-             weight: float | None = None, evidence: float | None = None) -> list[Shown]:
+             weight: float | None = None, evidence: float | None = None,
+             budget: float | None = None) -> list[Shown]:
         _, page = self._call(f"/api/feed?reader={reader_id}&limit={limit}" + (f"&mode={mode}" if mode else "")
                              + (f"&w={weight}" if weight is not None else "")
-                             + (f"&n0={evidence}" if evidence is not None else ""))
+                             + (f"&n0={evidence}" if evidence is not None else "")
+                             + (f"&budget={budget}" if budget is not None else ""))
         return [Shown(e["impression"], e["position"], e["item"]["external_id"], e["item"]["category"],
                       e["item"]["subcategory"], parse_datetime(e["item"]["published_at"]))
                 for e in page["items"]]
@@ -81,9 +85,10 @@ class LocalTransport:
     """Calls the services the API views call, in this process (and can backdate)."""
 
     def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
-             weight: float | None = None, evidence: float | None = None) -> list[Shown]:
+             weight: float | None = None, evidence: float | None = None,
+             budget: float | None = None) -> list[Shown]:
         page = services.feed_build(reader=Reader.objects.get(pk=reader_id), limit=limit, now=now, mode=mode,
-                                   weight=weight, evidence=evidence)
+                                   weight=weight, evidence=evidence, budget=budget)
         return [Shown(e.impression_id, e.position, e.item.external_id, e.item.category,
                       e.item.subcategory, e.item.published_at) for e in page.entries]
 
@@ -106,35 +111,47 @@ class Stats:
         return self.clicks / self.impressions if self.impressions else 0.0
 
 
-def parse_variant(text: str) -> tuple[str, str, float | None, float | None]:
-    """"blend:0.2" -> ("blend w=0.2", "blend", 0.2, None); "blend:0.2:300" -> ("blend w=0.2
-    n0=300", "blend", 0.2, 300.0) (w decays with a story's impressions, n0 the evidence);
-    "ctr" -> ("ctr", "ctr", None, None). The label is what ab_report calls the variant."""
+# (label, mode, blend weight, evidence n0, CTR budget); None: the setting's value.
+Variant = tuple[str, str | None, float | None, float | None, float | None]
+
+
+def parse_variant(text: str) -> Variant:
+    """"blend:0.2" -> ("blend w=0.2", "blend", 0.2, None, None); "blend:0.2:300" -> ("blend
+    w=0.2 n0=300", "blend", 0.2, 300.0, None) (w decays with a story's impressions, n0 the
+    evidence); "blend:0.2::0.01" or "blend:0.2:0:0.01" -> ("blend w=0.2 budget=0.01", "blend",
+    0.2, None or 0.0, 0.01) (the page keeps 99% of the CTR-only page's expected clicks);
+    "blend:0.2::0" -> ("blend w=0.2", ..., 0.0) (no limit); "ctr" -> ("ctr", "ctr", None, None,
+    None). Fields left out take the settings (FEED_BLEND_BUDGET's budget is in the label, as in
+    the impressions' labels). The label is what ab_report calls the variant."""
     from recsys.ranker import MODES
 
     mode, _, rest = text.partition(":")
-    weight, _, evidence = rest.partition(":")
+    weight, _, rest = rest.partition(":")
+    evidence, _, budget = rest.partition(":")
     if mode not in MODES:
         raise ValueError(f"unknown ranker mode {mode!r} (one of {', '.join(MODES)})")
     if not weight:
-        if evidence:
-            raise ValueError(f"{text!r}: the evidence n0 follows a blend weight (blend:W:N0)")
-        return mode, mode, None, None
+        if evidence or budget:
+            raise ValueError(f"{text!r}: the evidence n0 and the budget follow a blend weight (blend:W:N0:BUDGET)")
+        return mode, mode, None, None, None
     try:
         w = float(weight)
         n0 = float(evidence) if evidence else None
+        b = float(budget) if budget else None
     except ValueError:
-        raise ValueError(f"bad blend weight or evidence in {text!r}") from None
+        raise ValueError(f"bad blend weight, evidence or budget in {text!r}") from None
     if mode != "blend" or not 0.0 <= w <= 1.0:
         raise ValueError(f"{text!r}: only blend takes a weight, within [0, 1]")
     if n0 is not None and not n0 >= 0.0:
         raise ValueError(f"{text!r}: the evidence n0 must be >= 0")
-    if not n0:
-        return f"blend w={w:g}", mode, w, n0
-    return f"blend w={w:g} n0={n0:g}", mode, w, n0
+    if b is not None and not 0.0 <= b < 1.0:
+        raise ValueError(f"{text!r}: the budget must be within [0, 1)")
+    limit = settings.FEED_BLEND_BUDGET if b is None else b  # named as the impressions it logs name it
+    label = f"blend w={w:g}" + (f" n0={n0:g}" if n0 else "") + (f" budget={limit:g}" if limit and w else "")
+    return label, mode, w, n0, b
 
 
-def parse_variants(texts: list[str]) -> list[tuple[str, str, float | None, float | None]]:
+def parse_variants(texts: list[str]) -> list[Variant]:
     """parse_variant of each; ValueError when two name the same variant (their pages would
     pool under one label)."""
     variants = [parse_variant(t) for t in texts]
@@ -170,12 +187,12 @@ class Simulator:
                 subcategory=shown.subcategory, config=self.model.config)
         return self._truths[shown.external_id]
 
-    def variant_for(self, k: int) -> tuple[str, str | None, float | None, float | None]:
+    def variant_for(self, k: int) -> Variant:
         """The A/B variant of reader k's next session: each reader's sessions rotate through
         the variants from a random start, so every arm sees the same mix of readers (a
         within-reader design: the reader-to-reader spread drops out of the comparison)."""
         if not self.variants:
-            return "default", None, None, None
+            return "default", None, None, None, None
         if k not in self._turns:
             self._turns[k] = int(self.rng.integers(len(self.variants)))
         turn = self._turns[k]
@@ -196,8 +213,8 @@ class Simulator:
         """One visit: a reader (drawn by activity unless given) reads one feed page and clicks."""
         k = self.draw_reader() if reader is None else reader
         reader, reader_id = self.readers[k], self.db_ids[k]
-        label, mode, weight, evidence = self.variant_for(k)
-        page = self.transport.feed(reader_id, self.feed_size, now, mode, weight, evidence)
+        label, mode, weight, evidence, budget = self.variant_for(k)
+        page = self.transport.feed(reader_id, self.feed_size, now, mode, weight, evidence, budget)
         tally = self.stats.variants.setdefault(label, [0, 0, 0.0])
         self.stats.sessions += 1
         self.stats.impressions += len(page)

@@ -32,6 +32,7 @@ class FeedForm(forms.Form):
     mode = forms.ChoiceField(choices=[(m, m) for m in MODES], required=False)
     w = forms.FloatField(min_value=0.0, max_value=1.0, required=False)
     n0 = forms.FloatField(min_value=0.0, max_value=1e9, required=False)
+    budget = forms.FloatField(min_value=0.0, max_value=0.99, required=False)
 
 
 class ClickForm(forms.Form):
@@ -67,11 +68,12 @@ def feed(request: HttpRequest) -> HttpResponse:
     reader, clicked, shown = selectors.reader_with_history(reader_id=reader_id, now=now)
     if reader is None or not may_act_as(request, reader):
         return render(request, "news/not_found.html", {"what": "reader"}, status=404)
-    mode, w, n0 = form.cleaned_data.get("mode") or None, form.cleaned_data.get("w"), form.cleaned_data.get("n0")
+    mode = form.cleaned_data.get("mode") or None
+    w, n0, budget = (form.cleaned_data.get(k) for k in ("w", "n0", "budget"))
     page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT, mode=mode, weight=w, evidence=n0,
-                               now=now, history=(clicked, shown))
-    more = {"reader": reader.pk, **({"mode": mode} if mode else {}), **({"w": w} if w is not None else {}),
-            **({"n0": n0} if n0 is not None else {})}
+                               budget=budget, now=now, history=(clicked, shown))
+    more = {"reader": reader.pk, **({"mode": mode} if mode else {}),
+            **{k: v for k, v in (("w", w), ("n0", n0), ("budget", budget)) if v is not None}}
     return render(request, "news/feed.html", {
         "reader": reader,
         "page": page,

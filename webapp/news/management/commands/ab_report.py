@@ -65,8 +65,9 @@ class Command(BaseCommand):
         parser.add_argument("--every", type=float, default=60.0, metavar="SECONDS",
                             help="seconds between --snapshots (default 60)")
         parser.add_argument("--variants", default="ctr,blend,feature,gate",
-                            help="the variants --paired compares (e.g. ctr,blend:0.1,blend:0.1:300: a blend "
-                                 "weight, then the evidence n0; the first is the reference)")
+                            help="the variants --paired compares (e.g. ctr,blend:0.1,blend:0.1:300,blend:0.2::0: a "
+                                 "blend weight, then the evidence n0, then the CTR budget, 0 = none; the first "
+                                 "is the reference)")
 
     def handle(self, *args, **o) -> None:
         if o["hours"] <= 0 or o["minutes"] < 0 or o["paired"] < 0:

@@ -47,7 +47,7 @@ class Command(BaseCommand):
         parser.add_argument("--modes", default="",
                             help="comma-separated ranker modes to split sessions between at random "
                                  "(an A/B test read by ab_report), e.g. blend,ctr,blend:0.2,blend:0.2:300 "
-                                 "(a blend weight, then the evidence n0); "
+                                 "(a blend weight, then the evidence n0, then the CTR budget); "
                                  "default: the configured one")
 
     def handle(self, *args, **o) -> None:
