@@ -16,8 +16,9 @@ from io import StringIO
 
 from common import save, scratch_database, table
 
-VARIANTS = ["ctr", "blend:0.05", "blend:0.1", "blend:0.15", "blend:0.2", "blend:0.3", "blend:0.5", "blend:0.1:300",
-            "blend:0.2:300", "feature", "gate"]
+# blend:W:N0:BUDGET; a budget of 0 is none (the plain blend), left out the setting's (FEED_BLEND_BUDGET)
+VARIANTS = ["ctr", "blend:0.05::0", "blend:0.1::0", "blend:0.2::0", "blend:0.5::0", "blend:0.05::0.01",
+            "blend:0.1::0.01", "blend:0.2::0.01", "blend:0.5::0.01", "blend:0.1:300:0", "feature", "gate"]
 SESSIONS = 3000
 BACKFILL = 18000  # the 36-hour history of `make demo`
 

@@ -124,10 +124,11 @@ def feed(r: dict) -> str:
 
 
 def _variant_key(name: str) -> tuple:
+    """ctr, the plain blends by w, the budgeted ones, the evidence blends, gate, feature."""
     order = {"ctr": 0, "blend": 1, "gate": 2, "feature": 3}
-    mode, _, rest = name.partition(" w=")
-    w, _, n0 = rest.partition(" n0=")  # "blend w=0.1 n0=300": the evidence blend after the plain ones
-    return order.get(mode, 9), bool(n0), float(w or 0), float(n0 or 0)
+    mode, *fields = name.split(" ")  # "blend w=0.1 n0=300 budget=0.01"
+    f = {k: float(v) for k, _, v in (x.partition("=") for x in fields)}
+    return order.get(mode, 9), "n0" in f, f.get("budget", 0.0), f.get("w", 0.0), f.get("n0", 0.0)
 
 
 def ab(r: dict) -> str:

@@ -33,9 +33,11 @@ def test_a_block_is_rewritten_and_the_prose_around_it_kept():
 
 
 def test_variants_sort_by_mode_then_weight_the_evidence_blend_after_the_plain_one():
-    names = ["gate", "blend w=0.1 n0=300", "blend w=0.2", "ctr", "blend w=0.05", "blend w=0.1 n0=100", "feature"]
+    names = ["gate", "blend w=0.1 n0=300", "blend w=0.2", "ctr", "blend w=0.05", "blend w=0.1 n0=100", "feature",
+             "blend w=0.2 budget=0.01", "blend w=0.05 budget=0.01"]
     assert sorted(names, key=report._variant_key) == [
-        "ctr", "blend w=0.05", "blend w=0.2", "blend w=0.1 n0=100", "blend w=0.1 n0=300", "gate", "feature"]
+        "ctr", "blend w=0.05", "blend w=0.2", "blend w=0.05 budget=0.01", "blend w=0.2 budget=0.01",
+        "blend w=0.1 n0=100", "blend w=0.1 n0=300", "gate", "feature"]
 
 
 def test_bench_run_tells_its_usage_and_refuses_an_unknown_benchmark():
