@@ -122,7 +122,8 @@ def within_budget(page_for: Callable[[float], P], value: Callable[[P], float], *
     clicks). The blend trades some of the CTR model's expected clicks for similarity; the
     budget bounds that trade per request, so a similarity that stops paying (in the demo the
     blend's cost grew with the time since training on two runs of four) is turned down for
-    the readers where it costs, and kept where it does not. budget = 0: the page at `weight`."""
+    the readers where it costs, and kept where it does not. budget = 0: the page at `weight`.
+    (The feed applies it to readers with clicks: webapp.news.ranking.)"""
     if budget <= 0.0 or weight <= 0.0:
         return weight, page_for(weight)
     reference = page_for(0.0)

@@ -220,6 +220,13 @@ def test_the_ctr_budget_bounds_what_the_blend_gives_up(trained):
             assert list(kept.item_ids) == list(free.item_ids)
     assert over >= 20  # the similarity alone costs more than 1% for (nearly) every reader
     assert min(used) < 1.0  # so the budget turned w down
+    # A reader with no clicks yet (only picked topics) keeps the full w: the CTR model knows
+    # nothing of them, and the budget would take back the topics' lean.
+    new = Reader.objects.create(source="demo", external_id="no-clicks-yet", name="New", topics=[
+        Item.objects.filter(source="demo").values_list("category", flat=True).first()])
+    r = ranking.rank(reader_id=new.pk, source="demo", clicked=[], shown={}, now=now, limit=10,
+                     config=ranking.ranker_config("blend", 1.0, budget=0.01), topics=new.topics)
+    assert {(p["weight_used"], p["budget"]) for p in r.parts} == {(1.0, 0.01)}
 
 
 @pytest.mark.django_db

@@ -322,7 +322,10 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
                                       per_group=config.max_per_subcategory, tie_break=ids)
 
     budgeted = config.mode == "blend" and config.budget > 0 and config.weight > 0
-    if budgeted:  # the CTR model's expected clicks on a page, its position term and the repeat discount included
+    # A reader with no clicks yet keeps the full w: the CTR model knows nothing of them but
+    # their picked topics, so its expected clicks are the population's, and the budget would
+    # take back the one personal signal they gave (the similarity of their topics and text).
+    if budgeted and history:  # the CTR model's expected clicks on a page, its position term and the repeat discount
         slope = float(m.ctr_linear[0][FEATURES.index("position")])
         used, (final, top) = within_budget(
             page_for, lambda page: expected_page_clicks(ctr_logit, page[1], position_slope=slope, factor=repeat),
