@@ -35,3 +35,5 @@ def baseline_scores(
     novelty = seen_discount ** times_shown
     return {"score": pop * recency * novelty, "popularity": pop, "recency": recency,
             "novelty": novelty}
+
+BASELINE = "baseline"  # the arm name impressions ranked by this carry (not an arm of recsys.arms)

@@ -8,41 +8,13 @@ item's category, and the item's freshness.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, check_X_y
 
-PROFILE_HALF_LIFE = 10  # clicks: the 10th most recent click counts half as much as the latest
-
-
-@dataclass
-class Profiles:
-    """Readers' text profiles and category affinities, as of some time."""
-
-    vectors: np.ndarray  # (R, d) unit length (zero for readers with no clicks)
-    category_affinity: np.ndarray  # (R, C) log(P(category | reader) / uniform), smoothed
-
-
-def reader_profiles(*, item_vectors: np.ndarray, item_category: np.ndarray, n_categories: int,
-                    histories: list[np.ndarray], half_life: float = PROFILE_HALF_LIFE,
-                    smoothing: float = 1.0) -> Profiles:
-    """histories[r]: item indices clicked by reader r, oldest first."""
-    n, d = len(histories), item_vectors.shape[1]
-    vectors = np.zeros((n, d), dtype=np.float32)
-    counts = np.zeros((n, n_categories), dtype=np.float64)
-    for r, hist in enumerate(histories):
-        if len(hist) == 0:
-            continue
-        w = 0.5 ** (np.arange(len(hist))[::-1] / half_life)
-        v = (w[:, None] * item_vectors[hist]).sum(0)
-        vectors[r] = v / max(np.linalg.norm(v), 1e-12)
-        np.add.at(counts[r], item_category[hist], 1.0)
-    share = (counts + smoothing) / (counts.sum(1, keepdims=True) + smoothing * n_categories)
-    return Profiles(vectors, np.log(share * n_categories).astype(np.float32))
+from recsys.profiles import Profiles, freshness
 
 
 def pair_features(profiles: Profiles, readers: np.ndarray, item_vectors: np.ndarray, item_category: np.ndarray,
@@ -54,8 +26,7 @@ def pair_features(profiles: Profiles, readers: np.ndarray, item_vectors: np.ndar
     cos = (p * v).sum(1, keepdims=True)
     aff = profiles.category_affinity[readers, item_category[items]][:, None]
     unknown = np.isnan(age_hours)
-    fresh = np.where(unknown, 0.0, np.log1p(np.maximum(np.nan_to_num(age_hours), 0.0)))[:, None]
-    return np.hstack([p * v, cos, aff, fresh, unknown[:, None]]).astype(np.float32)
+    return np.hstack([p * v, cos, aff, freshness(age_hours)[:, None], unknown[:, None]]).astype(np.float32)
 
 
 class ColdStartModel(ClassifierMixin, BaseEstimator):
@@ -104,5 +75,5 @@ def reader_logits(coef: np.ndarray, intercept: float, *, profile: np.ndarray, af
     d = item_vectors.shape[1]
     u = profile.astype(np.float64) * (coef[:d] + coef[d])  # the crossed terms and the cosine
     unknown = np.isnan(age_hours)
-    fresh = np.where(unknown, 0.0, np.log1p(np.maximum(np.nan_to_num(age_hours), 0.0)))
-    return item_vectors @ u + coef[d + 1] * affinity + coef[d + 2] * fresh + coef[d + 3] * unknown + intercept
+    return (item_vectors @ u + coef[d + 1] * affinity + coef[d + 2] * freshness(age_hours) + coef[d + 3] * unknown
+            + intercept)

@@ -6,7 +6,7 @@ Features (one row per impression, in this order):
   exposure   log1p(the item's impressions): how much the CTR estimate can be trusted
   freshness  log1p(age in hours)
   position   log1p(position on the page); 0 when serving, so the ranking is position-free
-  similarity (the `feature` ranker mode only) logit of the calibrated RALM / cold-start score
+  similarity (the `feature` ranker arm only) logit of the calibrated RALM / cold-start score
 
 For training, every feature of an impression is taken as of its time (counts strictly before
 it), so the model never sees the click it is asked to predict.
@@ -15,8 +15,10 @@ it), so the model never sees the click it is asked to predict.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import logit
 
 from recsys.coldstart import ColdStartModel
+from recsys.profiles import category_affinity, freshness
 
 FEATURES = ("affinity", "item_ctr", "exposure", "freshness", "position")
 SMOOTHING = 50.0  # pseudo-impressions behind the prior CTR
@@ -30,14 +32,6 @@ class CtrModel(ColdStartModel):
         super().__init__(C=C, max_iter=max_iter, random_state=random_state)
 
 
-def affinity_of(in_category: np.ndarray, total: np.ndarray, n_categories: int, smoothing: float = 1.0) -> np.ndarray:
-    """A reader's clicks in the item's category and in all -> log(share * C), smoothed: 0
-    for a reader with no clicks, as in recsys.coldstart.reader_profiles."""
-    share = (np.asarray(in_category, np.float64) + smoothing) / (np.asarray(total, np.float64)
-                                                                 + smoothing * n_categories)
-    return np.log(share * n_categories)
-
-
 def assemble(*, affinity: np.ndarray, item_clicks: np.ndarray, item_impressions: np.ndarray,
              age_hours: np.ndarray, position: np.ndarray | float, prior: float,
              similarity: np.ndarray | None = None) -> np.ndarray:
@@ -45,17 +39,17 @@ def assemble(*, affinity: np.ndarray, item_clicks: np.ndarray, item_impressions:
     n = len(affinity)
     smoothed = (np.asarray(item_clicks, np.float64) + SMOOTHING * prior) / (np.asarray(item_impressions, np.float64)
                                                                            + SMOOTHING)
-    cols = [np.asarray(affinity, np.float64), _logit(smoothed), np.log1p(np.asarray(item_impressions, np.float64)),
-            np.log1p(np.maximum(np.nan_to_num(np.asarray(age_hours, np.float64)), 0.0)),
+    cols = [np.asarray(affinity, np.float64), clipped_logit(smoothed),
+            np.log1p(np.asarray(item_impressions, np.float64)), freshness(age_hours),
             np.log1p(np.broadcast_to(np.asarray(position, np.float64), (n,)))]
     if similarity is not None:
-        cols.append(_logit(np.asarray(similarity, np.float64)))
+        cols.append(clipped_logit(similarity))
     return np.stack(cols, 1).astype(np.float32)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+def clipped_logit(p: np.ndarray) -> np.ndarray:
+    """logit(p) with p kept within [1e-6, 1 - 1e-6], so a probability of 0 or 1 stays finite."""
+    return logit(np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6))
 
 
 def _counts_before(keys: np.ndarray, times: np.ndarray, event_keys: np.ndarray, event_times: np.ndarray,
@@ -87,7 +81,7 @@ def impression_features(*, reader: np.ndarray, item: np.ndarray, time: np.ndarra
     clicks = _counts_before(item, t, item[clicked], t[clicked])
     own = _counts_before(reader * n_categories + cat, t, reader[clicked] * n_categories + cat[clicked], t[clicked])
     total = _counts_before(reader, t, reader[clicked], t[clicked])
-    aff = affinity_of(own, total, n_categories)
+    aff = category_affinity(own, total, n_categories)
     age = (np.asarray(time, np.float64) - np.asarray(item_published, np.float64)[item]) / 3600.0
     return assemble(affinity=aff, item_clicks=clicks, item_impressions=imps, age_hours=age, position=position,
                     prior=prior), prior
@@ -110,13 +104,13 @@ def click_log_features(*, reader: np.ndarray, item: np.ndarray, time: np.ndarray
     own = _counts_before(reader * n_categories + cat[item], t, cr * n_categories + cat[np.asarray(click_item)], ct)
     total = _counts_before(reader, t, cr, ct)
     age = (np.asarray(time, np.float64) - np.asarray(item_published, np.float64)[item]) / 3600.0
-    return np.stack([affinity_of(own, total, n_categories), np.log1p(np.asarray(popularity, np.float64)),
-                     np.log1p(np.maximum(np.nan_to_num(age), 0.0))], 1).astype(np.float32)
+    return np.stack([category_affinity(own, total, n_categories), np.log1p(np.asarray(popularity, np.float64)),
+                     freshness(age)], 1).astype(np.float32)
 
 
 def with_similarity(x: np.ndarray, similarity: np.ndarray) -> np.ndarray:
-    """Rows of `assemble` (N, 5) plus the similarity column of the `feature` mode."""
-    return np.hstack([x, _logit(np.asarray(similarity, np.float64))[:, None]]).astype(np.float32)
+    """Rows of `assemble` (N, 5) plus the similarity column of the `feature` arm."""
+    return np.hstack([x, clipped_logit(similarity)[:, None]]).astype(np.float32)
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float | None:

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recsys import ranker
+from recsys.arms import ARMS, REFERENCE
 from recsys.baselines import ItemKNN, fit_als, reader_item_matrix
 from recsys.calibration import CalibrationError
 from recsys.datasets import READERS, DatasetError, read_dataset
@@ -49,6 +51,7 @@ from recsys.scorers import (
     SeedTimeline,
     Unseen,
     dot_scorer,
+    frozen_profiles,
     itemknn_scorer,
     popularity,
     query_dot_scorer,
@@ -234,8 +237,12 @@ def build_models(inter: Interactions, args, log) -> tuple[dict[str, Callable], d
         except NotEnoughData as exc:
             log(f"no ranker: {exc}")
         else:
-            scorers["ranker_ctr"] = Ranker(ctr, inter, None, 0.0)
-            scorers["ranker"] = Ranker(ctr, inter, scorers["hybrid"], args.blend_weight)
+            models = ranker.Models(coldstart=cold_model.linear(), ctr=ctr.linear(), cold_map=cal.cold,
+                                   warm_map=cal.warm)
+            served = {"ranker_ctr": ARMS[REFERENCE], "ranker": ARMS[args.arm]}
+            for name, arm in served.items():
+                scorers[name] = Ranker(arm, models, inter, item_vectors, frozen_profiles(cold.profiles),
+                                       scorers["ralm"], args.seed_threshold)
 
     # Readers with no train history, scored from their clicks before each group (no refit):
     # E_u from the tower, the text profile, itemknn's rows. ALS factors would need a fold-in,
@@ -248,9 +255,10 @@ def build_models(inter: Interactions, args, log) -> tuple[dict[str, Callable], d
         unseen[name] = Unseen(scorers[name], asof, "vector")
     if "hybrid" in scorers:
         unseen["hybrid"] = Hybrid(unseen["coldstart_linear"], unseen["ralm"], cal.cold, cal.warm, args.seed_threshold)
-    if ctr is not None:
-        unseen["ranker_ctr"] = scorers["ranker_ctr"]  # its features are as of each group already
-        unseen["ranker"] = Ranker(ctr, inter, unseen["hybrid"], args.blend_weight)
+    if ctr is not None:  # the same rankers with each group's reader as of its time
+        for name, arm in served.items():
+            unseen[name] = Ranker(arm, models, inter, item_vectors, asof.profiles, unseen["ralm"],
+                                  args.seed_threshold)
         seconds["ranker_ctr"] = round(time.perf_counter() - t, 1)
     return scorers, {"seconds": seconds, "training": training, "train_before": cut, "unseen": unseen,
                      "readers_with_vector": int(has_vector.sum()), "calibration": calibration}
@@ -319,7 +327,7 @@ def run(args) -> dict:
                                "readers": len(set(groups["unseen_readers"][0].reader.tolist()))},
             "seconds": seconds,
             "config": {"dim": args.dim, "k": args.k, "seed_cap": args.seed_cap, "min_history": args.min_history,
-                       "seed_threshold": args.seed_threshold, "blend_weight": args.blend_weight,
+                       "seed_threshold": args.seed_threshold, "arm": args.arm,
                        "stage1_epochs": args.stage1_epochs, "stage2_epochs": args.stage2_epochs,
                        "stage2_snapshots": list(SNAPSHOT_SHARES), "seed": args.seed},
             **info}
@@ -384,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--seed-cap", type=int, default=200)
     ap.add_argument("--seed-threshold", type=int, default=20, help="seeds at which an item turns warm (hybrid)")
-    ap.add_argument("--blend-weight", type=float, default=0.05, help="w of the ranker's blend (FEED_BLEND_WEIGHT)")
+    ap.add_argument("--arm", default="blend", choices=sorted(set(ARMS) - {REFERENCE}),
+                    help="the ranker arm the `ranker` scorer serves with (recsys.arms; `ranker_ctr` is ctr)")
     ap.add_argument("--min-history", type=int, default=1, help="train clicks a reader needs to be scored")
     ap.add_argument("--stage1-epochs", type=int, default=30)
     ap.add_argument("--stage2-epochs", type=int, default=4)
@@ -394,8 +403,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0.1 <= args.train_share < 1 or args.seeds < 1 or args.dim < 2 or args.k < 1:
         ap.error("need 0.1 <= --train-share < 1, --seeds >= 1, --dim >= 2, --k >= 1")
-    if not 0 <= args.blend_weight <= 1:
-        ap.error("need 0 <= --blend-weight <= 1")
     try:
         result = run(args)
     except DatasetError as exc:

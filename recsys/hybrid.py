@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recsys.calibration import PlattCalibrator
-from recsys.coldstart import ColdStartModel, Profiles, pair_features, reader_profiles
+from recsys.coldstart import ColdStartModel, pair_features
 from recsys.ctr import CtrModel
 from recsys.interactions import Interactions, histories_before
+from recsys.profiles import PROFILE_HISTORY, Profiles, reader_profiles
 from recsys.replay import Groups, Timeline, replay_groups
 from recsys.scorers import ColdStart, Hybrid, Lookalike, SeedTimeline, group_click_features
 from recsys.serving import LookalikeScorer
 from recsys.stage2 import seeds_before, training_samples
-
-PROFILE_HISTORY = 100  # latest clicks in a reader's text profile
 
 
 class NotEnoughData(ValueError):

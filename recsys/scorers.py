@@ -6,16 +6,20 @@ train-period vector who clicked it before t, the latest `seed_cap` of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from recsys import ranker
+from recsys.arms import Arm
 from recsys.baselines import ItemKNN
 from recsys.calibration import PlattCalibrator
 from recsys.clustering import pad_states
-from recsys.coldstart import ColdStartModel, Profiles, pair_features, reader_profiles
-from recsys.ctr import CtrModel, click_log_features
+from recsys.coldstart import ColdStartModel, pair_features
+from recsys.ctr import click_log_features
 from recsys.interactions import Interactions
+from recsys.profiles import PROFILE_HISTORY, Profiles, reader_profiles
 from recsys.replay import Groups
 from recsys.serving import ItemState, LookalikeScorer
 from recsys.stage1 import Stage1Result, vectors_for
@@ -192,9 +196,8 @@ class Hybrid:
 
     def __call__(self, groups: Groups) -> np.ndarray:
         lin, ralm, warm = self.parts(groups)
-        p_cold = self.cold_calibration.predict(lin.ravel()).reshape(lin.shape)
-        p_warm = self.warm_calibration.predict(np.stack([ralm.ravel(), lin.ravel()], 1)).reshape(lin.shape)
-        return np.where(warm, p_warm, p_cold)
+        return ranker.similarity(lin.ravel(), np.where(warm, ralm, np.nan).ravel(), cold_map=self.cold_calibration,
+                                 warm_map=self.warm_calibration).reshape(lin.shape)
 
 
 def group_click_features(inter: Interactions, groups: Groups) -> np.ndarray:
@@ -210,27 +213,52 @@ def group_click_features(inter: Interactions, groups: Groups) -> np.ndarray:
 
 @dataclass
 class Ranker:
-    """The feed ranker in the replay: (1 - w) * P(click) of a CTR model + w * the hybrid's
-    P(click) (the `blend` mode of recsys.ranker; w = 0 is the `ctr` mode). The CTR model sees
-    what a click log gives as of each group's time (recsys.ctr.click_log_features) and is
-    fitted on the calibration slice, like the hybrid's maps."""
+    """The feed's ranker in the replay: recsys.ranker.rank, the function the feed serves
+    with, on each group's candidates, for one arm. The CTR model sees what a click log gives
+    as of each group's time (recsys.ctr.click_log_features; fitted on the calibration slice,
+    like the hybrid's maps); a log has no page, so no candidate was shown before."""
 
-    ctr: CtrModel
+    arm: Arm
+    models: ranker.Models
     inter: Interactions
-    similarity: Hybrid | None
-    weight: float
+    item_vectors: np.ndarray  # (I, d) text vectors
+    profiles: Callable[[Groups], Profiles]  # the reader's text profile and affinity, one row per group
+    ralm: Callable[[Groups], np.ndarray] | None  # RALM logits (G, C); None: RALM scores nothing
+    threshold: int  # seeds at which a candidate is warm (RALM scores it)
+    # The CTR model's input rows of the valid candidates, group by group (default: the click log's).
+    ctr_features: Callable[[Groups], np.ndarray] | None = None
 
-    def p_ctr(self, groups: Groups) -> np.ndarray:
-        out = np.zeros(groups.items.shape)
-        if groups.valid.any():
-            out[groups.valid] = self.ctr.predict_proba(group_click_features(self.inter, groups))[:, 1]
+    def inputs(self, groups: Groups) -> list[tuple[ranker.Reader, ranker.Candidates, ranker.Scores]]:
+        """Per group, what `rank` is given: the reader as of the group, its valid candidates."""
+        prof = self.profiles(groups)
+        ralm = self.ralm(groups) if self.ralm is not None else np.full(groups.items.shape, np.nan)
+        logits = np.where(groups.seeds >= self.threshold, ralm, np.nan)
+        valid = groups.valid
+        x = self.ctr_features(groups) if self.ctr_features is not None else group_click_features(self.inter, groups)
+        rows = np.split(x, np.cumsum(valid.sum(1))[:-1])
+        out = []
+        for g in range(len(groups)):
+            items = groups.items[g][valid[g]]
+            reader = ranker.Reader(prof.vectors[g], prof.category_affinity[g], has_clicks=bool(prof.vectors[g].any()))
+            cands = ranker.Candidates(
+                ids=items.astype(np.int64), category=self.inter.item_category[items].astype(np.int64),
+                group=self.inter.item_subcategory[items].astype(np.int64), vectors=self.item_vectors[items],
+                age_hours=(groups.time[g] - self.inter.item_published[items]) / 3600.0,
+                seen=np.zeros(len(items)), ctr_features=rows[g])
+            out.append((reader, cands, ranker.Scores(logits[g][valid[g]])))
         return out
 
     def __call__(self, groups: Groups) -> np.ndarray:
-        p = self.p_ctr(groups)
-        if self.weight == 0 or self.similarity is None:
-            return p
-        return (1.0 - self.weight) * p + self.weight * self.similarity(groups)
+        out = np.zeros(groups.items.shape)
+        for g, (reader, cands, scores) in enumerate(self.inputs(groups)):
+            r = ranker.rank(reader, cands, scores, arm=self.arm, models=self.models, limit=max(len(cands), 1))
+            out[g, groups.valid[g]] = r.final
+        return out
+
+
+def frozen_profiles(profiles: Profiles) -> Callable[[Groups], Profiles]:
+    """Each group's reader's row of profiles frozen at some time (readers with train history)."""
+    return lambda groups: Profiles(profiles.vectors[groups.reader], profiles.category_affinity[groups.reader])
 
 
 @dataclass
@@ -242,7 +270,7 @@ class AsOfReaders:
     inter: Interactions
     tower: Stage1Result
     item_vectors: np.ndarray  # (I, d) text vectors
-    profile_history: int = 100
+    profile_history: int = PROFILE_HISTORY
     _memo: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

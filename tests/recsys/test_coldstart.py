@@ -12,7 +12,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from recsys.calibration import CalibrationError, PlattCalibrator, item_status
-from recsys.coldstart import ColdStartModel, pair_features, reader_profiles
+from recsys.coldstart import ColdStartModel, pair_features
+from recsys.profiles import TOPIC_CLICKS, category_affinity, reader_profiles
 from tests.conftest import ROOT
 
 
@@ -100,3 +101,15 @@ def test_an_item_crossing_the_threshold_turns_warm_and_one_hovering_does_not_fla
     # Turns warm at 20, stays warm while hovering (19, 18, 11, 10), cold again only below 10.
     assert history == [False, False, False, True, True, True, True, True, True, True, False, False, True]
     assert item_status(warm=True, seeds=14, threshold=20, demote_below=15) is False
+
+
+def test_profiles_weigh_recent_clicks_more_and_picked_topics_as_clicks():
+    items = np.eye(3, dtype=np.float32)
+    cats = np.array([0, 1, 2])
+    p = reader_profiles(item_vectors=items, item_category=cats, n_categories=3,
+                        histories=[np.array([0, 1]), np.array([], np.int64)], picked=[set(), {2}])
+    assert p.vectors[0, 1] > p.vectors[0, 0] > 0 and np.linalg.norm(p.vectors[0]) == pytest.approx(1.0)
+    assert not p.vectors[1].any()  # no clicks: no text profile, but the picked topic counts
+    assert p.category_affinity[1, 2] == pytest.approx(category_affinity(TOPIC_CLICKS, TOPIC_CLICKS, 3))
+    assert p.category_affinity[1, 2] > 0 > p.category_affinity[1, 0]
+    assert category_affinity(0, 0, 3) == pytest.approx(0.0)  # a reader with no clicks: no lean

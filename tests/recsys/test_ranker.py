@@ -1,101 +1,160 @@
-"""The ranker's modes, the subcategory cap, exposure statistics and the CTR model's as-of features."""
+"""The ranker: its arms, `rank` on hand-made inputs (blend, budget, gate, feature and its
+fallback, the repeat discount, the subcategory cap), and the CTR model's as-of features."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
+from recsys.arms import ARMS, Arm, UnknownArm, arm, arms
 from recsys.ctr import CtrModel, _counts_before, assemble, auc, impression_features
 from recsys.ranker import (
-    RankerConfig,
-    ab_compare,
-    ab_summary,
-    ab_within_readers,
-    blend_weights,
+    Candidates,
+    Models,
+    Reader,
+    Scores,
     diversified_top,
     expected_page_clicks,
-    exposure_gini,
     final_scores,
-    on_ctr_scale,
-    story_factor,
-    tail_mask,
+    rank,
     weight_ladder,
     within_budget,
 )
 
 
-def test_story_factor_recovers_hidden_appeal_and_leaves_unshown_stories_alone():
-    rng = np.random.default_rng(3)
-    appeal = np.exp(rng.normal(0.0, 0.4, 400))  # how much more than predicted readers click each story
-    expected = rng.uniform(0.0, 40.0, 400)  # clicks the similarity predicted for its impressions
-    clicks = rng.poisson(appeal * expected)
-    f = story_factor(clicks, expected, prior=5.0)
-    well_seen = expected > 20
-    assert np.corrcoef(np.log(f[well_seen]), np.log(appeal[well_seen]))[0, 1] > 0.6
-    # Thin evidence is shrunk towards 1: the factor moves less than the raw ratio.
-    raw = (clicks + 1e-9) / (expected + 1e-9)
-    thin = (expected > 0.5) & (expected < 3)
-    assert np.abs(np.log(f[thin])).mean() < np.abs(np.log(np.maximum(raw[thin], 1e-3))).mean()
-    assert story_factor(np.array([0, 4]), np.array([0.0, 0.0]), prior=5.0).tolist() == [1.0, 1.8]
-    assert story_factor(np.array([0.0]), np.array([0.0]), prior=5.0)[0] == 1.0  # a story never shown
-    assert story_factor(clicks, expected, prior=0.0).tolist() == [1.0] * 400  # off
-    with pytest.raises(ValueError):
-        story_factor(clicks, expected, prior=-1.0)
+def test_the_registry_names_every_arm_and_refuses_what_it_does_not_know():
+    assert list(ARMS) == ["ctr", "blend", "feature", "gate"]
+    assert ARMS["ctr"].kind == "blend" and ARMS["ctr"].weight == 0.0  # the reference: CTR alone
+    assert ARMS["blend"].weight > 0 and 0 < ARMS["blend"].budget < 1 and ARMS["feature"].fallback == "blend"
+    assert [a.name for a in arms("ctr, blend,gate")] == ["ctr", "blend", "gate"] and arms("") == []
+    with pytest.raises(UnknownArm, match="one of ctr, blend, feature, gate"):
+        arm("magic")
+    with pytest.raises(UnknownArm, match="named twice"):
+        arms("ctr,blend,ctr")
+    for bad in ({"weight": 1.5}, {"budget": 1.0}, {"per_group": 0}, {"repeat_discount": 0.0}, {"kind": "magic"}):
+        with pytest.raises(AssertionError):
+            dataclasses.replace(ARMS["blend"], **bad)
+    with pytest.raises(AssertionError):
+        Arm("f", "feature")  # a feature arm needs a fallback
 
 
-def test_blend_interpolates_and_ctr_mode_is_blend_at_zero():
+def test_blend_interpolates_and_the_ctr_arm_is_blend_at_zero():
     ctr, sim = np.array([0.10, 0.02, 0.05]), np.array([0.01, 0.20, 0.05])
-    blend = final_scores(RankerConfig("blend", weight=0.5), ctr=ctr, similarity=sim)
-    assert np.allclose(blend, 0.5 * ctr + 0.5 * sim)
-    assert np.argmax(blend) == 1 and np.argmax(final_scores(RankerConfig("ctr"), ctr=ctr, similarity=sim)) == 0
-    assert np.allclose(final_scores(RankerConfig("blend", weight=0.0), ctr=ctr, similarity=sim), ctr)
-    assert np.allclose(final_scores(RankerConfig("blend", weight=1.0), ctr=ctr, similarity=sim), sim)
-
-
-def test_blend_evidence_hands_a_story_from_its_similarity_to_its_own_impressions():
-    shown = np.array([0.0, 100.0, 300.0, 30_000.0])
-    w = blend_weights(0.2, 100.0, shown)
-    assert np.allclose(w, [0.2, 0.1, 0.05, 0.2 * 100 / 30_100])  # full, half at n0, next to nothing
-    assert blend_weights(0.2, 0.0, shown) == 0.2 and blend_weights(0.2, 100.0, None) == 0.2  # off
-    # Stories shown once and stories shown 30,000 times, pairwise the same CTR and similarity:
-    # the similarity (put on the CTR's scale over the candidates, here x3.75) moves only the
-    # ones whose own impressions have not spoken yet, up where it is high and down where low.
-    ctr, sim = np.array([0.05, 0.05, 0.10, 0.10]), np.array([0.03, 0.03, 0.01, 0.01])
-    assert on_ctr_scale(ctr, sim) == pytest.approx(3.75)
-    shown = np.array([1.0, 30_000.0, 1.0, 30_000.0])
-    out = final_scores(RankerConfig("blend", weight=0.2, evidence=100.0), ctr=ctr, similarity=sim, shown=shown)
-    w = 0.2 * 100 / 101
-    assert out[0] == pytest.approx((1 - w) * 0.05 + w * 0.1125) and out[0] > out[1]
-    assert out[2] == pytest.approx((1 - w) * 0.10 + w * 0.0375) and out[2] < out[3]
-    assert out[1] == pytest.approx(0.05, abs=1e-3) and out[3] == pytest.approx(0.10, abs=1e-3)
-    plain = final_scores(RankerConfig("blend", weight=0.2), ctr=ctr, similarity=sim, shown=shown)
-    assert np.allclose(plain, 0.8 * ctr + 0.2 * sim)  # one w for all: the similarity as it comes
-    assert np.allclose(final_scores(RankerConfig("ctr", evidence=100.0), ctr=ctr, similarity=sim, shown=shown), ctr)
-    assert on_ctr_scale(ctr, np.zeros(4)) == 1.0
-
-
-def test_feature_mode_ranks_by_the_model_with_similarity_and_needs_it():
-    ctr, sim = np.array([0.1, 0.2]), np.array([0.3, 0.1])
-    with_sim = np.array([0.4, 0.1])
-    assert np.argmax(final_scores(RankerConfig("feature"), ctr=ctr, similarity=sim, ctr_with_similarity=with_sim)) == 0
-    with pytest.raises(ValueError, match="feature mode"):
-        final_scores(RankerConfig("feature"), ctr=ctr, similarity=sim)
+    half = final_scores(ARMS["blend"], ctr=ctr, similarity=sim, weight=0.5)
+    assert np.allclose(half, 0.5 * ctr + 0.5 * sim) and np.argmax(half) == 1
+    assert np.allclose(final_scores(ARMS["ctr"], ctr=ctr, similarity=sim), ctr)
+    assert np.allclose(final_scores(ARMS["blend"], ctr=ctr, similarity=sim, weight=1.0), sim)
+    with pytest.raises(ValueError, match="feature arm"):
+        final_scores(ARMS["feature"], ctr=ctr, similarity=sim)
 
 
 def test_gate_drops_dissimilar_candidates_but_never_empties_the_page():
     ctr = np.array([0.9, 0.1, 0.2, 0.3])
     sim = np.array([0.001, 0.5, 0.03, 0.01])
-    out = final_scores(RankerConfig("gate", gate=0.02), ctr=ctr, similarity=sim, limit=2)
+    out = final_scores(ARMS["gate"], ctr=ctr, similarity=sim, limit=2)
     assert np.isneginf(out[0]) and np.isneginf(out[3]) and out[1] == 0.1 and out[2] == 0.2
-    topped = final_scores(RankerConfig("gate", gate=0.02), ctr=ctr, similarity=sim, limit=3)
+    topped = final_scores(ARMS["gate"], ctr=ctr, similarity=sim, limit=3)
     assert np.isfinite(topped).sum() == 3 and np.isfinite(topped[3])  # the most similar of the rest
 
 
-def test_bad_config_is_rejected():
-    for bad in ({"mode": "magic"}, {"weight": 1.5}, {"max_per_subcategory": 0}, {"evidence": -1.0},
-                {"evidence": float("nan")}, {"budget": -0.01}, {"budget": 1.0}, {"budget": float("nan")}):
-        with pytest.raises(ValueError):
-            RankerConfig(**bad)
+class _Map:
+    """A calibration map with PlattCalibrator's predict: sigmoid(x . coef + b)."""
+
+    def __init__(self, coef, b):
+        self.coef, self.b = np.asarray(coef, float), b
+
+    def predict(self, x):
+        return 1 / (1 + np.exp(-(np.asarray(x, float).reshape(len(x), -1) @ self.coef + self.b)))
+
+
+def _world(n=6, *, clicks=True, seen=None):
+    """A reader, n candidates and models where the CTR model likes the low ids and the
+    similarity (through the reader's text profile) the high ones."""
+    d = 4
+    vectors = np.zeros((n, d), np.float32)
+    vectors[:, 0] = np.linspace(-1, 1, n)
+    vectors[:, 1] = np.sqrt(1 - vectors[:, 0] ** 2)
+    cand = Candidates(ids=np.arange(10, 10 + n), category=np.zeros(n, np.int64), group=np.arange(n),
+                      vectors=vectors, age_hours=np.full(n, 2.0),
+                      seen=np.zeros(n) if seen is None else np.asarray(seen, float),
+                      ctr_features=np.linspace(1, -1, n)[:, None].astype(np.float32))
+    reader = Reader(profile=np.array([1, 0, 0, 0], np.float32) * (1.0 if clicks else 0.0),
+                    affinity=np.zeros(1, np.float32), has_clicks=clicks)
+    coldstart = (np.r_[np.zeros(d), 6.0, 0.0, 0.0, 0.0], -3.0)  # the cosine of profile and item decides
+    models = Models(coldstart=coldstart, ctr=(np.array([1.0]), -2.0), cold_map=_Map([1.0], 0.0),
+                    warm_map=_Map([1.0, 0.5], 0.0))
+    return reader, cand, Scores(np.full(n, np.nan)), models
+
+
+def test_rank_blends_ctr_with_the_calibrated_similarity_and_logs_what_ranked():
+    reader, cand, scores, models = _world()
+    ctr_page = rank(reader, cand, scores, arm=ARMS["ctr"], models=models, limit=3)
+    assert ctr_page.page.tolist() == [0, 1, 2] and ctr_page.weight_used == 0.0
+    wide = dataclasses.replace(ARMS["blend"], weight=0.9, budget=0.0)
+    blend = rank(reader, cand, scores, arm=wide, models=models, limit=3)
+    lin = 6.0 * cand.vectors[:, 0] - 3.0
+    assert np.allclose(blend.similarity, 1 / (1 + np.exp(-lin)))  # the cold map on the cold-start logit
+    assert np.allclose(blend.final, 0.1 * blend.ctr + 0.9 * blend.similarity)
+    assert blend.page.tolist() == [5, 4, 3]
+    parts = blend.parts(5)
+    assert parts["warm"] is False and parts["ralm_logit"] is None and parts["weight"] == 0.9
+    assert parts["ctr"] == pytest.approx(blend.ctr[5], abs=1e-6) and parts["calibrated"] is True
+    # A warm candidate (RALM scored it) goes through the warm map on (RALM, cold-start) logits.
+    warm = Scores(np.array([np.nan] * 5 + [2.0]))
+    w = rank(reader, cand, warm, arm=wide, models=models, limit=3)
+    assert w.similarity[5] == pytest.approx(1 / (1 + np.exp(-(2.0 + 0.5 * lin[5]))))
+    assert w.parts(5)["warm"] is True and w.parts(5)["ralm_logit"] == 2.0
+    # Without calibration maps the cold-start model's own probability stands for every candidate.
+    raw = rank(reader, cand, warm, arm=wide, models=dataclasses.replace(models, cold_map=None), limit=3)
+    assert np.allclose(raw.similarity, 1 / (1 + np.exp(-lin))) and raw.parts(0)["calibrated"] is False
+
+
+def test_the_budget_turns_w_down_for_readers_with_clicks_only():
+    reader, cand, scores, models = _world()
+    strict = dataclasses.replace(ARMS["blend"], weight=0.9, budget=0.01)
+    r = rank(reader, cand, scores, arm=strict, models=models, limit=3)
+    expected = expected_page_clicks(cand.ctr_features[:, 0] - 2.0, r.page, position_slope=0.0)
+    best = expected_page_clicks(cand.ctr_features[:, 0] - 2.0, np.array([0, 1, 2]), position_slope=0.0)
+    assert r.weight == 0.9 and r.weight_used < 0.9 and expected >= 0.99 * best
+    newcomer, *_ = _world(clicks=False)
+    assert rank(newcomer, cand, scores, arm=strict, models=models, limit=3).weight_used == 0.9
+
+
+def test_recently_shown_stories_are_discounted_and_a_page_takes_two_per_subcategory():
+    reader, cand, scores, models = _world(seen=[2, 0, 0, 0, 0, 0])
+    r = rank(reader, cand, scores, arm=ARMS["ctr"], models=models, limit=3)
+    assert r.final[0] == pytest.approx(0.25 * r.ctr[0]) and r.page[0] == 1 and r.parts(0)["seen"] == 2
+    one_group = dataclasses.replace(cand, group=np.array([0, 0, 0, 1, 1, 1]))
+    assert rank(reader, one_group, scores, arm=ARMS["ctr"], models=models, limit=3).page.tolist() == [1, 2, 3]
+
+
+def test_feature_arm_reads_its_model_or_falls_back_and_says_so():
+    reader, cand, scores, models = _world()
+    fell = rank(reader, cand, scores, arm=ARMS["feature"], models=models, limit=3)
+    assert fell.arm == "feature" and fell.served_by == "blend" and fell.parts(0)["served_by"] == "blend"
+    # A model that reads only the similarity's logit ranks by the similarity.
+    with_sim = dataclasses.replace(models, ctr_with_similarity=(np.array([0.0, 1.0]), 0.0))
+    f = rank(reader, cand, scores, arm=ARMS["feature"], models=with_sim, limit=3)
+    assert f.served_by == "feature" and f.page.tolist() == [5, 4, 3]
+    assert np.allclose(f.final, f.similarity) and "served_by" not in f.parts(5) and "weight" not in f.parts(5)
+
+
+def test_rank_checks_its_inputs():
+    reader, cand, scores, models = _world()
+    with pytest.raises(ValueError, match="seen"):
+        rank(reader, dataclasses.replace(cand, seen=np.zeros(2)), scores, arm=ARMS["ctr"], models=models, limit=3)
+    with pytest.raises(ValueError, match="ralm_logit"):
+        rank(reader, cand, Scores(np.zeros(2)), arm=ARMS["ctr"], models=models, limit=3)
+    with pytest.raises(ValueError, match="limit"):
+        rank(reader, cand, scores, arm=ARMS["ctr"], models=models, limit=0)
+    empty = rank(reader, dataclasses.replace(cand, ids=cand.ids[:0], category=cand.category[:0],
+                                             group=cand.group[:0], vectors=cand.vectors[:0],
+                                             age_hours=cand.age_hours[:0], seen=cand.seen[:0],
+                                             ctr_features=cand.ctr_features[:0]),
+                 Scores(np.zeros(0)), arm=ARMS["blend"], models=models, limit=3)
+    assert len(empty.page) == 0
 
 
 def test_the_budget_keeps_the_largest_weight_whose_page_stays_within_it():
@@ -106,25 +165,25 @@ def test_the_budget_keeps_the_largest_weight_whose_page_stays_within_it():
 
     def page_for(w: float) -> np.ndarray:
         asked.append(w)
-        return np.argsort(-final_scores(RankerConfig(weight=w), ctr=ctr, similarity=sim), kind="stable")[:2]
+        return np.argsort(-final_scores(ARMS["blend"], ctr=ctr, similarity=sim, weight=w), kind="stable")[:2]
 
     def value(page: np.ndarray) -> float:
         return expected_page_clicks(logit, page, position_slope=0.0)
 
-    assert weight_ladder(0.8) == [0.8, 0.4, 0.2, 0.1, 0.05, 0.0]
+    assert weight_ladder(0.8, 4) == [0.8, 0.4, 0.2, 0.1, 0.05, 0.0]
     assert weight_ladder(0.8, steps=1) == [0.8, 0.4, 0.0]
     # w = 0.8 puts the similar stories 4 and 3 on top (clicks 0.15 of the CTR page's 0.58);
     # w = 0.4 only story 4 (0.35); w = 0.2 none: the first within 10%.
     assert list(page_for(0.8)) == [4, 3] and list(page_for(0.4)) == [0, 4] and list(page_for(0.2)) == [0, 1]
     asked.clear()
-    w, page = within_budget(page_for, value, weight=0.8, budget=0.1)
+    w, page = within_budget(page_for, value, weight=0.8, budget=0.1, steps=4)
     assert (w, list(page)) == (0.2, [0, 1]) and asked == [0.0, 0.8, 0.4, 0.2]
-    w, page = within_budget(page_for, value, weight=0.8, budget=0.5)  # 0.35 >= 0.29
+    w, page = within_budget(page_for, value, weight=0.8, budget=0.5, steps=4)  # 0.35 >= 0.29
     assert (w, list(page)) == (0.4, [0, 4])
-    w, page = within_budget(page_for, value, weight=0.8, budget=0.9)
+    w, page = within_budget(page_for, value, weight=0.8, budget=0.9, steps=4)
     assert w == 0.8
     asked.clear()  # no budget: the page at w, and nothing else ranked
-    assert within_budget(page_for, value, weight=0.8, budget=0.0)[0] == 0.8 and asked == [0.8]
+    assert within_budget(page_for, value, weight=0.8, budget=0.0, steps=4)[0] == 0.8 and asked == [0.8]
     # No step of the ladder fits: the CTR-only page.
     w, page = within_budget(page_for, value, weight=0.8, budget=0.1, steps=1)
     assert (w, list(page)) == (0.0, [0, 1])
@@ -148,79 +207,6 @@ def test_subcategory_cap_and_fill():
     # Dropped candidates (-inf) never appear.
     assert -1 not in diversified_top(np.array([1.0, -np.inf]), np.array([0, 1]), limit=2, per_group=2).tolist()
     assert diversified_top(np.array([1.0, -np.inf]), np.array([0, 1]), limit=2, per_group=2).tolist() == [0]
-
-
-def test_exposure_gini():
-    assert exposure_gini(np.array([5, 5, 5, 5])) == pytest.approx(0.0)
-    assert exposure_gini(np.array([0, 0, 0, 12])) == pytest.approx(0.75)
-    assert exposure_gini(np.zeros(3)) == 0.0
-
-
-def test_ab_summary_per_mode():
-    mode = np.array(["a", "a", "a", "a", "b", "b", "b", "b"])
-    request = np.array(["q1", "q1", "q2", "q2", "q3", "q3", "q4", "q4"])
-    item = np.array([1, 2, 1, 2, 3, 4, 5, 1])
-    clicked = np.array([1, 0, 0, 0, 1, 1, 0, 0], bool)
-    cold = np.array([0, 0, 0, 0, 1, 1, 1, 0], bool)
-    category = np.array(["x", "x", "x", "y", "x", "y", "z", "x"])
-    s = ab_summary(mode=mode, request=request, item=item, clicked=clicked, cold=cold, category=category,
-                   catalog=np.arange(1, 11))
-    assert s["a"]["ctr"] == 0.25 and s["b"]["ctr"] == 0.5
-    assert s["a"]["cold_share"] == 0.0 and s["b"]["cold_share"] == 0.75
-    assert s["a"]["tail_share"] == 0.0 and s["b"]["tail_share"] > 0  # items 1 and 2 are the head
-    assert s["a"]["exposure_gini"] > s["b"]["exposure_gini"]
-    assert s["a"]["categories_per_page"] == 1.5 and s["b"]["categories_per_page"] == 2.0
-
-
-def test_tail_by_popularity_before_the_window_is_fixed_before_any_arm_serves():
-    catalog = np.array([10, 20, 30, 40, 50, 60, 70, 80, 90, 100])
-    before = np.array([50, 40, 0, 0, 0, 0, 0, 0, 0, 0])  # 10 and 20 were the popular stories
-    item = np.array([30, 30, 30, 30, 10, 20])  # an arm that piles onto new story 30
-    assert not tail_mask(item, catalog)[:4].any()  # without: 30 made itself the head
-    assert tail_mask(item, catalog, popularity=before).tolist() == [True] * 4 + [False, False]
-    with pytest.raises(ValueError):
-        tail_mask(item, catalog, popularity=before[:3])
-    s = ab_summary(mode=np.array(["a"] * 6), request=np.array(["q"] * 6), item=item, clicked=np.zeros(6, bool),
-                   cold=np.zeros(6, bool), category=np.zeros(6), catalog=catalog, popularity=before)
-    assert s["a"]["tail_share"] == pytest.approx(4 / 6, abs=1e-4)
-
-
-def test_ab_standard_errors_count_pages_not_impressions_and_compare_to_ctr():
-    rng = np.random.default_rng(0)
-    pages, size = 400, 10
-    request = np.repeat(np.arange(2 * pages), size)
-    mode = np.where(request < pages, "ctr", "blend")
-    # Whole pages are cold or not: the page, not the impression, is the unit of chance.
-    cold = np.repeat(rng.random(2 * pages) < np.where(np.arange(2 * pages) < pages, 0.3, 0.4), size)
-    expected = np.where(mode == "ctr", 0.10, 0.099)
-    clicked = rng.random(len(request)) < expected
-    s = ab_summary(mode=mode, request=request, item=rng.integers(1, 50, len(request)), clicked=clicked, cold=cold,
-                   category=np.zeros(len(request)), catalog=np.arange(1, 50), expected=expected)
-    naive = np.sqrt(0.3 * 0.7 / (pages * size))
-    assert s["ctr"]["cold_share_se"] > 2.5 * naive  # ~ sqrt(10) x the per-impression figure
-    assert s["ctr"]["expected_ctr"] == pytest.approx(0.10) and s["ctr"]["expected_ctr_se"] == pytest.approx(0.0)
-    c = ab_compare(s)["blend"]
-    assert c["expected_ctr_change"] == pytest.approx(-0.01) and c["expected_ctr_change_se"] == pytest.approx(0.0)
-    assert abs(c["cold_share_diff"] - 0.1) < 3 * c["cold_share_diff_se"] and c["cold_share_diff_se"] > 0
-    assert abs(c["ctr_change"] - (s["blend"]["ctr"] / s["ctr"]["ctr"] - 1)) < 1e-3
-    assert ab_compare(s, reference="gate") == {}
-
-
-def test_within_readers_the_reader_spread_drops_out():
-    """Readers differ a lot (base rates 0.02 to 0.2); each sees both arms; the arm adds 0.01."""
-    rng = np.random.default_rng(1)
-    base = rng.uniform(0.02, 0.2, 300)
-    reader = np.repeat(np.arange(300), 20)
-    mode = np.tile(np.repeat(["ctr", "blend"], 10), 300)
-    value = base[reader] + np.where(mode == "blend", 0.01, 0.0)
-    value[::7] = np.nan  # unknown values are left out
-    w = ab_within_readers(mode=mode, reader=reader, values={"expected_ctr": value})
-    assert w["blend"]["expected_ctr_diff"] == pytest.approx(0.01) and w["blend"]["expected_ctr_diff_se"] < 1e-9
-    assert w["blend"]["readers"] == 300
-    assert w["blend"]["expected_ctr_change"] == pytest.approx(0.01 / np.nanmean(base), rel=0.05)
-    # Across arms with different readers the same difference drowns in the spread.
-    other = np.where(mode == "blend", reader + 1000, reader)
-    assert ab_within_readers(mode=mode, reader=other, values={"expected_ctr": value}) == {}
 
 
 def test_counts_are_strictly_before_each_query():
@@ -261,7 +247,8 @@ def test_ctr_model_recovers_a_planted_effect():
 
 
 def test_reader_logits_equal_the_models_decision_function():
-    from recsys.coldstart import ColdStartModel, Profiles, pair_features, reader_logits
+    from recsys.coldstart import ColdStartModel, pair_features, reader_logits
+    from recsys.profiles import Profiles
 
     rng = np.random.default_rng(1)
     n, d, c = 300, 16, 4
