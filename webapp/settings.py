@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "webapp.news",
     "webapp.lookalike",
+    "webapp.feed",
+    "workers",
 ]
 
 MIDDLEWARE = [
@@ -66,7 +68,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "webapp.news.access.context",
+                "webapp.feed.access.context",
             ],
         },
     },
@@ -117,25 +119,9 @@ FEED_DEFAULT_LIMIT = env.int("FEED_DEFAULT_LIMIT", default=10)
 FEED_MAX_LIMIT = env.int("FEED_MAX_LIMIT", default=100)
 # Half-life of a story's freshness in the baseline ranker, hours.
 FEED_RECENCY_HALF_LIFE_HOURS = env.float("FEED_RECENCY_HALF_LIFE_HOURS", default=24.0)
-# The ranker (recsys/ranker.py): blend | feature | gate | ctr; a request may pass ?mode= and ?w=.
-FEED_RANKER_MODE = env.str("FEED_RANKER_MODE", default="blend")
-FEED_BLEND_WEIGHT = env.float("FEED_BLEND_WEIGHT", default=0.05)  # w in (1 - w) * CTR + w * similarity
-# n0: the blend's w for a story is w * n0 / (n0 + its impressions); 0 = the same w for every story
-FEED_BLEND_EVIDENCE = env.float("FEED_BLEND_EVIDENCE", default=0.0)
-if FEED_BLEND_EVIDENCE < 0:
-    raise ImproperlyConfigured("FEED_BLEND_EVIDENCE must be >= 0 (0: the same blend weight for every story).")
-# The blend's CTR budget: a page keeps at least (1 - budget) of the clicks the CTR model expects of
-# the CTR-only page (w is halved until it does, down to 0); 0 = no limit (recsys.ranker.within_budget).
-FEED_BLEND_BUDGET = env.float("FEED_BLEND_BUDGET", default=0.01)
-if not 0 <= FEED_BLEND_BUDGET < 1:
-    raise ImproperlyConfigured("FEED_BLEND_BUDGET must be within [0, 1) (0: no limit on the blend's cost).")
-# Pseudo-clicks of the per-story recalibration of the similarity (recsys.ranker.story_factor); 0, the
-# default, turns it off (in the demo it traded cold stories' exposure for the tail's: see the README).
-FEED_STORY_PRIOR_CLICKS = env.float("FEED_STORY_PRIOR_CLICKS", default=0.0)
-if FEED_STORY_PRIOR_CLICKS < 0:
-    raise ImproperlyConfigured("FEED_STORY_PRIOR_CLICKS must be >= 0 (0 turns the per-story recalibration off).")
-FEED_GATE_THRESHOLD = env.float("FEED_GATE_THRESHOLD", default=0.02)  # gate: least similarity at recall
-FEED_MAX_PER_SUBCATEGORY = env.int("FEED_MAX_PER_SUBCATEGORY", default=2)  # stories of one subcategory per page
+# The ranker arm that serves a feed unless a request names another (`arm=`): one of the
+# registry in recsys/arms.py (ctr, blend, feature, gate), which holds each arm's parameters.
+FEED_ARM = env.str("FEED_ARM", default="blend")
 FEED_CATALOG_TTL_SECONDS = env.float("FEED_CATALOG_TTL_SECONDS", default=30.0)  # per-process catalog copy
 # Clicks one reader may store (POST /api/clicks, the click form): "N/second|minute|hour|day" or
 # "off"; over it a click is answered 429 with Retry-After. Kept in Redis; allowed if Redis is down.
@@ -157,9 +143,9 @@ LOOKALIKE_REFRESH_BATCH = env.int("LOOKALIKE_REFRESH_BATCH", default=2000)
 # Nightly retraining: hour and minute (UTC).
 RETRAIN_AT = env.str("RETRAIN_AT", default="03:00")
 
-LOGIN_URL = "news:login"
-LOGIN_REDIRECT_URL = "news:feed"
-LOGOUT_REDIRECT_URL = "news:home"
+LOGIN_URL = "feed:login"
+LOGIN_REDIRECT_URL = "feed:feed"
+LOGOUT_REDIRECT_URL = "feed:home"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -184,11 +170,11 @@ WHITENOISE_USE_FINDERS = True  # serve app static files straight from the apps w
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["webapp.news.access.SessionReader"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["webapp.feed.access.SessionReader"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "webapp.news.api.exception_handler",
+    "EXCEPTION_HANDLER": "webapp.feed.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from webapp.news import api
+from webapp.feed import api, views
 
 api_patterns = [
     path("feed", api.FeedView.as_view(), name="feed"),
@@ -17,27 +16,20 @@ api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
 
-@staff_member_required
-def dashboard(request: HttpRequest) -> HttpResponse:
-    from webapp.lookalike.insight import dashboard as build
-
-    return render(request, "admin/dashboard.html", {**admin.site.each_context(request), "title": "Live dashboard",
-                                                   "d": build()})
-
 
 urlpatterns = [
-    path("admin/dashboard/", dashboard, name="dashboard"),
+    path("admin/dashboard/", views.dashboard, name="dashboard"),
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"))),
     path("healthz", api.healthz, name="healthz"),
-    path("", include("webapp.news.urls")),
+    path("", include("webapp.feed.urls")),
 ]
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if request.path.startswith("/api/"):
         return api.json_404(request, exception)
-    return render(request, "news/not_found.html", {"what": "page"}, status=404)
+    return render(request, "feed/not_found.html", {"what": "page"}, status=404)
 
 
 def handler500(request: HttpRequest) -> HttpResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from webapp.common.locks import job_lock
 from webapp.lookalike import refresh
 from webapp.lookalike.services import item_status_refresh
 from webapp.lookalike.training import model_train
@@ -14,9 +15,19 @@ from webapp.news.embedding import items_embed
 
 def _locked(name: str, run) -> dict:
     """The job, unless another run of it holds its lock (a Postgres advisory lock, freed when
-    its holder's process dies: see webapp.lookalike.refresh.job_lock)."""
-    with refresh.job_lock(name) as acquired:
+    its holder's process dies: see webapp.common.locks.job_lock)."""
+    with job_lock(name) as acquired:
         return run() if acquired else {"skipped": "another run holds the lock"}
+
+
+def _then(result: dict, key: str, follow, *, again) -> dict:
+    """Queue `follow` when the run did something (`result[key]`), and the task itself again
+    while work remains; return the run's summary."""
+    if result.get(key):
+        follow.delay()
+    if result.get("remaining"):
+        again.delay()
+    return result
 
 
 @shared_task(name="workers.tasks.refresh_popularity")
@@ -39,23 +50,13 @@ def refresh_seeds() -> dict:
         result = refresh.seeds_refresh()
         return {**result, "serving_store_rebuilt": rebuilt} if rebuilt else result
 
-    result = _locked("refresh_seeds", run)
-    if result.get("changed"):
-        refresh_states.delay()
-    if result.get("remaining"):
-        refresh_seeds.delay()
-    return result
+    return _then(_locked("refresh_seeds", run), "changed", refresh_states, again=refresh_seeds)
 
 
 @shared_task(name="workers.tasks.refresh_states")
 def refresh_states() -> dict:
     """Centroids and E_global of items whose seeds changed; then the cold/warm promotion."""
-    result = _locked("refresh_states", refresh.states_refresh)
-    if result.get("items"):
-        promote_items.delay()
-    if result.get("remaining"):
-        refresh_states.delay()
-    return result
+    return _then(_locked("refresh_states", refresh.states_refresh), "items", promote_items, again=refresh_states)
 
 
 @shared_task(name="workers.tasks.promote_items")

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound as DRFNotFound
 from rest_framework.request import Request
@@ -17,9 +17,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from recsys.ranker import MODES, story_factor
+from recsys.arms import ARMS
+from webapp.feed import selectors, services
 from webapp.lookalike.selectors import item_seed_stats
-from webapp.news import selectors, services
+from webapp.news import selectors as news_selectors
 from webapp.news.models import Reader, Source
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,12 @@ def exception_handler(exc, context):
 
 
 def _reader_visible(request: Request, reader_id: int) -> Reader:
-    return _visible(request, selectors.reader_get(reader_id=reader_id), reader_id)
+    return _visible(request, news_selectors.reader_get(reader_id=reader_id), reader_id)
 
 
 def _visible(request: Request, reader: Reader | None, reader_id: int) -> Reader:
     """The reader, if this request may act as them (web readers: only their own browser
-    session or account; see webapp.news.access); NotFound otherwise (no reader either)."""
+    session or account; see webapp.feed.access); NotFound otherwise (no reader either)."""
     if reader is None or (reader.source == Source.WEB and request.auth != reader.pk):
         raise services.NotFound(f"Reader {reader_id} not found.")
     return reader
@@ -53,10 +54,7 @@ def _visible(request: Request, reader: Reader | None, reader_id: int) -> Reader:
 class FeedQuerySerializer(serializers.Serializer):
     reader = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     limit = serializers.IntegerField(min_value=1, required=False)
-    mode = serializers.ChoiceField(choices=list(MODES), required=False)
-    w = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
-    n0 = serializers.FloatField(min_value=0.0, max_value=1e9, required=False)
-    budget = serializers.FloatField(min_value=0.0, max_value=0.99, required=False)
+    arm = serializers.ChoiceField(choices=list(ARMS), required=False)
 
     def validate_limit(self, value: int) -> int:
         if value > settings.FEED_MAX_LIMIT:
@@ -90,7 +88,7 @@ class FeedEntrySerializer(serializers.Serializer):
 class FeedSerializer(serializers.Serializer):
     request_id = serializers.CharField()
     reader = serializers.IntegerField(source="reader_id")
-    mode = serializers.CharField()
+    arm = serializers.CharField(help_text="the ranker arm that ranked the page (recsys.arms), or baseline")
     degraded = serializers.BooleanField(help_text="the page was built with a fallback (Redis unreachable, a model "
                                                   "that cannot be loaded); it is still a full page")
     degraded_reasons = serializers.ListField(child=serializers.CharField(), source="degraded",
@@ -101,7 +99,7 @@ class FeedSerializer(serializers.Serializer):
         """The same fields as declared (they make the OpenAPI schema), built directly: DRF's
         field-by-field path costs about a millisecond per page, a tenth of the request."""
         date = serializers.DateTimeField()
-        return {"request_id": page.request_id, "reader": page.reader_id, "mode": page.mode,
+        return {"request_id": page.request_id, "reader": page.reader_id, "arm": page.arm,
                 "degraded": bool(page.degraded), "degraded_reasons": list(page.degraded), "items": [
             {"impression": e.impression_id, "position": e.position, "score": e.score, "score_parts": e.score_parts,
              "why": e.why, "item": {
@@ -117,13 +115,8 @@ class FeedView(APIView):
         parameters=[
             OpenApiParameter("reader", int, required=True, description="Reader id"),
             OpenApiParameter("limit", int, description="Stories per page (default 10)"),
-            OpenApiParameter("mode", str, enum=list(MODES), description="Ranker mode for this request"),
-            OpenApiParameter("w", float, description="Blend weight w of the similarity, 0..1"),
-            OpenApiParameter("n0", float, description="Blend evidence: a story's w is w * n0 / (n0 + its "
-                                                      "impressions); 0 = the same w for every story"),
-            OpenApiParameter("budget", float, description="Blend CTR budget: the page keeps at least (1 - budget) "
-                                                          "of the clicks the CTR model expects of the CTR-only "
-                                                          "page (w halved until it does); 0 = no limit"),
+            OpenApiParameter("arm", str, enum=list(ARMS), description="The ranker arm for this request "
+                                                                      "(default FEED_ARM)"),
         ],
         responses=FeedSerializer,
     )
@@ -134,9 +127,8 @@ class FeedView(APIView):
         reader, clicked, shown = selectors.reader_with_history(reader_id=reader_id, now=now)
         reader = _visible(request, reader, reader_id)
         limit = query.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT)
-        page = services.feed_build(reader=reader, limit=limit, mode=query.validated_data.get("mode"),
-                                   weight=query.validated_data.get("w"), evidence=query.validated_data.get("n0"),
-                                   budget=query.validated_data.get("budget"), now=now, history=(clicked, shown))
+        page = services.feed_build(reader=reader, limit=limit, arm=query.validated_data.get("arm"), now=now,
+                                   history=(clicked, shown))
         return Response(FeedSerializer(page).data)
 
 
@@ -148,31 +140,16 @@ class SeedStatsSerializer(serializers.Serializer):
     sample = serializers.ListField(child=serializers.IntegerField(), help_text="the latest seed readers' ids")
 
 
-class SimilarityRecordSerializer(serializers.Serializer):
-    clicks = serializers.IntegerField(source="similarity_clicks",
-                                      help_text="clicks on its impressions that logged a similarity")
-    expected = serializers.FloatField(source="similarity_expected",
-                                      help_text="the clicks the similarity predicted for those impressions")
-    story_factor = serializers.SerializerMethodField(
-        help_text="what the ranker multiplies the story's similarity by: (clicks + prior) / (expected + prior)")
-
-    @extend_schema_field(serializers.FloatField())
-    def get_story_factor(self, item) -> float:
-        return round(float(story_factor(item.similarity_clicks, item.similarity_expected,
-                                        settings.FEED_STORY_PRIOR_CLICKS)), 4)
-
-
 class ItemDetailSerializer(ItemSerializer):
     impressions = serializers.IntegerField(source="shown_count")
     clicks = serializers.IntegerField(source="click_count")
-    similarity = SimilarityRecordSerializer(source="*", help_text="the similarity's record on the story")
     seeds = SeedStatsSerializer()
 
 
 class ItemView(APIView):
     @extend_schema(responses=ItemDetailSerializer)
     def get(self, request: Request, item_id: int) -> Response:
-        item = selectors.item_get(item_id=item_id)
+        item = news_selectors.item_get(item_id=item_id)
         if item is None:
             raise services.NotFound(f"Item {item_id} not found.")
         item.seeds = item_seed_stats(item_id=item.pk)

@@ -1,9 +1,10 @@
-"""The feed ranker on the hot path (recsys.ranker decides; this module gathers its inputs).
+"""The feed ranker on the hot path: this module gathers the inputs of recsys.ranker.rank,
+calls it, and explains the page ("why this story").
 
-Per request, Postgres answers two indexed queries (the reader's clicks, their recent
-impressions) and takes the page's impressions, and Redis answers twice (the catalog version
-and the serving runs in one MGET; the states' version and the reader's vector in one
-pipeline); everything else is in memory:
+Per request, Postgres answers one round trip (the reader and their history, read by the
+caller) and takes the page's impressions, and Redis answers twice (the catalog version and
+the serving runs in one MGET; the states' version and the reader's vector in one pipeline);
+everything else is in memory:
 - the live catalog (ids, categories, ages, counts, text vectors) is a per-process copy,
   reloaded when the catalog version in Redis moves (a story published, the counts refreshed)
   or after FEED_CATALOG_TTL_SECONDS;
@@ -14,7 +15,6 @@ pipeline); everything else is in memory:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -26,28 +26,20 @@ import numpy as np
 import redis
 from django.conf import settings
 
+from recsys import ranker
+from recsys.arms import Arm
 from recsys.artifacts import ArtifactError, load_coldstart, load_ctr
-from recsys.coldstart import PROFILE_HALF_LIFE, Profiles, reader_logits
-from recsys.ctr import FEATURES, affinity_of, assemble, with_similarity
-from recsys.ranker import (
-    RankerConfig,
-    diversified_top,
-    expected_page_clicks,
-    final_scores,
-    on_ctr_scale,
-    story_factor,
-    within_budget,
-)
-from webapp import degraded
+from recsys.ctr import FEATURES, assemble
+from recsys.profiles import PROFILE_HISTORY, reader_profiles
+from webapp.common import degraded
+from webapp.common.catalog import CATALOG_VERSION_KEY
+from webapp.common.connections import redis_client
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun
 from webapp.lookalike.serving import WarmScores, warm_scores
 from webapp.news.models import Item, ItemStatus
 
 log = logging.getLogger(__name__)
-PROFILE_HISTORY = 100
-SEEN_DISCOUNT = 0.5  # a story shown to the reader in the last day scores half per showing
-TOPIC_CLICKS = 2.0  # a picked topic counts as this many clicks in its category (affinity)
 
 
 @dataclass
@@ -60,8 +52,6 @@ class Catalog:
     published: np.ndarray  # (N,) epoch seconds
     shown: np.ndarray  # (N,)
     clicked: np.ndarray  # (N,)
-    sim_clicks: np.ndarray  # (N,) the similarity's record (recsys.ranker.story_factor)
-    sim_expected: np.ndarray  # (N,)
     warm: np.ndarray  # (N,) bool, the durable status (display; scoring asks the serving store)
     vectors: np.ndarray  # (N, 384) float32, zero rows where an item has none yet
     row: dict[int, int]
@@ -85,7 +75,7 @@ class CatalogCache:
         """`pointers`: the catalog version as the request read it (else asked here)."""
         try:
             version = pointers.catalog_version if pointers is not None else \
-                int((r or store.client()).get(store.CATALOG_VERSION_KEY) or 0)
+                int((r or redis_client()).get(CATALOG_VERSION_KEY) or 0)
         except redis.RedisError as exc:
             version = None
             degraded.note(f"redis unreachable ({exc.__class__.__name__}): catalog copy kept to its TTL")
@@ -101,9 +91,7 @@ class CatalogCache:
     def _load(self, source: str, version: int | None) -> Catalog:
         objs = list(Item.objects.filter(source=source, published_at__isnull=False).order_by("pk")
                     .defer("text_vector"))
-        rows = [(i.pk, i.category, i.subcategory, i.published_at, i.shown_count, i.click_count, i.status,
-                 i.similarity_clicks, i.similarity_expected) for i in objs]
-        missing = [r[0] for r in rows if r[0] not in self._vectors]
+        missing = [i.pk for i in objs if i.pk not in self._vectors]
         for start in range(0, len(missing), 5000):
             for pk, raw in Item.objects.filter(pk__in=missing[start:start + 5000], text_vector__isnull=False) \
                     .values_list("pk", "text_vector"):
@@ -112,21 +100,20 @@ class CatalogCache:
         cat_index = {c: n for n, c in enumerate(categories)}
         subs: dict[str, int] = {}
         zero = np.zeros(384, np.float32)
-        n = len(rows)
+        n = len(objs)
         return Catalog(
             source=source,
-            ids=np.fromiter((r[0] for r in rows), np.int64, count=n),
-            category=np.fromiter((cat_index[r[1]] for r in rows), np.int64, count=n),
-            subcategory=np.fromiter((subs.setdefault(f"{r[1]}/{r[2]}", len(subs)) for r in rows), np.int64, count=n),
+            ids=np.fromiter((i.pk for i in objs), np.int64, count=n),
+            category=np.fromiter((cat_index[i.category] for i in objs), np.int64, count=n),
+            subcategory=np.fromiter((subs.setdefault(f"{i.category}/{i.subcategory}", len(subs)) for i in objs),
+                                    np.int64, count=n),
             categories=categories,
-            published=np.fromiter((r[3].timestamp() for r in rows), np.float64, count=n),
-            shown=np.fromiter((r[4] for r in rows), np.float64, count=n),
-            clicked=np.fromiter((r[5] for r in rows), np.float64, count=n),
-            sim_clicks=np.fromiter((r[7] for r in rows), np.float64, count=n),
-            sim_expected=np.fromiter((r[8] for r in rows), np.float64, count=n),
-            warm=np.fromiter((r[6] == ItemStatus.WARM for r in rows), bool, count=n),
-            vectors=np.stack([self._vectors.get(r[0], zero) for r in rows]) if rows else np.zeros((0, 384), np.float32),
-            row={r[0]: k for k, r in enumerate(rows)},
+            published=np.fromiter((i.published_at.timestamp() for i in objs), np.float64, count=n),
+            shown=np.fromiter((i.shown_count for i in objs), np.float64, count=n),
+            clicked=np.fromiter((i.click_count for i in objs), np.float64, count=n),
+            warm=np.fromiter((i.status == ItemStatus.WARM for i in objs), bool, count=n),
+            vectors=np.stack([self._vectors.get(i.pk, zero) for i in objs]) if objs else np.zeros((0, 384), np.float32),
+            row={i.pk: k for k, i in enumerate(objs)},
             items=objs,
             version=version,
             loaded=time.monotonic(),
@@ -135,19 +122,13 @@ class CatalogCache:
 
 @dataclass
 class Models:
-    """The cold-start model with its calibration, and the CTR models, of the active runs."""
+    """The ranker's models of the active runs (recsys.ranker.Models), and the CTR model's
+    prior CTR (its item-CTR feature's smoothing)."""
 
     key: tuple[int | None, int | None] = (None, None)
-    cold: object | None = None
-    calibration: object | None = None
-    ctr: object | None = None
-    ctr_similarity: object | None = None
+    ranker: ranker.Models | None = None
     prior: float = 0.05
     error: str | None = None
-    # (coef, intercept) on raw features: one matrix-vector product per request instead of sklearn's checks.
-    cold_linear: tuple | None = None
-    ctr_linear: tuple | None = None
-    ctr_similarity_linear: tuple | None = None
 
 
 class ModelCache:
@@ -167,7 +148,7 @@ class ModelCache:
     def get(self, r: redis.Redis | None, pointers: store.Pointers | None = None) -> Models:
         """`pointers`: the look-alike pointer as the request read it (else asked here)."""
         try:
-            pointer = pointers.lookalike if pointers is not None else store.active_lookalike_get(r=r or store.client())
+            pointer = pointers.lookalike if pointers is not None else store.active_lookalike_get(r=r)
         except redis.RedisError as exc:
             pointer = self._pointer if time.monotonic() - self._checked < 60 else -2
             degraded.note(f"redis unreachable ({exc.__class__.__name__}): models as of the last check")
@@ -184,22 +165,24 @@ class ModelCache:
 
     @staticmethod
     def _load(runs: dict, key) -> Models:
-        m = Models(key=key)
+        if not runs[ModelKind.COLDSTART] or not runs[ModelKind.CTR]:
+            return Models(key=key)
         try:
-            if runs[ModelKind.COLDSTART]:
-                cold = load_coldstart(Path(runs[ModelKind.COLDSTART][1]))
-                m.cold, m.calibration = cold["model"], cold["calibration"]
-            if runs[ModelKind.CTR]:
-                ctr = load_ctr(Path(runs[ModelKind.CTR][1]))
-                m.ctr, m.ctr_similarity = ctr["ctr"], ctr["ctr_similarity"]
-                m.prior = float(ctr["meta"].get("prior", m.prior))
-            m.cold_linear = m.cold.linear() if m.cold is not None else None
-            m.ctr_linear = m.ctr.linear() if m.ctr is not None else None
-            m.ctr_similarity_linear = m.ctr_similarity.linear() if m.ctr_similarity is not None else None
+            cold = load_coldstart(Path(runs[ModelKind.COLDSTART][1]))
+            ctr = load_ctr(Path(runs[ModelKind.CTR][1]))
         except ArtifactError as exc:
             log.error("ranker models not loaded, the feed falls back to the baseline: %s", exc)
-            m = Models(key=key, error=str(exc))
-        return m
+            return Models(key=key, error=str(exc))
+        cal, ctr_model = cold["calibration"], ctr["ctr"]
+        if ctr_model is None:
+            return Models(key=key)
+        coef, intercept = ctr_model.linear()
+        with_sim = ctr["ctr_similarity"]
+        return Models(key=key, prior=float(ctr["meta"].get("prior", 0.05)), ranker=ranker.Models(
+            coldstart=cold["model"].linear(), ctr=(coef, intercept),
+            cold_map=cal.cold if cal is not None else None, warm_map=cal.warm if cal is not None else None,
+            position_slope=float(coef[FEATURES.index("position")]),
+            ctr_with_similarity=with_sim.linear() if with_sim is not None else None))
 
 
 catalogs = CatalogCache()
@@ -208,34 +191,75 @@ models = ModelCache()
 
 @dataclass
 class Ranked:
-    """The page: candidate rows into the catalog, their scores and parts, and the reasons."""
+    """The page: item ids, their scores and parts, and the reasons."""
 
-    mode: str
+    arm: str
     item_ids: np.ndarray
     scores: np.ndarray
-    parts: list[dict[str, float | bool | None]]
+    parts: list[dict[str, float | bool | str | None]]
     why: list[str] = field(default_factory=list)
     warm: list[bool] = field(default_factory=list)
     items: list[Item] | None = None  # the page's items when the catalog copy has them
 
 
-def ranker_config(mode: str | None = None, weight: float | None = None, evidence: float | None = None,
-                  budget: float | None = None) -> RankerConfig:
-    return RankerConfig(mode=mode or settings.FEED_RANKER_MODE,
-                        weight=settings.FEED_BLEND_WEIGHT if weight is None else weight,
-                        gate=settings.FEED_GATE_THRESHOLD, max_per_subcategory=settings.FEED_MAX_PER_SUBCATEGORY,
-                        evidence=settings.FEED_BLEND_EVIDENCE if evidence is None else evidence,
-                        budget=settings.FEED_BLEND_BUDGET if budget is None else budget)
+@dataclass
+class Gathered:
+    """What recsys.ranker.rank is given for one request, and what explains its page."""
+
+    reader: ranker.Reader
+    candidates: ranker.Candidates
+    scores: ranker.Scores
+    rows: np.ndarray  # (N,) the candidates' rows in the catalog copy
+    history: list[int]  # the reader's clicks as catalog rows, oldest first
+    picked: set[int]  # categories the reader picked
+    warm: WarmScores
+
+
+def gather(*, reader_id: int, cat: Catalog, m: Models, clicked: list[int], shown: dict[int, int], now: datetime,
+           topics: list[str] | tuple[str, ...], r: redis.Redis, pointers: store.Pointers | None) -> Gathered:
+    """The reader as of now (profile, affinity), their candidates (the live stories they
+    have not clicked) with the CTR model's features, and RALM's logits for the warm ones."""
+    t = now.timestamp()
+    live = cat.published <= t
+    if clicked:
+        live[[cat.row[i] for i in clicked if i in cat.row]] = False
+    rows = np.flatnonzero(live)
+    history = [cat.row[i] for i in clicked[:PROFILE_HISTORY] if i in cat.row][::-1]  # oldest first
+    picked = {cat.categories.index(c) for c in topics if c in cat.categories}
+    profile = reader_profiles(item_vectors=cat.vectors, item_category=cat.category, n_categories=len(cat.categories),
+                              histories=[np.asarray(history, np.int64)], picked=[picked])
+    affinity = profile.category_affinity[0]
+    age = (t - cat.published[rows]) / 3600.0
+    seen = np.zeros(len(cat.ids))
+    for item_id, n in shown.items():
+        if item_id in cat.row:
+            seen[cat.row[item_id]] = n
+    ids = cat.ids[rows]
+    ctr_x = assemble(affinity=affinity[cat.category[rows]], item_clicks=cat.clicked[rows],
+                     item_impressions=cat.shown[rows], age_hours=age, position=0.0, prior=m.prior)
+    scored = WarmScores(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
+    if len(rows):
+        try:
+            scored = warm_scores(reader_id=reader_id, item_ids=ids, r=r, pointers=pointers)
+        except redis.RedisError:
+            log.warning("Redis unreachable: warm items scored by the cold-start model")
+    ralm = np.full(len(rows), np.nan)
+    ralm[np.searchsorted(ids, scored.item_ids)] = scored.logits  # ids are sorted (catalog in pk order)
+    return Gathered(
+        reader=ranker.Reader(profile.vectors[0], affinity, has_clicks=bool(history)),
+        candidates=ranker.Candidates(ids=ids, category=cat.category[rows], group=cat.subcategory[rows],
+                                     vectors=cat.vectors[rows], age_hours=age, seen=seen[rows], ctr_features=ctr_x),
+        scores=ranker.Scores(ralm), rows=rows, history=history, picked=picked, warm=scored)
 
 
 def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, int], now: datetime, limit: int,
-         config: RankerConfig, topics: list[str] | tuple[str, ...] = ()) -> Ranked | None:
-    """Rank the reader's candidates; None when no trained ranker serves (the caller uses the
-    baseline). `clicked`: the reader's clicked item ids, newest first; `shown`: recent
-    impressions per item; `topics`: categories the reader picked. A reader with neither
-    clicks nor topics gets the calibrated popularity and freshness mix (every reader term of
-    the models is zero)."""
-    r = store.client()
+         arm: Arm, topics: list[str] | tuple[str, ...] = ()) -> Ranked | None:
+    """Rank the reader's candidates with the arm; None when no trained ranker serves (the
+    caller uses the baseline). `clicked`: the reader's clicked item ids, newest first;
+    `shown`: recent impressions per item; `topics`: categories the reader picked. A reader
+    with neither clicks nor topics gets the calibrated popularity and freshness mix (every
+    reader term of the models is zero)."""
+    r = redis_client()
     try:  # one round trip for what the caches check (each asks on its own, and notes the outage, if it fails)
         pointers = store.pointers_get(r=r)
     except redis.RedisError:
@@ -243,122 +267,24 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
     m = models.get(r, pointers)
     if m.error is not None:
         degraded.note(f"ranker models unusable, baseline ranking: {m.error}")
-    if m.cold is None or m.ctr is None:
+    if m.ranker is None:
         return None
     cat = catalogs.get(source, r, pointers)
-    t = now.timestamp()
-    live = cat.published <= t
-    if clicked:
-        live[[cat.row[i] for i in clicked if i in cat.row]] = False
-    rows = np.flatnonzero(live)
-    if not len(rows):
-        return Ranked(config.mode, np.zeros(0, np.int64), np.zeros(0), [])
-    ids = cat.ids[rows]
-
-    # The reader as of now: text profile and category affinity from their latest clicks.
-    history = [cat.row[i] for i in clicked[:PROFILE_HISTORY] if i in cat.row][::-1]  # oldest first
-    n_cat = len(cat.categories)
-    counts = np.bincount(cat.category[history], minlength=n_cat).astype(np.float64) if history else np.zeros(n_cat)
-    picked = {cat.categories.index(t) for t in topics if t in cat.categories}
-    for c in picked:  # a picked topic weighs like TOPIC_CLICKS clicks in its category
-        counts[c] += TOPIC_CLICKS
-    vec = np.zeros((1, cat.vectors.shape[1]), np.float32)
-    if history:
-        w = 0.5 ** (np.arange(len(history))[::-1] / PROFILE_HALF_LIFE)
-        v = (w[:, None] * cat.vectors[history]).sum(0)
-        vec[0] = v / max(float(np.linalg.norm(v)), 1e-12)
-    affinity = affinity_of(counts, counts.sum(), n_cat)
-    profile = Profiles(vec, affinity[None].astype(np.float32))
-    age = (t - cat.published[rows]) / 3600.0
-
-    # Similarity: the calibrated cold-start score, RALM's (blended with it) for warm items.
-    lin = reader_logits(*m.cold_linear, profile=profile.vectors[0], affinity=profile.category_affinity[0][
-        cat.category[rows]], item_vectors=cat.vectors[rows], age_hours=age)
-    # Without calibration maps (a history too thin to fit them) the cold-start model's own
-    # probability stands in for every item, and RALM only explains (why) instead of scoring.
-    similarity = m.calibration.cold.predict(lin) if m.calibration is not None else _sigmoid(lin)
-    ralm = np.full(len(rows), np.nan)
-    warm_now = np.zeros(len(rows), bool)
-    scored = WarmScores(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
-    try:
-        scored = warm_scores(reader_id=reader_id, item_ids=ids, r=r, pointers=pointers)
-    except redis.RedisError:
-        log.warning("Redis unreachable: warm items scored by the cold-start model")
-    if len(scored.item_ids):
-        pos = np.searchsorted(ids, scored.item_ids)  # ids are sorted (catalog in pk order)
-        ralm[pos], warm_now[pos] = scored.logits, True
-        if m.calibration is not None:
-            similarity[pos] = m.calibration.warm.predict(np.stack([scored.logits, lin[pos]], 1))
-    # Per story, how its readers have clicked against what the similarity predicted (its own
-    # appeal, which the run's calibration maps cannot know); the feature mode's CTR model was
-    # fitted on the similarity as it comes, so it reads that one.
-    factor = story_factor(cat.sim_clicks[rows], cat.sim_expected[rows], settings.FEED_STORY_PRIOR_CLICKS)
-    as_fitted, similarity = similarity, np.minimum(similarity * factor, 1.0)
-
-    x = assemble(affinity=affinity[cat.category[rows]], item_clicks=cat.clicked[rows],
-                 item_impressions=cat.shown[rows], age_hours=age, position=0.0, prior=m.prior)
-    ctr_logit = x.astype(np.float64) @ m.ctr_linear[0] + m.ctr_linear[1]
-    ctr = _sigmoid(ctr_logit)
-    ctr_sim = None
-    requested = config.mode
-    if config.mode == "feature":
-        if m.ctr_similarity is None:
-            config = dataclasses.replace(config, mode="blend")
-        else:
-            w, b = m.ctr_similarity_linear
-            ctr_sim = _sigmoid(with_similarity(x, as_fitted).astype(np.float64) @ w + b)
-    seen_all = np.zeros(len(cat.ids))
-    for item_id, n in shown.items():
-        if item_id in cat.row:
-            seen_all[cat.row[item_id]] = n
-    seen = seen_all[rows]
-    repeat = SEEN_DISCOUNT ** seen
-
-    def page_for(weight: float) -> tuple[np.ndarray, np.ndarray]:
-        """(final scores, the page's candidate indices) with blend weight `weight`."""
-        final = final_scores(dataclasses.replace(config, weight=weight), ctr=ctr, similarity=similarity,
-                             ctr_with_similarity=ctr_sim, limit=limit, shown=cat.shown[rows]) * repeat
-        return final, diversified_top(final, cat.subcategory[rows], limit=limit,
-                                      per_group=config.max_per_subcategory, tie_break=ids)
-
-    budgeted = config.mode == "blend" and config.budget > 0 and config.weight > 0
-    # A reader with no clicks yet keeps the full w: the CTR model knows nothing of them but
-    # their picked topics, so its expected clicks are the population's, and the budget would
-    # take back the one personal signal they gave (the similarity of their topics and text).
-    if budgeted and history:  # the CTR model's expected clicks on a page, its position term and the repeat discount
-        slope = float(m.ctr_linear[0][FEATURES.index("position")])
-        used, (final, top) = within_budget(
-            page_for, lambda page: expected_page_clicks(ctr_logit, page[1], position_slope=slope, factor=repeat),
-            weight=config.weight, budget=config.budget)
-    else:
-        used, (final, top) = config.weight, page_for(config.weight)
-    evidence = config.mode == "blend" and config.evidence > 0
-    scale = on_ctr_scale(ctr, similarity) if evidence else None
-
-    out = Ranked(config.mode, ids[top], final[top], [], items=[cat.items[rows[k]] for k in top])
-    for k in top:
-        part = {"ctr": round(float(ctr[k]), 6), "similarity": round(float(similarity[k]), 6),
-                "story_factor": round(float(factor[k]), 4),
-                "coldstart_logit": round(float(lin[k]), 4), "warm": bool(warm_now[k]),
-                "ralm_logit": None if np.isnan(ralm[k]) else round(float(ralm[k]), 4),
-                "weight": config.weight if config.mode == "blend" else (0.0 if config.mode == "ctr" else None),
-                "seen": int(seen[k]), "calibrated": m.calibration is not None}
-        if budgeted:  # the w the budget left this page (the label keeps the w asked for)
-            part |= {"budget": config.budget, "weight_used": used}
-        if evidence:  # w decays with the story's impressions; the similarity on the CTR's scale
-            part |= {"evidence": config.evidence, "shown": int(cat.shown[rows[k]]),
-                     "similarity_scale": round(scale, 4)}
-        if ctr_sim is not None:
-            part["ctr_with_similarity"] = round(float(ctr_sim[k]), 6)
-        if requested != config.mode:  # the A/B arm asked for, served by a fallback
-            part["requested"] = requested
-        out.parts.append(part)
-        out.warm.append(bool(warm_now[k]))
-        c = int(cat.category[rows[k]])
-        out.why.append(_why(int(ids[k]), bool(warm_now[k]), scored, cat.categories[c],
-                            because=_nearest_click(cat, history, rows[k]), picked=c in picked,
-                            personal=bool(history) or bool(picked), age_hours=age[k]))
-    return out
+    g = gather(reader_id=reader_id, cat=cat, m=m, clicked=clicked, shown=shown, now=now, topics=topics, r=r,
+               pointers=pointers)
+    out = ranker.rank(g.reader, g.candidates, g.scores, arm=arm, models=m.ranker, limit=limit)
+    page = out.page
+    personal = bool(g.history) or bool(g.picked)
+    ranked = Ranked(out.arm, g.candidates.ids[page], out.final[page], [out.parts(int(k)) for k in page],
+                    items=[cat.items[g.rows[k]] for k in page])
+    for k in page:
+        warm = not np.isnan(g.scores.ralm_logit[k])
+        c = int(g.candidates.category[k])
+        ranked.warm.append(warm)
+        ranked.why.append(_why(int(g.candidates.ids[k]), warm, g.warm, cat.categories[c],
+                               because=_nearest_click(cat, g.history, int(g.rows[k])), picked=c in g.picked,
+                               personal=personal, age_hours=float(g.candidates.age_hours[k])))
+    return ranked
 
 
 def _nearest_click(cat: Catalog, history: list[int], row: int) -> str | None:
@@ -369,10 +295,6 @@ def _nearest_click(cat: Catalog, history: list[int], row: int) -> str | None:
         return None
     sims = cat.vectors[same] @ cat.vectors[row]
     return cat.items[same[int(np.argmax(sims))]].title
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _why(item_id: int, warm: bool, scored: WarmScores, category: str, *, because: str | None, picked: bool,

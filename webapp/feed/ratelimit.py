@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import redis
 from django.core.exceptions import ImproperlyConfigured
 
+from webapp.common.connections import redis_client
 from webapp.lookalike.store import PREFIX
-from webapp.lookalike.store import client as store_client
 
 logger = logging.getLogger(__name__)
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -47,7 +47,7 @@ def hit(*, scope: str, key: str | int, rate: Rate, now: float | None = None) -> 
     window = int(now // rate.seconds)
     name = f"{PREFIX}:rate:{scope}:{key}:{window}"
     try:
-        pipe = store_client().pipeline(transaction=True)
+        pipe = redis_client().pipeline(transaction=True)
         pipe.incr(name)
         pipe.expire(name, rate.seconds + 10)
         count, _ = pipe.execute()

@@ -8,19 +8,22 @@ import json
 import math
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import numpy as np
-from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from tqdm import tqdm
 
 from fixtures.corpus import DemoReader
+from recsys.arms import Arm
+from recsys.arms import arms as arms_named
 from recsys.simulation import ClickModel, ItemTruth, item_truth
-from webapp.news import services
+from webapp.feed import services
 from webapp.news.models import Reader, Source
+from webapp.news.services import item_popularity_refresh, item_publish_next
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,7 @@ class Shown:
 
 
 class Transport(Protocol):
-    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
-             weight: float | None = None, evidence: float | None = None,
-             budget: float | None = None) -> list[Shown]: ...
+    def feed(self, reader_id: int, limit: int, now: datetime | None, arm: str | None = None) -> list[Shown]: ...
     def click(self, impression: int, reader_id: int, now: datetime | None) -> bool: ...
 
 
@@ -62,13 +63,8 @@ class HttpTransport:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise TransportError(f"{self.base_url}{path}: {getattr(exc, 'reason', exc)}") from None
 
-    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
-             weight: float | None = None, evidence: float | None = None,
-             budget: float | None = None) -> list[Shown]:
-        _, page = self._call(f"/api/feed?reader={reader_id}&limit={limit}" + (f"&mode={mode}" if mode else "")
-                             + (f"&w={weight}" if weight is not None else "")
-                             + (f"&n0={evidence}" if evidence is not None else "")
-                             + (f"&budget={budget}" if budget is not None else ""))
+    def feed(self, reader_id: int, limit: int, now: datetime | None, arm: str | None = None) -> list[Shown]:
+        _, page = self._call(f"/api/feed?reader={reader_id}&limit={limit}" + (f"&arm={arm}" if arm else ""))
         return [Shown(e["impression"], e["position"], e["item"]["external_id"], e["item"]["category"],
                       e["item"]["subcategory"], parse_datetime(e["item"]["published_at"]))
                 for e in page["items"]]
@@ -84,11 +80,8 @@ class HttpTransport:
 class LocalTransport:
     """Calls the services the API views call, in this process (and can backdate)."""
 
-    def feed(self, reader_id: int, limit: int, now: datetime | None, mode: str | None = None,
-             weight: float | None = None, evidence: float | None = None,
-             budget: float | None = None) -> list[Shown]:
-        page = services.feed_build(reader=Reader.objects.get(pk=reader_id), limit=limit, now=now, mode=mode,
-                                   weight=weight, evidence=evidence, budget=budget)
+    def feed(self, reader_id: int, limit: int, now: datetime | None, arm: str | None = None) -> list[Shown]:
+        page = services.feed_build(reader=Reader.objects.get(pk=reader_id), limit=limit, now=now, arm=arm)
         return [Shown(e.impression_id, e.position, e.item.external_id, e.item.category,
                       e.item.subcategory, e.item.published_at) for e in page.entries]
 
@@ -103,67 +96,15 @@ class Stats:
     clicks: int = 0
     published: int = 0
     errors: int = 0
-    # Per A/B variant: [impressions, clicks, expected clicks under the hidden click model].
-    variants: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def ctr(self) -> float:
         return self.clicks / self.impressions if self.impressions else 0.0
 
 
-# (label, mode, blend weight, evidence n0, CTR budget); None: the setting's value.
-Variant = tuple[str, str | None, float | None, float | None, float | None]
-
-
-def parse_variant(text: str) -> Variant:
-    """"blend:0.2" -> ("blend w=0.2", "blend", 0.2, None, None); "blend:0.2:300" -> ("blend
-    w=0.2 n0=300", "blend", 0.2, 300.0, None) (w decays with a story's impressions, n0 the
-    evidence); "blend:0.2::0.01" or "blend:0.2:0:0.01" -> ("blend w=0.2 budget=0.01", "blend",
-    0.2, None or 0.0, 0.01) (the page keeps 99% of the CTR-only page's expected clicks);
-    "blend:0.2::0" -> ("blend w=0.2", ..., 0.0) (no limit); "ctr" -> ("ctr", "ctr", None, None,
-    None). Fields left out take the settings (FEED_BLEND_BUDGET's budget is in the label, as in
-    the impressions' labels). The label is what ab_report calls the variant."""
-    from recsys.ranker import MODES
-
-    mode, _, rest = text.partition(":")
-    weight, _, rest = rest.partition(":")
-    evidence, _, budget = rest.partition(":")
-    if mode not in MODES:
-        raise ValueError(f"unknown ranker mode {mode!r} (one of {', '.join(MODES)})")
-    if not weight:
-        if evidence or budget:
-            raise ValueError(f"{text!r}: the evidence n0 and the budget follow a blend weight (blend:W:N0:BUDGET)")
-        return mode, mode, None, None, None
-    try:
-        w = float(weight)
-        n0 = float(evidence) if evidence else None
-        b = float(budget) if budget else None
-    except ValueError:
-        raise ValueError(f"bad blend weight, evidence or budget in {text!r}") from None
-    if mode != "blend" or not 0.0 <= w <= 1.0:
-        raise ValueError(f"{text!r}: only blend takes a weight, within [0, 1]")
-    if n0 is not None and not n0 >= 0.0:
-        raise ValueError(f"{text!r}: the evidence n0 must be >= 0")
-    if b is not None and not 0.0 <= b < 1.0:
-        raise ValueError(f"{text!r}: the budget must be within [0, 1)")
-    limit = settings.FEED_BLEND_BUDGET if b is None else b  # named as the impressions it logs name it
-    label = f"blend w={w:g}" + (f" n0={n0:g}" if n0 else "") + (f" budget={limit:g}" if limit and w else "")
-    return label, mode, w, n0, b
-
-
-def parse_variants(texts: list[str]) -> list[Variant]:
-    """parse_variant of each; ValueError when two name the same variant (their pages would
-    pool under one label)."""
-    variants = [parse_variant(t) for t in texts]
-    labels = [v[0] for v in variants]
-    if len(set(labels)) < len(labels):
-        raise ValueError(f"a variant named twice in {','.join(texts)!r}")
-    return variants
-
-
 class Simulator:
     def __init__(self, *, readers: list[DemoReader], click_model: ClickModel, transport: Transport,
-                 feed_size: int = 10, seed: int = 0, modes: list[str] | None = None) -> None:
+                 feed_size: int = 10, seed: int = 0, arms: str | list[str] = "") -> None:
         by_ext = dict(Reader.objects.filter(source=Source.DEMO).values_list("external_id", "pk"))
         self.readers = [r for r in readers if r.id in by_ext]
         if not self.readers:
@@ -173,9 +114,8 @@ class Simulator:
         self.p = weights / weights.sum()
         self.model, self.transport, self.feed_size = click_model, transport, feed_size
         self.rng = np.random.default_rng(seed)
-        # Ranker variants to split sessions between (an A/B test): "blend", "ctr", "blend:0.2"
-        # (a mode with its blend weight); [] = the configured ranker.
-        self.variants = parse_variants(modes or [])
+        # Ranker arms to split sessions between (an A/B test); none: the configured one (FEED_ARM).
+        self.arms: list[Arm] = arms_named(arms)  # UnknownArm for a name not in the registry
         self.stats = Stats()
         self._truths: dict[str, ItemTruth] = {}
         self._turns: dict[int, int] = {}  # reader index -> sessions so far (+ a random start)
@@ -187,17 +127,17 @@ class Simulator:
                 subcategory=shown.subcategory, config=self.model.config)
         return self._truths[shown.external_id]
 
-    def variant_for(self, k: int) -> Variant:
-        """The A/B variant of reader k's next session: each reader's sessions rotate through
-        the variants from a random start, so every arm sees the same mix of readers (a
-        within-reader design: the reader-to-reader spread drops out of the comparison)."""
-        if not self.variants:
-            return "default", None, None, None, None
+    def arm_for(self, k: int) -> str | None:
+        """The arm of reader k's next session: each reader's sessions rotate through the arms
+        from a random start, so every arm sees the same mix of readers (a within-reader
+        design: the reader-to-reader spread drops out of the comparison). None: FEED_ARM."""
+        if not self.arms:
+            return None
         if k not in self._turns:
-            self._turns[k] = int(self.rng.integers(len(self.variants)))
+            self._turns[k] = int(self.rng.integers(len(self.arms)))
         turn = self._turns[k]
         self._turns[k] = turn + 1
-        return self.variants[turn % len(self.variants)]
+        return self.arms[turn % len(self.arms)].name
 
     def draw_reader(self) -> int:
         """The index of the next visiting reader, drawn by activity."""
@@ -213,9 +153,7 @@ class Simulator:
         """One visit: a reader (drawn by activity unless given) reads one feed page and clicks."""
         k = self.draw_reader() if reader is None else reader
         reader, reader_id = self.readers[k], self.db_ids[k]
-        label, mode, weight, evidence, budget = self.variant_for(k)
-        page = self.transport.feed(reader_id, self.feed_size, now, mode, weight, evidence, budget)
-        tally = self.stats.variants.setdefault(label, [0, 0, 0.0])
+        page = self.transport.feed(reader_id, self.feed_size, now, self.arm_for(k))
         self.stats.sessions += 1
         self.stats.impressions += len(page)
         at = now or timezone.now()
@@ -223,16 +161,13 @@ class Simulator:
             age = (at - shown.published_at).total_seconds() / 3600.0
             p = self.model.click_probability(reader.truth, self._truth(shown),
                                              position=shown.position, age_hours=age)
-            tally[0] += 1
-            tally[2] += p
             if self.rng.random() < p:
                 when = now + timedelta(seconds=5 + 10 * shown.position) if now else None
                 stored = self.transport.click(shown.impression, reader_id, when)
                 self.stats.clicks += stored
-                tally[1] += stored
 
     def publish_next(self, now: datetime | None = None) -> str | None:
-        item = services.item_publish_next(source=Source.DEMO, now=now)
+        item = item_publish_next(source=Source.DEMO, now=now)
         if item is not None:
             self.stats.published += 1
             return item.title
@@ -248,3 +183,19 @@ def backfill_times(*, hours: float, sessions: int, now: datetime, rng: np.random
         if rng.random() < 0.35 + 0.65 * math.sin(math.pi * hour_of_day / 24) ** 2:
             offsets.append(t)
     return [now - timedelta(hours=hours - t) for t in sorted(offsets)]
+
+
+def backfill(sim: Simulator, times: list[datetime], *, progress: bool = True) -> Stats:
+    """A past history: one session at each of `times` (sorted, backdated) through the feed
+    service, with the popularity and counts job run every 20 simulated minutes, as the live
+    job keeps them, and once at the end."""
+    next_refresh = times[0] if times else None
+    with tqdm(times, desc="backfill", unit="session", disable=not progress) as bar:
+        for t in bar:
+            if t >= next_refresh:
+                item_popularity_refresh(now=t)
+                next_refresh = t + timedelta(minutes=20)
+            sim.session(now=t)
+            bar.set_postfix(clicks=sim.stats.clicks, ctr=f"{sim.stats.ctr:.3f}", refresh=False)
+    item_popularity_refresh()
+    return sim.stats

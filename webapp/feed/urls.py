@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from webapp.news import views
+from webapp.feed import views
 
-app_name = "news"
+app_name = "feed"
 urlpatterns = [
     path("", views.home, name="home"),
     path("feed/", views.feed, name="feed"),

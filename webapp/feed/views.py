@@ -7,6 +7,8 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
@@ -17,9 +19,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from recsys.ranker import MODES
-from webapp.news import selectors, services
-from webapp.news.access import SESSION_KEY, may_act_as, session_reader_id
+from recsys.arms import ARMS
+from webapp.feed import selectors, services
+from webapp.feed.access import SESSION_KEY, may_act_as, session_reader_id
+from webapp.feed.dashboard import dashboard as dashboard_build
+from webapp.news import selectors as news_selectors
+from webapp.news import services as news_services
 from webapp.news.models import Item, Reader, Source
 
 
@@ -29,10 +34,7 @@ class ReaderForm(forms.Form):
 
 class FeedForm(forms.Form):
     reader = forms.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
-    mode = forms.ChoiceField(choices=[(m, m) for m in MODES], required=False)
-    w = forms.FloatField(min_value=0.0, max_value=1.0, required=False)
-    n0 = forms.FloatField(min_value=0.0, max_value=1e9, required=False)
-    budget = forms.FloatField(min_value=0.0, max_value=0.99, required=False)
+    arm = forms.ChoiceField(choices=[(a, a) for a in ARMS], required=False)
 
 
 class ClickForm(forms.Form):
@@ -42,14 +44,14 @@ class ClickForm(forms.Form):
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "news/home.html", {"readers": selectors.readers_for_picker()})
+    return render(request, "feed/home.html", {"readers": news_selectors.readers_for_picker()})
 
 
 def _reader_for(request: HttpRequest, reader_id: int | None) -> Reader | None:
     """The reader a page acts as: the one asked for if this browser may act as them, else
     (no id given) the browser's own web reader."""
     reader_id = reader_id if reader_id is not None else session_reader_id(request)
-    reader = selectors.reader_get(reader_id=reader_id) if reader_id is not None else None
+    reader = news_selectors.reader_get(reader_id=reader_id) if reader_id is not None else None
     return reader if reader is not None and may_act_as(request, reader) else None
 
 
@@ -57,28 +59,26 @@ def _reader_for(request: HttpRequest, reader_id: int | None) -> Reader | None:
 def feed(request: HttpRequest) -> HttpResponse:
     form = FeedForm(request.GET)
     if not form.is_valid():
-        return render(request, "news/home.html",
-                      {"readers": selectors.readers_for_picker(), "form": form}, status=400)
+        return render(request, "feed/home.html",
+                      {"readers": news_selectors.readers_for_picker(), "form": form}, status=400)
     reader_id = form.cleaned_data.get("reader")
     if reader_id is None:  # the browser's own reader, if it has one
         reader_id = session_reader_id(request)
         if reader_id is None:
-            return redirect("news:home")
+            return redirect("feed:home")
     now = timezone.now()
     reader, clicked, shown = selectors.reader_with_history(reader_id=reader_id, now=now)
     if reader is None or not may_act_as(request, reader):
-        return render(request, "news/not_found.html", {"what": "reader"}, status=404)
-    mode = form.cleaned_data.get("mode") or None
-    w, n0, budget = (form.cleaned_data.get(k) for k in ("w", "n0", "budget"))
-    page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT, mode=mode, weight=w, evidence=n0,
-                               budget=budget, now=now, history=(clicked, shown))
-    more = {"reader": reader.pk, **({"mode": mode} if mode else {}),
-            **{k: v for k, v in (("w", w), ("n0", n0), ("budget", budget)) if v is not None}}
-    return render(request, "news/feed.html", {
+        return render(request, "feed/not_found.html", {"what": "reader"}, status=404)
+    arm = form.cleaned_data.get("arm") or None
+    page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT, arm=arm, now=now,
+                               history=(clicked, shown))
+    more = {"reader": reader.pk, **({"arm": arm} if arm else {})}
+    return render(request, "feed/feed.html", {
         "reader": reader,
         "page": page,
         "more": urlencode(more),
-        "recent_clicks": selectors.reader_recent_clicks(reader=reader),
+        "recent_clicks": news_selectors.reader_recent_clicks(reader=reader),
     })
 
 
@@ -86,26 +86,26 @@ def feed(request: HttpRequest) -> HttpResponse:
 def click(request: HttpRequest) -> HttpResponse:
     form = ClickForm(request.POST)
     if not form.is_valid():
-        return render(request, "news/not_found.html", {"what": "story"}, status=400)
+        return render(request, "feed/not_found.html", {"what": "story"}, status=400)
     reader = _reader_for(request, form.cleaned_data["reader"])
     if reader is None:
-        return render(request, "news/not_found.html", {"what": "reader"}, status=404)
+        return render(request, "feed/not_found.html", {"what": "reader"}, status=404)
     try:
         result = services.click_record(
             impression_id=form.cleaned_data["impression"], reader_id=reader.pk,
             web_reader=reader.pk if reader.source == Source.WEB else None, throttle=True,
         )
     except services.RateLimited as exc:
-        response = render(request, "news/rate_limited.html", {"limit": exc.limit, "retry_after": exc.retry_after},
+        response = render(request, "feed/rate_limited.html", {"limit": exc.limit, "retry_after": exc.retry_after},
                           status=429)
         response["Retry-After"] = str(exc.retry_after)
         return response
     except services.NotFound:
-        return render(request, "news/not_found.html", {"what": "story"}, status=404)
+        return render(request, "feed/not_found.html", {"what": "story"}, status=404)
     except services.Rejected:
-        return render(request, "news/not_found.html", {"what": "story"}, status=400)
+        return render(request, "feed/not_found.html", {"what": "story"}, status=400)
     # The target is built from stored ids, never from a URL in the request.
-    target = reverse("news:item", args=[result.click.item_id])
+    target = reverse("feed:item", args=[result.click.item_id])
     return HttpResponseRedirect(f"{target}?reader={result.click.reader_id}")
 
 
@@ -114,7 +114,7 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
     item = get_object_or_404(Item, pk=item_id)
     form = ReaderForm(request.GET)
     reader = _reader_for(request, form.cleaned_data["reader"]) if form.is_valid() else None
-    return render(request, "news/item.html", {"item": item, "reader": reader})
+    return render(request, "feed/item.html", {"item": item, "reader": reader})
 
 
 # --- Readers of their own: start reading, topics, profile, an account ---------------------
@@ -124,7 +124,7 @@ class TopicsForm(forms.Form):
 
     def __init__(self, *args, reader: Reader, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["topics"].choices = [(c, c) for c in selectors.reader_topics_choices(reader=reader)]
+        self.fields["topics"].choices = [(c, c) for c in news_selectors.reader_topics_choices(reader=reader)]
 
 
 class ProfileForm(TopicsForm):
@@ -134,7 +134,7 @@ class ProfileForm(TopicsForm):
 
     def __init__(self, *args, reader: Reader, **kwargs) -> None:
         super().__init__(*args, reader=reader, **kwargs)
-        for name, values in selectors.profile_choices().items():
+        for name, values in news_selectors.profile_choices().items():
             self.fields[name].choices = [("", "—")] + [(v, v) for v in values]
 
 
@@ -143,9 +143,9 @@ def start(request: HttpRequest) -> HttpResponse:
     """"Start reading": a reader tied to this browser session (kept if they sign up)."""
     reader_id = session_reader_id(request)
     if reader_id is None or not Reader.objects.filter(pk=reader_id).exists():
-        reader = services.reader_start()
+        reader = news_services.reader_start()
         request.session[SESSION_KEY] = reader.pk
-    return redirect("news:topics")
+    return redirect("feed:topics")
 
 
 @require_http_methods(["GET", "POST"])
@@ -153,14 +153,14 @@ def topics(request: HttpRequest) -> HttpResponse:
     """The first visit's optional topic pick."""
     reader = _reader_for(request, None)
     if reader is None:
-        return redirect("news:home")
+        return redirect("feed:home")
     form = TopicsForm(request.POST or None, reader=reader, initial={"topics": reader.topics})
     if request.method == "POST":
         if not form.is_valid():
-            return render(request, "news/topics.html", {"form": form, "reader": reader}, status=400)
+            return render(request, "feed/topics.html", {"form": form, "reader": reader}, status=400)
         services.reader_update(reader=reader, topics=form.cleaned_data["topics"])
-        return redirect("news:feed")
-    return render(request, "news/topics.html", {"form": form, "reader": reader})
+        return redirect("feed:feed")
+    return render(request, "feed/topics.html", {"form": form, "reader": reader})
 
 
 @require_http_methods(["GET", "POST"])
@@ -168,7 +168,7 @@ def me(request: HttpRequest) -> HttpResponse:
     """The browser's own reader: what the feed knows of them, and the fields they can change."""
     reader = _reader_for(request, None)
     if reader is None:
-        return redirect("news:home")
+        return redirect("feed:home")
     form = ProfileForm(request.POST or None, reader=reader, initial={
         "topics": reader.topics, "region": reader.region, "age_band": reader.age_band, "device": reader.device})
     status = 200
@@ -176,10 +176,10 @@ def me(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             d = form.cleaned_data
             services.reader_update(reader=reader, topics=d["topics"],
-                                   profile={k: d[k] for k in services.READER_PROFILE_FIELDS})
-            return redirect("news:me")
+                                   profile={k: d[k] for k in news_services.READER_PROFILE_FIELDS})
+            return redirect("feed:me")
         status = 400
-    return render(request, "news/me.html", {"form": form, "reader": reader,
+    return render(request, "feed/me.html", {"form": form, "reader": reader,
                                             "profile": selectors.reader_profile(reader_id=reader.pk)}, status=status)
 
 
@@ -192,10 +192,10 @@ def signup(request: HttpRequest) -> HttpResponse:
             with transaction.atomic():
                 user = form.save()
                 session_reader = _reader_for(request, None)
-                reader = services.reader_claim(reader=session_reader, user=user)
+                reader = news_services.reader_claim(reader=session_reader, user=user)
             login(request, user)
             request.session[SESSION_KEY] = reader.pk
-            return redirect("news:topics" if not reader.topics else "news:feed")
+            return redirect("feed:topics" if not reader.topics else "feed:feed")
         return render(request, "registration/signup.html", {"form": form}, status=400)
     return render(request, "registration/signup.html", {"form": form})
 
@@ -209,7 +209,7 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form):
         session_reader = _reader_for(self.request, None)
         response = super().form_valid(form)
-        reader = services.reader_claim(reader=session_reader, user=form.get_user())
+        reader = news_services.reader_claim(reader=session_reader, user=form.get_user())
         self.request.session[SESSION_KEY] = reader.pk
         return response
 
@@ -217,3 +217,10 @@ class LoginView(auth_views.LoginView):
         response = super().form_invalid(form)
         response.status_code = 400
         return response
+
+
+@staff_member_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """The admin's live dashboard (webapp.feed.dashboard)."""
+    return render(request, "admin/dashboard.html", {**admin.site.each_context(request), "title": "Live dashboard",
+                                                   "d": dashboard_build()})

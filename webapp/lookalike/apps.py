@@ -4,19 +4,10 @@ from django.apps import AppConfig
 
 
 class LookalikeConfig(AppConfig):
+    """RALM's state: seed sets, look-alike states, reader vectors and model runs, with the
+    training, the refresh and the serving store."""
+
     name = "webapp.lookalike"
     label = "lookalike"
     verbose_name = "Look-alike model"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        from django.db.models.signals import post_migrate
-
-        post_migrate.connect(_sync_schedule, sender=self)
-
-
-def _sync_schedule(**kwargs) -> None:
-    """After migrate, the beat entries exist in the admin before beat ever runs."""
-    from workers.schedule import schedule_sync
-
-    schedule_sync()

@@ -1,25 +1,21 @@
-"""What the admin shows about an item's seeds and about live traffic: the numbers, and SVG
-charts drawn with matplotlib on the server (no JavaScript, nothing fetched from elsewhere)."""
+"""What the admin shows about an item's seeds: the numbers, and SVG charts drawn with
+matplotlib on the server (no JavaScript, nothing fetched from elsewhere)."""
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 import numpy as np
-from django.db.models import Count, Min
-from django.utils import timezone
+from django.db.models import Min
 
 from recsys.artifacts import ArtifactError
-from recsys.ranker import ab_summary
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import scorer_for
-from webapp.news.models import Click, Impression, Item, ItemStatus, Reader
-from webapp.news.selectors import exposure_before, impression_variant, impression_was_cold
+from webapp.news.models import Click, Item, Reader
 
 
-def _svg(fig) -> str:
+def svg(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -29,7 +25,7 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
-def _figure(w: float = 6.0, h: float = 2.6):
+def figure(w: float = 6.0, h: float = 2.6):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,7 +110,7 @@ def _history_svg(item: Item) -> str:
     """Distinct clickers of the item over time (each reader counted at their first click)."""
     firsts = sorted(Click.objects.filter(item=item).values("reader").annotate(t=Min("clicked_at"))
                     .values_list("t", flat=True))
-    fig, ax = _figure()
+    fig, ax = figure()
     if firsts:
         ax.step(firsts, np.arange(1, len(firsts) + 1), where="post", color="#2b6cb0")
         if item.warm_since:
@@ -123,17 +119,17 @@ def _history_svg(item: Item) -> str:
     ax.set_ylabel("distinct clickers")
     ax.set_title("seed readers over time", loc="left", fontsize=10)
     fig.autofmt_xdate()
-    return _svg(fig)
+    return svg(fig)
 
 
 def _bars_svg(values: np.ndarray, title: str, xlabel: str) -> str:
-    fig, ax = _figure(6.0, 2.2)
+    fig, ax = figure(6.0, 2.2)
     ax.bar(np.arange(len(values)), values, color="#2b6cb0")
     ax.set_xticks(np.arange(len(values)))
     ax.set_xlim(-0.6, max(len(values), 4) - 0.4)
     ax.set_xlabel(xlabel)
     ax.set_title(title, loc="left", fontsize=10)
-    return _svg(fig)
+    return svg(fig)
 
 
 def _projection_svg(seeds: np.ndarray, cents: np.ndarray, e_global: np.ndarray, reader: np.ndarray | None) -> str:
@@ -145,7 +141,7 @@ def _projection_svg(seeds: np.ndarray, cents: np.ndarray, e_global: np.ndarray, 
     mean = allx.mean(0)
     _, _, vt = np.linalg.svd(allx - mean, full_matrices=False)
     proj = lambda x: (x - mean) @ vt[:2].T  # noqa: E731
-    fig, ax = _figure(5.0, 4.0)
+    fig, ax = figure(5.0, 4.0)
     if len(seeds):
         s = proj(seeds)
         nearest = np.argmin(((seeds[:, None, :] - cents[None]) ** 2).sum(-1), 1)
@@ -159,93 +155,4 @@ def _projection_svg(seeds: np.ndarray, cents: np.ndarray, e_global: np.ndarray, 
         ax.scatter(rd[:, 0], rd[:, 1], marker="D", s=90, c="#2f855a", label="reader")
     ax.legend(frameon=False, fontsize=8, loc="best")
     ax.set_title("seeds, centroids, E_global and the reader (PCA, look-alike space)", loc="left", fontsize=10)
-    return _svg(fig)
-
-
-def _budget_use(imps: list[tuple]) -> dict[str, dict]:
-    """Per blend arm with a CTR budget: how much of its w the budget left the pages (the
-    parts log the w asked for and the w used, the same on every row of a page)."""
-    pages: dict[str, dict[str, tuple[float, float]]] = {}
-    for _, _, parts, _, mode, _, request, _ in imps:
-        if isinstance(parts, dict) and parts.get("weight_used") is not None and parts.get("weight"):
-            pages.setdefault(impression_variant(mode, parts), {})[request] = (float(parts["weight_used"]),
-                                                                              float(parts["weight"]))
-    out = {}
-    for label, seen in pages.items():
-        used = np.array(list(seen.values()))
-        out[label] = {"pages": len(used), "full_share": float(np.mean(used[:, 0] >= used[:, 1])),
-                      "zero_share": float(np.mean(used[:, 0] == 0)), "mean_w": float(used[:, 0].mean())}
-    return out
-
-
-@dataclass
-class Dashboard:
-    minutes: int
-    clicks_svg: str
-    exposure_svg: str
-    modes: list[dict]
-    published: list[dict]
-    totals: dict
-
-
-def dashboard(*, minutes: int = 60, now: datetime | None = None) -> Dashboard:
-    """Traffic of the last `minutes`: clicks per minute, the share of impressions going to
-    cold and to tail items and the exposure Gini per 5-minute window, CTR by ranker mode (with
-    the w a CTR budget left each blend arm), and the stories published in the window with their
-    path from cold to warm."""
-    now = now or timezone.now()
-    since = now - timedelta(minutes=minutes)
-    clicks = list(Click.objects.filter(clicked_at__gt=since, clicked_at__lte=now).values_list("clicked_at", flat=True))
-    per_min = np.zeros(minutes)
-    for t in clicks:
-        per_min[min(minutes - 1, int((t - since).total_seconds() // 60))] += 1
-    fig, ax = _figure()
-    ax.bar(np.arange(-minutes, 0), per_min, width=0.9, color="#2b6cb0")
-    ax.set_xlabel("minutes ago")
-    ax.set_title("clicks per minute", loc="left", fontsize=10)
-    clicks_svg = _svg(fig)
-
-    imps = list(Impression.objects.filter(shown_at__gt=since, shown_at__lte=now).values_list(
-        "shown_at", "item_id", "score_parts", "item__status", "mode", "click__id", "request_id", "item__category"))
-    live = np.array(Item.objects.filter(published_at__lte=now).values_list("pk", flat=True))
-    windows = max(1, minutes // 5)
-    cold_share, tail_share, gini = np.full(windows, np.nan), np.full(windows, np.nan), np.full(windows, np.nan)
-    by_mode: dict[str, dict] = {}
-    if imps:
-        items = np.array([r[1] for r in imps], np.int64)
-        catalog = np.union1d(live, items)
-        logged = {"request": np.array([r[6] for r in imps]), "item": items,
-                  "clicked": np.array([r[5] is not None for r in imps]),
-                  "cold": np.array([impression_was_cold(r[2], r[3]) for r in imps]),
-                  "category": np.array([r[7] for r in imps]), "catalog": catalog,
-                  "popularity": exposure_before(catalog=catalog, before=since)}
-        slot = np.array([str(min(windows - 1, int((r[0] - since).total_seconds() // 300))) for r in imps])
-        for w, stats in ab_summary(mode=slot, **logged).items():
-            cold_share[int(w)], tail_share[int(w)], gini[int(w)] = (stats["cold_share"], stats["tail_share"],
-                                                                    stats["exposure_gini"])
-        by_mode = ab_summary(mode=np.array([impression_variant(r[4], r[2]) for r in imps]), **logged)
-    fig, ax = _figure()
-    x = (np.arange(windows) - windows) * 5
-    ax.plot(x, cold_share, marker="o", label="to cold items", color="#2b6cb0")
-    ax.plot(x, tail_share, marker="o", label="to tail items", color="#c05621")
-    ax.plot(x, gini, marker="o", label="exposure Gini", color="#4a5568", linestyle="--")
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("minutes ago (5-minute windows)")
-    ax.legend(frameon=False, fontsize=8)
-    ax.set_title("share of impressions, and exposure inequality", loc="left", fontsize=10)
-    exposure_svg = _svg(fig)
-
-    budget = _budget_use(imps)
-    mode_rows = [{"mode": m, "impressions": v["impressions"], "clicks": v["clicks"], "ctr": v["ctr"],
-                  "budget": budget.get(m)} for m, v in by_mode.items()]
-
-    recent = (Item.objects.filter(published_at__gt=now - timedelta(hours=6), published_at__lte=now)
-              .annotate(clickers=Count("clicks__reader", distinct=True)).order_by("-published_at")[:25])
-    seeds = dict(SeedSet.objects.filter(item__in=[i.pk for i in recent]).values_list("item_id", "count"))
-    published = [{"item": i, "seeds": seeds.get(i.pk, 0), "clickers": i.clickers,
-                  "minutes_to_warm": round((i.warm_since - i.published_at).total_seconds() / 60, 1)
-                  if i.warm_since and i.status == ItemStatus.WARM else None} for i in recent]
-    totals = {"impressions": len(imps), "clicks": len(clicks),
-              "warm": Item.objects.filter(status=ItemStatus.WARM, published_at__lte=now).count(),
-              "live": len(live)}
-    return Dashboard(minutes, clicks_svg, exposure_svg, mode_rows, published, totals)
+    return svg(fig)

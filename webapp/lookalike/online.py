@@ -25,6 +25,7 @@ from recsys.artifacts import ArtifactError, load_tower
 from recsys.online import ClickedStory, OnlineTower, ReaderFeatures
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun
+from webapp.news.models import Reader, Source
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,6 @@ def reader_vector_refresh(*, reader_id: int, topics: list[str] | None = None, pr
         return None
     run, tower = active
     if topics is None or profile is None:
-        from webapp.news.models import Reader
-
         row = Reader.objects.filter(pk=reader_id).values_list("topics", "region", "age_band", "device").first()
         if row is None:
             return None
@@ -139,8 +138,6 @@ def web_readers_embed(*, run: ModelRun, tower: OnlineTower, catalog: str) -> int
     """After a retraining on `catalog`'s readers, the vectors under the new tower run of the
     readers it did not train on who read that catalog (web readers of the demo catalog):
     written before the run serves, so they stay personal and remain seeds. Returns how many."""
-    from webapp.news.models import Reader, Source
-
     if catalog != Source.DEMO:
         return 0
     now = timezone.now()

@@ -13,22 +13,18 @@ value, so no item is ever half-updated there.
 from __future__ import annotations
 
 import logging
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from recsys.artifacts import ArtifactError, load_lookalike
-from recsys.serving import LookalikeScorer
+from recsys.serving import ItemState, LookalikeScorer
 from webapp.lookalike import store
-from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector, SeedSet
+from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.selectors import active_run
 from webapp.news.models import Item, ItemStatus
 
@@ -36,52 +32,11 @@ log = logging.getLogger(__name__)
 _scorers: dict[int, LookalikeScorer] = {}
 
 
-LOCK_NAMESPACE = 0x52414C4D  # "RALM": the first key of our advisory locks (the second names the job)
 
 
-def job_lock_key(name: str) -> tuple[int, int]:
-    """The job's advisory lock key: (namespace, a 32-bit hash of the name), as pg_locks shows
-    it (classid, objid)."""
-    return LOCK_NAMESPACE, zlib.crc32(name.encode()) - 2**31
-
-
-@contextmanager
-def job_lock(name: str) -> Iterator[bool]:
-    """One run of a job at a time: yields True to the run that holds the job's lock, False
-    (and the caller skips) while another run holds it.
-
-    The lock is a Postgres *session* advisory lock (pg_try_advisory_lock) held by a
-    connection opened for it alone. It lives exactly as long as the run's process: when a
-    worker is killed (SIGKILL, out of memory, a lost container), the kernel closes its
-    sockets, Postgres ends the session and the lock is free for the next beat run at once.
-    The Redis lock this replaces had to carry a timeout (CELERY_TASK_TIME_LIMIT, 5 minutes):
-    a killed worker's lock blocked every run until it expired, and a run that outlived it
-    lost its lock to a second run while it still worked. A short timeout renewed per batch
-    would shrink the first problem, not remove it, and would add a renewal to every loop.
-    Nothing here needs a timeout or a renewal. Its own connection keeps the lock independent
-    of the job's transactions and of Django closing or replacing its connection (the lock
-    would silently go with it); TCP keepalives, asked of the server, free it within about
-    a minute even if the worker's machine vanishes without closing the connection. Advisory
-    locks are per database, so the demo and a test database never contend."""
-    params = {k: v for k, v in connection.get_connection_params().items()
-              if k not in ("cursor_factory", "context", "prepare_threshold")}  # Django's adapters: not needed
-    params["application_name"] = f"ralm job lock: {name}"[:63]
-    params["options"] = " ".join(filter(None, [params.get("options"), "-c tcp_keepalives_idle=30",
-                                               "-c tcp_keepalives_interval=10", "-c tcp_keepalives_count=3"]))
-    key = job_lock_key(name)
-    lock_conn = psycopg.connect(**params, autocommit=True)
-    try:
-        held = lock_conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]
-        try:
-            yield held
-        finally:
-            if held:
-                try:
-                    lock_conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
-                except psycopg.Error:  # the session is gone, and its lock with it
-                    log.warning("lock %s: its connection was lost before the job finished", name)
-    finally:
-        lock_conn.close()
+def scorers_clear() -> None:
+    """Forget the loaded look-alike models (a test database reuses run ids)."""
+    _scorers.clear()
 
 
 def scorer_for(run: ModelRun) -> LookalikeScorer:
@@ -91,22 +46,8 @@ def scorer_for(run: ModelRun) -> LookalikeScorer:
     return _scorers[run.pk]
 
 
-_SEEDS_SQL = """
-WITH last AS (
-    SELECT c.item_id, c.reader_id, MAX(c.clicked_at) AS at
-    FROM news_click c
-    JOIN lookalike_readervector v ON v.reader_id = c.reader_id AND v.model_run_id = %(run)s
-    WHERE c.item_id = ANY(%(items)s)
-    GROUP BY c.item_id, c.reader_id
-), ranked AS (
-    SELECT item_id, reader_id, ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY at DESC, reader_id) AS n
-    FROM last
-)
-SELECT item_id, array_agg(reader_id ORDER BY n) FROM ranked WHERE n <= %(cap)s GROUP BY item_id
-"""
-
-
-_SEEDS_UPDATE_SQL = """
+# Per item among %(items)s: its latest %(cap)s distinct clickers with a vector under the tower run %(run)s.
+_LATEST_SEEDS = """
 WITH last AS (
     SELECT c.item_id, c.reader_id, MAX(c.clicked_at) AS at
     FROM news_click c
@@ -118,7 +59,11 @@ WITH last AS (
     FROM last
 ), fresh AS (
     SELECT item_id, array_agg(reader_id ORDER BY n) AS ids FROM ranked WHERE n <= %(cap)s GROUP BY item_id
-), new AS (
+)"""
+
+_SEEDS_SQL = _LATEST_SEEDS + "\nSELECT item_id, ids FROM fresh"
+
+_SEEDS_UPDATE_SQL = _LATEST_SEEDS + """, new AS (
     SELECT t.item_id, COALESCE(f.ids, '{}'::bigint[]) AS ids
     FROM unnest(%(items)s::bigint[]) AS t(item_id) LEFT JOIN fresh f USING (item_id)
 )
@@ -127,7 +72,7 @@ SET seed_reader_ids = new.ids, count = cardinality(new.ids), dirty = false,
     state_dirty = s.state_dirty OR s.seed_reader_ids IS DISTINCT FROM new.ids, updated_at = now()
 FROM new WHERE s.item_id = new.item_id
 RETURNING s.state_dirty
-"""
+"""  # noqa: S608 -- two constants joined, nothing from input
 
 
 def seeds_refresh(*, batch: int | None = None) -> dict:
@@ -282,8 +227,6 @@ def serving_store_heal() -> bool:
 
 def serving_store_rebuild() -> dict:
     """Restore Redis from Postgres: the active runs' reader vectors and item states."""
-    from webapp.lookalike.models import LookalikeState
-
     tower, lookalike = active_run(kind=ModelKind.USER_TOWER), active_run(kind=ModelKind.LOOKALIKE)
     if tower is None:
         return {"readers": 0, "items": 0}
@@ -292,8 +235,6 @@ def serving_store_rebuild() -> dict:
         (r, np.frombuffer(bytes(v), "<f4")) for r, v in vectors.iterator(chunk_size=5000)))
     n_items = 0
     if lookalike is not None:
-        from recsys.serving import ItemState
-
         states = {}
         for item_id, k, dim, cents, sizes, e_global in LookalikeState.objects.filter(model_run=lookalike).values_list(
                 "item_id", "k", "dim", "centroids", "cluster_sizes", "global_embedding").iterator(chunk_size=2000):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, SeedSet
+from datetime import datetime
+
+from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 
 
 def active_run(*, kind: str) -> ModelRun | None:
@@ -18,3 +20,9 @@ def item_seed_stats(*, item_id: int, sample: int = 20) -> dict:
             "sample": list(seeds.seed_reader_ids[:sample]) if seeds else [],
             "clusters": list(state.cluster_sizes) if state else [],
             "computed_at": state.computed_at if state else None}
+
+
+def reader_vector_computed_at(*, reader_id: int) -> datetime | None:
+    """When the reader's vector under an active tower run was last computed (None: never)."""
+    return ReaderVector.objects.filter(reader_id=reader_id, model_run__is_active=True).order_by(
+        "-computed_at").values_list("computed_at", flat=True).first()

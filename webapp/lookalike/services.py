@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from recsys.calibration import item_status
+from webapp.common.catalog import catalog_changed
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
 from webapp.news.models import Item, ItemStatus
@@ -49,7 +50,5 @@ def item_status_refresh(*, item_ids: Iterable[int] | None = None) -> dict[str, i
         if changed and run is not None:
             store.item_status_set(run_id=run.pk, warm=changed)
     if changed:
-        from webapp.news.services import catalog_changed
-
         catalog_changed()  # the badges on the pages
     return {"promoted": sum(changed.values()), "demoted": sum(not w for w in changed.values())}

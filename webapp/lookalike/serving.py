@@ -5,7 +5,7 @@ version key (only the items written since the copy's version are fetched).
 Without the serving store the scores come from the durable copy: the process's last copy
 of the item states (or, for a process that never had one, the active run's LookalikeState
 rows from Postgres) and the reader's vector from Postgres (ReaderVector). While Redis cannot
-be reached the request is marked degraded (webapp.degraded); the next request after Redis
+be reached the request is marked degraded (webapp.common.degraded); the next request after Redis
 returns uses it again. When Redis answers but lost its data (a restart: ours keeps nothing
 on disk) the scores are the same from Postgres, not degraded, until the next refresh
 rebuilds the store (workers.tasks.refresh_seeds). A look-alike model whose artifact cannot
@@ -27,9 +27,11 @@ import redis
 from recsys.artifacts import ArtifactError, load_lookalike
 from recsys.clustering import pad_states
 from recsys.serving import ItemState, LookalikeScorer
-from webapp import degraded
+from webapp.common import degraded
+from webapp.common.connections import redis_client
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector
+from webapp.news.models import Item, ItemStatus
 
 log = logging.getLogger(__name__)
 RETRY_BROKEN_MODEL_SECONDS = 60.0  # a run whose model failed to load is tried again after this
@@ -131,8 +133,6 @@ class ServingCache:
             "pk", "artifact_path").first()
         if run is None:
             return self._copy
-        from webapp.news.models import Item, ItemStatus
-
         copy = _with_model(*run)
         warm = set(Item.objects.filter(status=ItemStatus.WARM, lookalike_states__model_run_id=run[0])
                    .values_list("pk", flat=True))
@@ -226,7 +226,7 @@ def warm_scores(*, reader_id: int, item_ids: np.ndarray, r: redis.Redis | None =
     items, and everything when no model serves or the reader has no vector, are left out).
     `pointers`: the serving runs as the request read them (`store.pointers_get`); then the
     state version and the reader's vector come in one round trip."""
-    r = r or store.client()
+    r = r or redis_client()
     vector: tuple = ()  # (E_u or None,) once read with the version
     try:
         if pointers is not None and pointers.lookalike is not None and pointers.tower is not None:

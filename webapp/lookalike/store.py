@@ -19,35 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import redis
-from django.conf import settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from recsys.serving import ItemState
+from webapp.common.catalog import CATALOG_VERSION_KEY
+from webapp.common.connections import redis_client
 
 PREFIX = "ralm"
 ACTIVE_TOWER_KEY = f"{PREFIX}:active:user_tower"
 ACTIVE_LOOKALIKE_KEY = f"{PREFIX}:active:lookalike"
 _HEADER = struct.Struct("<BHH")  # warm flag, clusters, dim
-
-
-CATALOG_VERSION_KEY = f"{PREFIX}:catalog:version"
-_clients: dict[str, redis.Redis] = {}
-
-
-def client() -> redis.Redis:
-    """One client (and connection pool) per Redis URL and process.
-
-    It fails fast: one immediate retry on a connection error or timeout (a pooled connection
-    that a Redis restart left dead is replaced on the spot), not redis-py's default of ten
-    retries with backoff, under which a Redis host that stops answering held every call of a
-    feed request for ten connect timeouts. Callers on the request path catch RedisError and
-    fall back (webapp.lookalike.serving, webapp.news.ranking)."""
-    url = settings.REDIS_URL
-    if url not in _clients:
-        _clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                                             health_check_interval=30, retry=Retry(NoBackoff(), 1))
-    return _clients[url]
 
 
 def _vectors_key(run_id: int) -> str:
@@ -82,7 +62,7 @@ def unpack_state(raw: bytes) -> tuple[ItemState, bool]:
 def reader_vectors_write(*, run_id: int, vectors: Iterable[tuple[int, np.ndarray]], r: redis.Redis | None = None,
                          chunk: int = 1000) -> int:
     """HSET reader id -> float32 bytes under the run's key; returns how many were written."""
-    r = r or client()
+    r = r or redis_client()
     key, n, pipe = _vectors_key(run_id), 0, None
     for reader_id, vec in vectors:
         if pipe is None:
@@ -102,7 +82,7 @@ def item_states_write(*, run_id: int, states: dict[int, bytes], r: redis.Redis |
     """Write packed item states, then record them as changed at a new version and publish
     that version in one MULTI. A reader who sees version V finds every state written up to
     V. Returns the new version."""
-    r = r or client()
+    r = r or redis_client()
     items = list(states.items())
     for start in range(0, len(items), chunk):
         r.hset(items_key(run_id), mapping={str(i): v for i, v in items[start:start + chunk]})
@@ -124,7 +104,7 @@ def item_states_write(*, run_id: int, states: dict[int, bytes], r: redis.Redis |
 def item_status_set(*, run_id: int, warm: dict[int, bool], r: redis.Redis | None = None) -> int:
     """Flip the warm flag of items that have a state under the run (others have nothing to
     serve yet: their first state will carry the flag)."""
-    r = r or client()
+    r = r or redis_client()
     ids = list(warm)
     raws = r.hmget(items_key(run_id), [str(i) for i in ids]) if ids else []
     states = {i: bytes([int(warm[i])]) + raw[1:] for i, raw in zip(ids, raws, strict=True) if raw is not None}
@@ -132,7 +112,7 @@ def item_status_set(*, run_id: int, warm: dict[int, bool], r: redis.Redis | None
 
 
 def active_runs_set(*, tower_run: int, lookalike_run: int | None, r: redis.Redis | None = None) -> None:
-    pipe = (r or client()).pipeline(transaction=True)
+    pipe = (r or redis_client()).pipeline(transaction=True)
     pipe.set(ACTIVE_TOWER_KEY, tower_run)
     if lookalike_run is not None:
         pipe.set(ACTIVE_LOOKALIKE_KEY, lookalike_run)
@@ -140,11 +120,11 @@ def active_runs_set(*, tower_run: int, lookalike_run: int | None, r: redis.Redis
 
 
 def active_tower_set(*, run_id: int, r: redis.Redis | None = None) -> None:
-    (r or client()).set(ACTIVE_TOWER_KEY, run_id)
+    (r or redis_client()).set(ACTIVE_TOWER_KEY, run_id)
 
 
 def active_tower_get(*, r: redis.Redis | None = None) -> int | None:
-    value = (r or client()).get(ACTIVE_TOWER_KEY)
+    value = (r or redis_client()).get(ACTIVE_TOWER_KEY)
     return int(value) if value is not None else None
 
 
@@ -159,7 +139,7 @@ class Pointers:
 
 
 def pointers_get(*, r: redis.Redis | None = None) -> Pointers:
-    catalog, lookalike, tower = (r or client()).mget(CATALOG_VERSION_KEY, ACTIVE_LOOKALIKE_KEY, ACTIVE_TOWER_KEY)
+    catalog, lookalike, tower = (r or redis_client()).mget(CATALOG_VERSION_KEY, ACTIVE_LOOKALIKE_KEY, ACTIVE_TOWER_KEY)
     return Pointers(int(catalog or 0), int(lookalike) if lookalike is not None else None,
                     int(tower) if tower is not None else None)
 
@@ -174,12 +154,12 @@ def reader_vector_parse(raw: bytes | None) -> np.ndarray | None:
 
 
 def active_lookalike_get(*, r: redis.Redis | None = None) -> int | None:
-    value = (r or client()).get(ACTIVE_LOOKALIKE_KEY)
+    value = (r or redis_client()).get(ACTIVE_LOOKALIKE_KEY)
     return int(value) if value is not None else None
 
 
 def reader_vector_get(*, reader_id: int, run_id: int | None = None, r: redis.Redis | None = None) -> np.ndarray | None:
-    r = r or client()
+    r = r or redis_client()
     run_id = run_id if run_id is not None else active_tower_get(r=r)
     if run_id is None:
         return None
@@ -187,4 +167,4 @@ def reader_vector_get(*, reader_id: int, run_id: int | None = None, r: redis.Red
 
 
 def run_drop(*, run_id: int, r: redis.Redis | None = None) -> None:
-    (r or client()).delete(_vectors_key(run_id), items_key(run_id), changed_key(run_id), version_key(run_id))
+    (r or redis_client()).delete(_vectors_key(run_id), items_key(run_id), changed_key(run_id), version_key(run_id))

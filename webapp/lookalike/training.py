@@ -87,7 +87,7 @@ def _item_vectors(inter: Interactions) -> np.ndarray:
 def _fit_ctr_models(inter: Interactions, cal, *, cuts: list[float], cold_model, item_vectors: np.ndarray,
                     ralm: LookalikeScorer, e_u: np.ndarray, seed: int) -> tuple[dict, dict]:
     """The CTR model on every logged impression (features as of the impression), and, when
-    the hybrid is calibrated, its `feature`-mode variant on the calibration slice, whose
+    the hybrid is calibrated, its `feature`-arm variant on the calibration slice, whose
     similarity input comes from models frozen as of the slice's start."""
     reader_index = {int(k): n for n, k in enumerate(inter.reader_keys)}
     item_index = {int(k): n for n, k in enumerate(inter.item_keys)}

@@ -28,6 +28,11 @@ class LoadReport:
     readers_created: int
     readers_updated: int
 
+    def __str__(self) -> str:
+        return (f"stories: {self.stories} ({self.stories_created} new, {self.stories_updated} updated, "
+                f"{self.held_back} held back); readers: {self.readers} ({self.readers_created} new, "
+                f"{self.readers_updated} updated)")
+
 
 def _story_item(story: Story, *, now: datetime, held_back_share: float) -> Item:
     published = None

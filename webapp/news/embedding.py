@@ -3,7 +3,8 @@ admin (a Celery task after commit) or, as a fallback, `manage.py embed_items`.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import numpy as np
 from django.db import transaction
@@ -11,6 +12,8 @@ from tqdm import tqdm
 
 from recsys.text import DIM, shared_encoder
 from webapp.news.models import Item
+
+R = TypeVar("R")
 
 
 def item_text(item: Item) -> str:
@@ -20,6 +23,17 @@ def item_text(item: Item) -> str:
 def item_vector(item: Item) -> np.ndarray | None:
     raw = item.text_vector
     return None if raw is None else np.frombuffer(bytes(raw), dtype="<f4")
+
+
+def stored_then_embedded(store: Callable[[Callable[[int], object]], R], *, rows: int, desc: str,
+                         verbosity: int) -> tuple[R, int]:
+    """What a loading command does: `store(progress)` writes `rows` rows under a progress bar
+    (hidden at verbosity 0), then every item still without a text vector gets one, outside
+    the store's transaction (a failure there leaves the rows; `embed_items` retries). Returns
+    what `store` returned and how many items were embedded."""
+    with tqdm(total=rows, desc=desc, unit="row", disable=verbosity == 0) as bar:
+        result = store(bar.update)
+    return result, items_embed(progress=verbosity > 0)
 
 
 def items_embed(*, item_ids: Iterable[int] | None = None, batch: int = 512, progress: bool = True) -> int:

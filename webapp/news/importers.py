@@ -10,7 +10,6 @@ from itertools import islice
 from django.db import transaction
 
 from recsys.datasets import Dataset
-from webapp.lookalike.models import SeedSet
 from webapp.news.models import Click, Impression, Item, Reader
 
 BATCH = 5000
@@ -26,6 +25,11 @@ class ImportReport:
     readers_created: int
     impressions_created: int
     clicks_created: int
+    clicked_items: frozenset[int] = frozenset()  # items with new clicks: their seed sets are stale
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {getattr(self, name)} ({getattr(self, f'{name}_created')} new)"
+                         for name in ("items", "readers", "impressions", "clicks"))
 
 
 def _chunks(rows: list, size: int = BATCH) -> Iterator[list]:
@@ -73,7 +77,7 @@ def dataset_import(
 
         impressions_created = _insert(Impression, [
             Impression(reader_id=reader_id[i.reader], item_id=item_id[i.item], request_id=i.request_id,
-                       position=i.position, shown_at=i.shown_at, mode="logged")
+                       position=i.position, shown_at=i.shown_at, arm="logged")
             for i in dataset.impressions], progress)
         impression_id: dict[tuple[str, int], int] = {}
         requests = sorted({i.request_id for i in dataset.impressions})
@@ -86,13 +90,9 @@ def dataset_import(
             Click(reader_id=reader_id[c.reader], item_id=item_id[c.item], clicked_at=c.clicked_at,
                   impression_id=impression_id[(c.request_id, item_id[c.item])] if c.request_id else None)
             for c in dataset.clicks], progress)
-        if clicks_created:
-            clicked = {item_id[c.item] for c in dataset.clicks}
-            SeedSet.objects.bulk_create([SeedSet(item_id=i, dirty=True) for i in clicked],
-                                        update_conflicts=True, unique_fields=["item"],
-                                        update_fields=["dirty"])
     return ImportReport(
         items=len(dataset.items), readers=len(dataset.readers), impressions=len(dataset.impressions),
         clicks=len(dataset.clicks), items_created=items_created, readers_created=readers_created,
         impressions_created=impressions_created, clicks_created=clicks_created,
+        clicked_items=frozenset(item_id[c.item] for c in dataset.clicks) if clicks_created else frozenset(),
     )

@@ -66,11 +66,6 @@ class Item(models.Model):
     # Impressions and clicks so far (the CTR model's smoothed item CTR), refreshed with popularity.
     shown_count = models.PositiveIntegerField(default=0)
     click_count = models.PositiveIntegerField(default=0)
-    # The similarity's record on the item, refreshed with the counts: clicks on its impressions that
-    # logged a similarity, and the clicks the similarity predicted for them at their positions
-    # (the ranker's per-story recalibration, recsys.ranker.story_factor).
-    similarity_clicks = models.PositiveIntegerField(default=0)
-    similarity_expected = models.FloatField(default=0.0)
     # all-MiniLM-L6-v2 vector of the title and abstract: 384 little-endian float32, unit length.
     text_vector = models.BinaryField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
@@ -104,7 +99,9 @@ class Impression(models.Model):
     request_id = models.CharField(max_length=64)
     position = models.PositiveSmallIntegerField()
     shown_at = models.DateTimeField(default=timezone.now)
-    mode = models.CharField(max_length=16, default="baseline")
+    # The ranker arm that served the page (recsys.arms), "baseline" before a model is trained,
+    # "logged" for imported impressions.
+    arm = models.CharField(max_length=16, default="baseline")
     score = models.FloatField(default=0.0)
     score_parts = models.JSONField(default=dict, blank=True)
 

@@ -1,4 +1,4 @@
-"""Compare the ranker modes on the logged traffic: python manage.py ab_report [--minutes M | --hours H]."""
+"""Compare the ranker arms on the logged traffic: python manage.py ab_report [--minutes M | --hours H]."""
 
 from __future__ import annotations
 
@@ -12,50 +12,30 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from fixtures.corpus import CorpusError, load_readers, load_stories, taxonomy_of
-from recsys.ranker import ab_compare, ab_summary, ab_within_readers, tail_mask
-from recsys.simulation import ClickModel, item_truth
+from recsys.abtest import PairedPages, ab_compare, ab_summary, ab_within_readers, arm_label, tail_mask, was_cold
+from recsys.arms import ARMS, REFERENCE, UnknownArm, arms
+from recsys.simulation import ClickModel
+from webapp.feed.abtest import head_of, impressions_expected, pages_rank
+from webapp.feed.selectors import exposure_before
+from webapp.feed.simulator import LocalTransport, Simulator
 from webapp.news.models import Impression, Item, Source
-from webapp.news.selectors import exposure_before, impression_variant, impression_was_cold
 
 COLUMNS = ("impressions", "clicks", "ctr", "expected_ctr", "cold_share", "tail_share", "exposure_gini",
            "categories_per_page")
 
 
-def expected_clicks(rows: list[tuple]) -> np.ndarray | None:
-    """Each demo impression's click probability under the simulator's hidden click model
-    (fixtures/readers.jsonl and the stories' seeded truths): the simulated CTR without the
-    noise of the clicks. NaN for readers who are not simulated (people reading the demo);
-    None without the fixtures or without any simulated reader."""
-    try:
-        readers = {r.id: r.truth for r in load_readers()}
-        model = ClickModel(taxonomy=taxonomy_of(load_stories()))
-    except CorpusError:
-        return None
-    truths: dict[str, object] = {}
-    out = np.full(len(rows), np.nan)
-    for n, (reader, item, category, subcategory, position, shown_at, published_at) in enumerate(rows):
-        if reader not in readers:
-            continue
-        if item not in truths:
-            truths[item] = item_truth(external_id=item, category=category, subcategory=subcategory,
-                                      config=model.config)
-        age = (shown_at - (published_at or shown_at)).total_seconds() / 3600.0
-        out[n] = model.click_probability(readers[reader], truths[item], position=position, age_hours=age)
-    return out if np.isfinite(out).any() else None
-
-
 class Command(BaseCommand):
-    help = ("Compare ranker modes from the impression log: CTR (and, for the simulated readers, expected "
+    help = ("Compare ranker arms from the impression log: CTR (and, for the simulated readers, expected "
             "CTR under their hidden click model), cold and tail exposure, Gini, diversity; each against ctr.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--hours", type=float, default=24.0, help="look back this many hours (default 24)")
         parser.add_argument("--minutes", type=float, default=0.0, help="look back this many minutes instead")
         parser.add_argument("--source", default=Source.DEMO, choices=[s.value for s in Source])
-        parser.add_argument("--reference", default="ctr", help="the variant the others are compared against")
+        parser.add_argument("--reference", default=REFERENCE, help="the arm the others are compared against")
         parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
         parser.add_argument("--paired", type=int, default=0, metavar="N",
-                            help="also rank N simulated readers (drawn by activity) now under every variant, "
+                            help="also rank N simulated readers (drawn by activity) now under every arm, "
                                  "nothing logged, and score the pages with the hidden click model: a paired "
                                  "comparison free of the reader-to-reader spread")
         parser.add_argument("--snapshots", type=int, default=1, metavar="M",
@@ -64,10 +44,8 @@ class Command(BaseCommand):
                                  "errors are then clustered by moment")
         parser.add_argument("--every", type=float, default=60.0, metavar="SECONDS",
                             help="seconds between --snapshots (default 60)")
-        parser.add_argument("--variants", default="ctr,blend,feature,gate",
-                            help="the variants --paired compares (e.g. ctr,blend:0.1,blend:0.1:300,blend:0.2::0: a "
-                                 "blend weight, then the evidence n0, then the CTR budget, 0 = none; the first "
-                                 "is the reference)")
+        parser.add_argument("--arms", default=",".join(ARMS),
+                            help=f"the arms --paired compares, of {', '.join(ARMS)} (the first is the reference)")
 
     def handle(self, *args, **o) -> None:
         if o["hours"] <= 0 or o["minutes"] < 0 or o["paired"] < 0:
@@ -78,22 +56,22 @@ class Command(BaseCommand):
         span = timedelta(minutes=o["minutes"]) if o["minutes"] else timedelta(hours=o["hours"])
         since = timezone.now() - span
         rows = list(Impression.objects.filter(shown_at__gte=since, item__source=o["source"]).values_list(
-            "mode", "score_parts", "request_id", "item_id", "click__id", "item__category", "item__status",
+            "arm", "score_parts", "request_id", "item_id", "click__id", "item__category", "item__status",
             "reader__source", "reader__external_id", "item__external_id", "item__subcategory", "position", "shown_at",
             "item__published_at", "reader_id"))
         label = f"{o['minutes']:g} minutes" if o["minutes"] else f"{o['hours']:g} hours"
         if not rows:
             raise CommandError(f"no impressions of source {o['source']!r} in the last {label}")
-        mode = np.array([impression_variant(r[0], r[1]) for r in rows])
-        cold = np.array([impression_was_cold(r[1], r[6]) for r in rows])
+        arm = np.array([arm_label(r[0], r[1]) for r in rows])
+        cold = np.array([was_cold(r[1], r[6]) for r in rows])
         catalog = np.array(Item.objects.filter(source=o["source"], published_at__lte=timezone.now())
                            .values_list("pk", flat=True))
         item = np.array([r[3] for r in rows], np.int64)
-        expected = expected_clicks([(r[8] if r[7] == Source.DEMO else None, r[9], r[5], r[10], r[11], r[12], r[13])
+        expected = impressions_expected([(r[8] if r[7] == Source.DEMO else None, r[9], r[5], r[10], r[11], r[12], r[13])
                                     for r in rows]) if o["source"] == Source.DEMO else None
         catalog = np.union1d(catalog, item)
         popularity = exposure_before(catalog=catalog, before=since, source=o["source"])  # fixes the long tail
-        summary = ab_summary(mode=mode, request=np.array([r[2] for r in rows]), item=item,
+        summary = ab_summary(arm=arm, request=np.array([r[2] for r in rows]), item=item,
                              clicked=np.array([r[4] is not None for r in rows]), cold=cold,
                              category=np.array([r[5] for r in rows]), catalog=catalog, expected=expected,
                              popularity=popularity)
@@ -103,7 +81,7 @@ class Command(BaseCommand):
                       "tail_share": tail_mask(item, catalog, popularity=popularity).astype(float)}
         if expected is not None:
             per_reader["expected_ctr"] = expected
-        within = ab_within_readers(mode=mode, reader=np.array([r[14] for r in rows]), values=per_reader,
+        within = ab_within_readers(arm=arm, reader=np.array([r[14] for r in rows]), values=per_reader,
                                    reference=o["reference"])
         if o["json"]:
             self.stdout.write(json.dumps({"summary": summary, f"vs_{o['reference']}": compare,
@@ -115,14 +93,14 @@ class Command(BaseCommand):
             return
         columns = [c for c in COLUMNS if expected is not None or c != "expected_ctr"]
         width = max(len(m) for m in summary) + 2
-        self.stdout.write("mode".ljust(width) + "".join(c.rjust(20) for c in columns))
+        self.stdout.write("arm".ljust(width) + "".join(c.rjust(20) for c in columns))
         for m, stats in summary.items():
             self.stdout.write(m.ljust(width) + "".join(str(stats[c]).rjust(20) for c in columns))
         if compare:
             self.stdout.write(f"\nagainst {o['reference']} (± one standard error, pages as the unit):")
             head = ["CTR change"] + (["expected CTR change"] if expected is not None else []) + \
                 ["cold share", "tail share"]
-            self.stdout.write("mode".ljust(width) + "".join(h.rjust(24) for h in head))
+            self.stdout.write("arm".ljust(width) + "".join(h.rjust(24) for h in head))
             for m, c in compare.items():
                 cells = [_pct(c, "ctr_change")] + ([_pct(c, "expected_ctr_change")] if expected is not None else [])
                 cells += [_pts(c, "cold_share_diff"), _pts(c, "tail_share_diff")]
@@ -131,7 +109,7 @@ class Command(BaseCommand):
             self.stdout.write(f"\nagainst {o['reference']} within readers (each reader's own arms compared, then "
                               "averaged over readers who saw both; ± one standard error):")
             head = (["expected CTR change"] if expected is not None else []) + ["cold share", "tail share", "readers"]
-            self.stdout.write("mode".ljust(width) + "".join(h.rjust(24) for h in head))
+            self.stdout.write("arm".ljust(width) + "".join(h.rjust(24) for h in head))
             for m, c in within.items():
                 cells = ([_pct(c, "expected_ctr_change")] if expected is not None else []) + \
                     [_pts(c, "cold_share_diff"), _pts(c, "tail_share_diff"), str(c["readers"])]
@@ -146,42 +124,44 @@ class Command(BaseCommand):
             self._paired_table(paired, o)
 
     def _paired(self, o: dict) -> dict:
-        from webapp.news.abtest import Paired, head_of
-        from webapp.news.simulator import LocalTransport, Simulator
-
         if o["source"] != Source.DEMO:
             raise CommandError("--paired needs the demo's simulated readers (--source demo)")
         try:
+            chosen = arms(o["arms"])
             sim = Simulator(readers=load_readers(), click_model=ClickModel(taxonomy=taxonomy_of(load_stories())),
-                            transport=LocalTransport(), modes=[v.strip() for v in o["variants"].split(",")])
+                            transport=LocalTransport())
+        except UnknownArm as exc:
+            raise CommandError(f"--arms: {exc}") from None
         except (CorpusError, ValueError) as exc:
             raise CommandError(str(exc)) from None
-        paired = Paired(sim)
+        if not chosen:
+            raise CommandError("--arms: name at least one arm")
+        pages = PairedPages()
         bar = tqdm(total=o["snapshots"] * o["paired"], desc="paired", unit="reader", disable=o["snapshots"] == 1)
         started = time.monotonic()
         for m in range(o["snapshots"]):
             time.sleep(max(0.0, started + m * o["every"] - time.monotonic()))
             now = timezone.now()
             catalog, head = head_of(source=o["source"], now=now)  # the head as of this moment
-            paired.snapshot = m
             for _ in range(o["paired"]):
-                paired.rank(sim.draw_reader(), now=now, head=head, source=o["source"])
+                pages_rank(pages, sim, sim.draw_reader(), arms=chosen, now=now, head=head, source=o["source"],
+                           snapshot=m)
                 bar.update()
         bar.close()
-        return paired.summary(catalog, reference=sim.variants[0][0])
+        return pages.summary(catalog, reference=chosen[0].name)
 
     def _paired_table(self, paired: dict, o: dict) -> None:
         if o["snapshots"] == 1:
-            self.stdout.write(f"\npaired, now: {o['paired']} simulated readers each ranked by every variant "
+            self.stdout.write(f"\npaired, now: {o['paired']} simulated readers each ranked by every arm "
                               "(nothing logged), pages scored by the hidden click model; ± one standard error "
                               "over pages:")
         else:
             self.stdout.write(f"\npaired, {o['snapshots']} moments {o['every']:g} s apart: {o['paired']} simulated "
-                              "readers each, ranked by every variant (nothing logged), pages scored by the hidden "
+                              "readers each, ranked by every arm (nothing logged), pages scored by the hidden "
                               "click model; ± one standard error clustered by moment:")
         head = ["expected CTR", "vs reference", "cold share", "vs reference", "tail share", "vs reference", "Gini"]
         width = max(len(m) for m in paired) + 2
-        self.stdout.write("variant".ljust(width) + "".join(h.rjust(18) for h in head))
+        self.stdout.write("arm".ljust(width) + "".join(h.rjust(18) for h in head))
         for m, r in paired.items():
             vs = r.get("expected_ctr_vs_ctr_only")
             cells = [str(r["expected_ctr"]),

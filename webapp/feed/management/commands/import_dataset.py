@@ -6,11 +6,12 @@ import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
+from django.db import transaction
 
 from recsys.datasets import READERS, DatasetError, read_dataset
-from webapp.news.embedding import items_embed
-from webapp.news.importers import dataset_import
+from webapp.lookalike.services import seedset_mark_dirty
+from webapp.news.embedding import stored_then_embedded
+from webapp.news.importers import ImportReport, dataset_import
 from webapp.news.models import Source
 
 
@@ -27,19 +28,18 @@ class Command(BaseCommand):
             dataset = read_dataset(fmt, path)
         except DatasetError as exc:
             raise CommandError(f"{exc} (nothing imported)") from None
+        def store(progress) -> ImportReport:
+            with transaction.atomic():  # all or nothing, the seed sets of the clicked items marked with it
+                report = dataset_import(dataset=dataset, source=Source(fmt), progress=progress)
+                seedset_mark_dirty(item_ids=report.clicked_items)  # the next refresh rebuilds their seeds
+            timing["stored"] = time.perf_counter() - started
+            return report
+
+        timing: dict[str, float] = {}
         total = len(dataset.items) + len(dataset.readers) + len(dataset.impressions) + len(dataset.clicks)
-        with tqdm(total=total, desc=f"import {fmt}", unit="row",
-                  disable=options.get("verbosity", 1) == 0) as bar:
-            report = dataset_import(dataset=dataset, source=Source(fmt), progress=bar.update)
-        stored = time.perf_counter() - started
-        # Outside the import's transaction: a failure here leaves the rows, and embed_items retries.
-        embedded = items_embed(progress=options.get("verbosity", 1) > 0)
-        if options.get("verbosity", 1) == 0:
-            return
-        self.stdout.write(
-            f"{fmt}: items {report.items} ({report.items_created} new), readers {report.readers} "
-            f"({report.readers_created} new), impressions {report.impressions} "
-            f"({report.impressions_created} new), clicks {report.clicks} ({report.clicks_created} new) "
-            f"stored in {stored:.1f}s; {embedded} text vectors computed in "
-            f"{time.perf_counter() - started - stored:.1f}s"
-        )
+        report, embedded = stored_then_embedded(store, rows=total, desc=f"import {fmt}",
+                                                verbosity=options.get("verbosity", 1))
+        stored = timing["stored"]
+        if options.get("verbosity", 1):
+            self.stdout.write(f"{fmt}: {report} stored in {stored:.1f}s; {embedded} text vectors computed in "
+                              f"{time.perf_counter() - started - stored:.1f}s")

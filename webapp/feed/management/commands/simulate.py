@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import signal
 import time
-from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
 from fixtures.corpus import READERS_FILE, CorpusError, load_readers, load_stories, taxonomy_of
+from recsys.arms import ARMS, UnknownArm
 from recsys.simulation import ClickModel
-from webapp.news import services
-from webapp.news.models import Click, Source
-from webapp.news.simulator import (
+from webapp.feed.simulator import (
     HttpTransport,
     LocalTransport,
     Simulator,
     TransportError,
+    backfill,
     backfill_times,
-    parse_variants,
 )
+from webapp.news.models import Click, Source
 
 
 class Command(BaseCommand):
@@ -44,11 +43,9 @@ class Command(BaseCommand):
         parser.add_argument("--feed-size", type=int, default=10)
         parser.add_argument("--readers", default=str(READERS_FILE))
         parser.add_argument("--seed", type=int, default=None)
-        parser.add_argument("--modes", default="",
-                            help="comma-separated ranker modes to split sessions between at random "
-                                 "(an A/B test read by ab_report), e.g. blend,ctr,blend:0.2,blend:0.2:300 "
-                                 "(a blend weight, then the evidence n0, then the CTR budget); "
-                                 "default: the configured one")
+        parser.add_argument("--arms", default="",
+                            help=f"comma-separated ranker arms to split sessions between (an A/B test read by "
+                                 f"ab_report), of {', '.join(ARMS)}; default: the configured one (FEED_ARM)")
 
     def handle(self, *args, **o) -> None:
         if o["rate"] <= 0 or o["feed_size"] < 1 or o["sessions"] < 0 or o["duration"] < 0:
@@ -62,14 +59,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         backfill = o["backfill_hours"] > 0
         transport = LocalTransport() if (o["inprocess"] or backfill) else HttpTransport(o["base_url"])
-        modes = [m for m in o["modes"].split(",") if m]
-        try:
-            parse_variants(modes)
-        except ValueError as exc:
-            raise CommandError(f"--modes: {exc}") from None
         try:
             sim = Simulator(readers=readers, click_model=model, transport=transport,
-                            feed_size=o["feed_size"], seed=o["seed"], modes=modes)
+                            feed_size=o["feed_size"], seed=o["seed"], arms=o["arms"])
+        except UnknownArm as exc:
+            raise CommandError(f"--arms: {exc}") from None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if backfill:
@@ -81,21 +75,10 @@ class Command(BaseCommand):
         if o["skip_if_history"] and Click.objects.filter(reader__source=Source.DEMO).exists():
             self.stdout.write("demo history exists; backfill skipped")
             return
-        now = timezone.now()
-        times = backfill_times(hours=o["backfill_hours"], sessions=o["sessions"], now=now, rng=sim.rng)
-        next_refresh = times[0] if times else now
-        with tqdm(times, desc="backfill", unit="session") as bar:
-            for t in bar:
-                if t >= next_refresh:  # keep the popularity signal as fresh as the live job would
-                    services.item_popularity_refresh(now=t)
-                    next_refresh = t + timedelta(minutes=20)
-                sim.session(now=t)
-                bar.set_postfix(clicks=sim.stats.clicks, ctr=f"{sim.stats.ctr:.3f}", refresh=False)
-        services.item_popularity_refresh()
-        s = sim.stats
+        times = backfill_times(hours=o["backfill_hours"], sessions=o["sessions"], now=timezone.now(), rng=sim.rng)
+        s = backfill(sim, times, progress=o["verbosity"] > 0)
         self.stdout.write(f"backfill: {s.sessions} sessions, {s.impressions} impressions, "
                           f"{s.clicks} clicks (CTR {s.ctr:.3f}) over {o['backfill_hours']:g} h")
-        self._variants(s)
 
     def _live(self, sim: Simulator, o: dict) -> None:
         if isinstance(sim.transport, HttpTransport):
@@ -133,15 +116,6 @@ class Command(BaseCommand):
         s = sim.stats
         self.stdout.write(f"simulate: {s.sessions} sessions, {s.impressions} impressions, {s.clicks} "
                           f"clicks (CTR {s.ctr:.3f}), {s.published} published, {s.errors} errors")
-        self._variants(s)
-
-    def _variants(self, s) -> None:
-        if len(s.variants) < 2:
-            return
-        for label, (n, clicks, expected) in sorted(s.variants.items()):
-            if n:
-                self.stdout.write(f"  {label}: {int(n)} impressions, CTR {clicks / n:.4f}, expected CTR "
-                                  f"{expected / n:.4f} (the hidden click model's mean probability)")
 
     def _wait_for_server(self, transport: HttpTransport, attempts: int = 120) -> None:
         for n in range(attempts):

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from fixtures.corpus import READERS_FILE, STORIES_DIR, CorpusError, load_readers, load_stories
 from webapp.news.demo import demo_load
-from webapp.news.embedding import items_embed
+from webapp.news.embedding import stored_then_embedded
 
 
 class Command(BaseCommand):
@@ -31,15 +30,9 @@ class Command(BaseCommand):
             reader_rows = load_readers(readers)
         except CorpusError as exc:
             raise CommandError(str(exc)) from None
-        with tqdm(total=len(story_rows) + len(reader_rows), desc="load_demo", unit="row",
-                  disable=options.get("verbosity", 1) == 0) as bar:
-            report = demo_load(stories=story_rows, readers=reader_rows,
-                               held_back_share=held_back_share, progress=bar.update)
-        embedded = items_embed(progress=options.get("verbosity", 1) > 0)
-        if options.get("verbosity", 1) == 0:
-            return
-        self.stdout.write(
-            f"stories: {report.stories} ({report.stories_created} new, {report.stories_updated} updated, "
-            f"{report.held_back} held back); readers: {report.readers} "
-            f"({report.readers_created} new, {report.readers_updated} updated); {embedded} text vectors computed"
-        )
+        report, embedded = stored_then_embedded(
+            lambda progress: demo_load(stories=story_rows, readers=reader_rows, held_back_share=held_back_share,
+                                       progress=progress),
+            rows=len(story_rows) + len(reader_rows), desc="load_demo", verbosity=options.get("verbosity", 1))
+        if options.get("verbosity", 1):
+            self.stdout.write(f"{report}; {embedded} text vectors computed")

@@ -1,0 +1,3 @@
+"""What every app of the web side shares and none of them owns: the Redis connection, the
+catalog's version key, the job lock and the per-request degraded notes. It imports no app,
+so each app may import it."""
