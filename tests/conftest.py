@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
+
+from tests.world import tables_clear, tables_dump, tables_restore
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -27,10 +33,107 @@ def _empty_test_redis():
     yield
 
 
+@dataclass
+class World:
+    """A demo world kept once per test session and put back for each test that asks for it:
+    its rows (tests.world), the test Redis's keys, the model folder."""
+
+    tables: dict[str, bytes]
+    redis: dict[bytes, bytes]
+    models: Path | None = None  # the pristine artifacts; tests get a copy at `models_live`
+    models_live: Path | None = None
+
+    @classmethod
+    def take(cls, *, models: Path | None = None, models_live: Path | None = None) -> World:
+        import redis
+
+        tables = tables_dump()
+        r = redis.Redis.from_url(settings.REDIS_URL)
+        return cls(tables, {k: r.dump(k) for k in r.keys("*")}, models, models_live)
+
+    def restore(self) -> None:
+        """The world's rows in place of what the tables hold (inside the test's transaction,
+        if it has one), sequences past them; Redis and the model folder as they were."""
+        import redis
+
+        tables_restore(self.tables)
+        r = redis.Redis.from_url(settings.REDIS_URL)
+        r.flushdb()
+        for key, value in self.redis.items():
+            r.restore(key, 0, value, replace=True)
+        if self.models is not None:
+            shutil.rmtree(self.models_live, ignore_errors=True)
+            shutil.copytree(self.models, self.models_live)
+
+
+def _world_clear() -> None:
+    import redis
+
+    tables_clear()
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+def demo_history(*, sessions: int, hours: float, seed: int) -> None:
+    """A simulated history of the demo readers over the last `hours`, sessions spread evenly
+    over them (the demo's day-and-night curve would make it depend on the hour the tests run)."""
+    from django.utils import timezone
+
+    from fixtures.corpus import load_readers, load_stories, taxonomy_of
+    from recsys.simulation import ClickModel
+    from webapp.feed.simulator import LocalTransport, Simulator, backfill
+
+    sim = Simulator(readers=load_readers(), click_model=ClickModel(taxonomy=taxonomy_of(load_stories())),
+                    transport=LocalTransport(), seed=seed)
+    now = timezone.now()
+    offsets = np.sort(sim.rng.uniform(0.0, hours, sessions))
+    backfill(sim, [now - timedelta(hours=hours - h) for h in offsets], progress=False)
+
+
+@pytest.fixture(scope="session")
+def _demo_world(django_db_setup, django_db_blocker) -> World:
+    """The demo corpus and population, loaded once through the real command."""
+    with django_db_blocker.unblock():
+        _world_clear()
+        call_command("load_demo", verbosity=0)
+        world = World.take()
+        _world_clear()
+    return world
+
+
 @pytest.fixture
-def demo_db(db):
-    """The demo corpus and population, loaded through the real command."""
-    call_command("load_demo", verbosity=0)
+def demo_db(_demo_world, db):
+    """The demo corpus and population (loaded by `load_demo` once per session)."""
+    _demo_world.restore()
+
+
+@pytest.fixture(scope="session")
+def _trained_world(_demo_world, django_db_setup, django_db_blocker, tmp_path_factory) -> World:
+    """The demo world with a short simulated history and small models trained on it, serving
+    from Redis: built once per session."""
+    pristine, live = tmp_path_factory.mktemp("models-pristine"), tmp_path_factory.mktemp("models")
+    before = settings.MODEL_DIR
+    settings.MODEL_DIR = live
+    try:
+        with django_db_blocker.unblock():
+            _demo_world.restore()
+            demo_history(sessions=900, hours=12, seed=4)
+            call_command("train", "--stage1-epochs", "3", "--stage2-epochs", "1", "--dim", "16", verbosity=0)
+            shutil.rmtree(pristine)
+            shutil.copytree(live, pristine)
+            world = World.take(models=pristine, models_live=live)
+            _world_clear()
+    finally:
+        settings.MODEL_DIR = before
+    return world
+
+
+@pytest.fixture
+def trained(_trained_world, transactional_db, settings):
+    """The demo world with a short simulated history and small models trained on it, serving
+    from Redis (trained once per session, restored for each test)."""
+    settings.MODEL_DIR = _trained_world.models_live
+    _trained_world.restore()
+    yield
 
 
 @pytest.fixture
@@ -43,7 +146,7 @@ def celery_env(transactional_db) -> dict[str, str]:
     app.control.purge()
     db = connection.settings_dict
     return {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "REDIS_URL": settings.REDIS_URL, "PYTHONUNBUFFERED": "1"}
+            "REDIS_URL": settings.REDIS_URL, "MODEL_DIR": str(settings.MODEL_DIR), "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture
@@ -67,7 +170,7 @@ def spawn(tmp_path):
         sys.stdout.write(f"--- {log.name}\n{log.read_text()[-3000:]}\n")
 
 
-def wait_for(predicate, timeout: float, every: float = 0.3) -> bool:
+def wait_for(predicate, timeout: float, every: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -76,31 +179,15 @@ def wait_for(predicate, timeout: float, every: float = 0.3) -> bool:
     return False
 
 
-@pytest.fixture
-def trained(transactional_db, settings, tmp_path):
-    """The demo world with a short simulated history and small models trained on it, serving
-    from Redis; the runs' Redis keys are dropped afterwards."""
-    settings.MODEL_DIR = tmp_path / "models"
-    call_command("load_demo", verbosity=0)
-    call_command("simulate", "--backfill-hours", "12", "--sessions", "900", "--seed", "4", verbosity=0)
-    call_command("train", "--stage1-epochs", "3", "--stage2-epochs", "1", "--dim", "16", verbosity=0)
-    from webapp.lookalike import store
-    from webapp.lookalike.models import ModelRun
-
-    yield
-    r = store.client()
-    for run in ModelRun.objects.all():
-        store.run_drop(run_id=run.pk, r=r)
-    r.delete(store.ACTIVE_TOWER_KEY, store.ACTIVE_LOOKALIKE_KEY)
-
-
 @pytest.fixture(autouse=True)
 def _fresh_process_caches():
-    """The feed's per-process copies (catalog, models, serving store) start empty in every
-    test: test databases are flushed between tests, ids are not reused consistently."""
-    from webapp.lookalike import online, serving
-    from webapp.news import ranking
+    """The feed's per-process copies (catalog, models, serving store, loaded scorers) start
+    empty in every test: test databases are flushed between tests, ids are not reused
+    consistently."""
+    from webapp.feed import ranking
+    from webapp.lookalike import online, refresh, serving
 
     for c in (ranking.catalogs, ranking.models, serving.cache, online.towers):
         c.clear()
+    refresh.scorers_clear()
     yield

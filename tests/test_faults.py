@@ -32,10 +32,12 @@ from django.test import override_settings
 
 from tests.conftest import wait_for
 from tests.factories import ItemFactory, ReaderFactory, items_to_refresh
+from webapp.common.connections import redis_client
+from webapp.common.locks import job_lock_key
+from webapp.feed import ranking
 from webapp.lookalike import online, serving, store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
-from webapp.lookalike.refresh import job_lock_key, serving_store_heal
-from webapp.news import ranking
+from webapp.lookalike.refresh import serving_store_heal
 from webapp.news.models import Click, Item, ItemStatus, Reader, Source
 from workers.celery import app
 
@@ -44,28 +46,18 @@ WORKER = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip", "-
           "--loglevel", "INFO"]
 N = 3000  # items of the refresh that is killed or run twice: a few seconds of work
 # A page of every candidate, so the warm stories (and their RALM scores) are always on it.
-WHOLE_PAGE = {"FEED_MAX_LIMIT": "400", "FEED_MAX_PER_SUBCATEGORY": "400"}
+WHOLE_PAGE = {"FEED_MAX_LIMIT": "400"}
 
 
 # --- fixtures and helpers -------------------------------------------------------------------
 
 @pytest.fixture
-def small_trained(transactional_db, settings, tmp_path):
-    """The demo world, a short simulated history and small models trained on it (as the
-    `trained` fixture, smaller); every item with a look-alike state is warm, so RALM scores
-    show on the pages. The runs' keys in the test Redis are dropped afterwards."""
-    settings.MODEL_DIR = tmp_path / "models"
-    call_command("load_demo", verbosity=0)
-    call_command("simulate", "--backfill-hours", "6", "--sessions", "300", "--seed", "4", verbosity=0)
-    call_command("train", "--stage1-epochs", "2", "--stage2-epochs", "1", "--dim", "16", verbosity=0)
+def small_trained(trained):
+    """The `trained` world where every item with a look-alike state is warm, so RALM scores
+    show on the pages."""
     look = ModelRun.objects.get(kind=ModelKind.LOOKALIKE, is_active=True)
     Item.objects.filter(lookalike_states__model_run=look).update(status=ItemStatus.WARM)
     call_command("rebuild_serving_store", verbosity=0)
-    yield
-    r = store.client()
-    for run in ModelRun.objects.all():
-        store.run_drop(run_id=run.pk, r=r)
-    r.delete(store.ACTIVE_TOWER_KEY, store.ACTIVE_LOOKALIKE_KEY)
 
 
 def _free_port() -> int:
@@ -165,7 +157,7 @@ def _consistent(items: list[Item]) -> None:
     run = ModelRun.objects.get(kind=ModelKind.LOOKALIKE, is_active=True)
     rows = {s.item_id: s for s in LookalikeState.objects.filter(model_run=run, item__in=items)}
     assert len(rows) == len(items)
-    r = store.client()
+    r = redis_client()
     for item in items[:: max(1, len(items) // 300)]:
         state, _ = store.unpack_state(r.hget(store.items_key(run.pk), str(item.pk)))
         assert bytes(rows[item.pk].centroids) == np.asarray(state.centroids, "<f4").tobytes()
@@ -289,12 +281,14 @@ def test_worker_killed_mid_refresh_the_next_beat_run_finishes(small_trained, cel
     log = tmp_path / "proc0.log"
     assert wait_for(lambda: any("refresh_states[" in line and "received" in line
                                 for line in log.read_text().splitlines()), timeout=90), "no state refresh started"
-    time.sleep(1.0)  # inside the job, which takes seconds for these items
-    assert _lock_holders("refresh_states") == 1
+    assert wait_for(lambda: _lock_holders("refresh_states") == 1, timeout=30)  # inside the job (seconds of work)
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
     assert not any("refresh_states" in line and "succeeded" in line for line in log.read_text().splitlines())
     assert SeedSet.objects.filter(item__in=items, state_dirty=True).count() == N  # killed before it committed
+    run = ModelRun.objects.get(kind=ModelKind.LOOKALIKE, is_active=True)
+    for raw in redis_client().hmget(store.items_key(run.pk), [str(i.pk) for i in items[:300]]):
+        assert raw is None or store.unpack_state(raw)[0].centroids.shape[1] == 16  # each state whole, or none
     assert wait_for(lambda: _lock_holders("refresh_states") == 0, timeout=10), "the dead worker's lock stayed"
 
     started = time.monotonic()
@@ -319,7 +313,7 @@ def test_two_refresh_runs_at_once_one_skips_and_the_state_is_consistent(small_tr
     logs = [tmp_path / "proc0.log", tmp_path / "proc1.log"]
     assert wait_for(lambda: all(" ready." in p.read_text() for p in logs), timeout=90), "workers not ready"
     run = ModelRun.objects.get(kind=ModelKind.LOOKALIKE, is_active=True)
-    version = int(store.client().get(store.version_key(run.pk)) or 0)
+    version = int(redis_client().get(store.version_key(run.pk)) or 0)
     from workers.tasks import refresh_states
 
     first = refresh_states.delay()
@@ -344,17 +338,14 @@ def _damage(path: Path, how: str) -> None:
         path.write_bytes(b"not a model at all\n" * 8)
 
 
+_BASELINE = "ranker models not loaded, the feed falls back to the baseline: cannot load the"
+_COLD = "not loaded, warm stories are scored by the cold-start model: cannot load the look-alike model"
 BROKEN = [  # (model, file, damage, the ERROR line's words)
-    (ModelKind.COLDSTART, "model.joblib", "missing",
-     "ranker models not loaded, the feed falls back to the baseline: cannot load the cold-start model"),
-    (ModelKind.CTR, "model.joblib", "truncated",
-     "ranker models not loaded, the feed falls back to the baseline: cannot load the CTR model"),
-    (ModelKind.COLDSTART, "model.joblib", "garbage",
-     "ranker models not loaded, the feed falls back to the baseline: cannot load the cold-start model"),
-    (ModelKind.LOOKALIKE, "weights.pt", "garbage",
-     "not loaded, warm stories are scored by the cold-start model: cannot load the look-alike model"),
-    (ModelKind.LOOKALIKE, "config.json", "missing",
-     "not loaded, warm stories are scored by the cold-start model: cannot load the look-alike model"),
+    (ModelKind.COLDSTART, "model.joblib", "missing", f"{_BASELINE} cold-start model"),
+    (ModelKind.CTR, "model.joblib", "truncated", f"{_BASELINE} CTR model"),
+    (ModelKind.COLDSTART, "model.joblib", "garbage", f"{_BASELINE} cold-start model"),
+    (ModelKind.LOOKALIKE, "weights.pt", "garbage", _COLD),
+    (ModelKind.LOOKALIKE, "config.json", "missing", _COLD),
     (ModelKind.USER_TOWER, "weights.pt", "truncated",
      "vector not recomputed, the user tower cannot be loaded: cannot load the user tower"),
 ]
@@ -370,7 +361,7 @@ def test_a_broken_model_artifact_is_logged_and_the_feed_falls_back(small_trained
     tower = ModelRun.objects.get(kind=ModelKind.USER_TOWER, is_active=True)
     reader = Reader.objects.filter(source=Source.DEMO, vectors__model_run=tower).order_by("pk").first()
     healthy = client.get("/api/feed", {"reader": reader.pk, "limit": 400}).json()
-    assert healthy["degraded"] is False and healthy["mode"] == "blend" and _ralm(healthy)
+    assert healthy["degraded"] is False and healthy["arm"] == "blend" and _ralm(healthy)
     for kind, filename, how, error in BROKEN:
         path = Path(ModelRun.objects.get(kind=kind, is_active=True).artifact_path) / filename
         backup = path.with_name(path.name + ".bak")
@@ -393,14 +384,14 @@ def test_a_broken_model_artifact_is_logged_and_the_feed_falls_back(small_trained
             assert any(error in m and str(path.parent) in m for m in errors), (kind, how, errors)
             assert len(page["items"]) >= 10
             if kind in (ModelKind.COLDSTART, ModelKind.CTR):  # popularity and freshness
-                assert page["mode"] == "baseline" and page["degraded"] is True, (kind, how)
+                assert page["arm"] == "baseline" and page["degraded"] is True, (kind, how)
                 assert set(page["items"][0]["score_parts"]) == {"popularity", "recency", "novelty"}
                 assert b'data-degraded="true"' in html.content
             elif kind == ModelKind.LOOKALIKE:  # the cold-start model scores every story
-                assert page["mode"] == "blend" and page["degraded"] is True and not _ralm(page), how
+                assert page["arm"] == "blend" and page["degraded"] is True and not _ralm(page), how
                 assert any(r.startswith("look-alike model unusable") for r in page["degraded_reasons"])
             else:  # the feed does not need the tower; the click is stored, the vector waits
-                assert page["mode"] == "blend" and page["degraded"] is False
+                assert page["arm"] == "blend" and page["degraded"] is False
                 assert Click.objects.filter(impression_id=page["items"][0]["impression"]).exists()
         finally:
             shutil.move(backup, path)

@@ -1,10 +1,9 @@
-"""Project-wide rules: the layout, recsys/ stays a pure library, settings come from the
-environment and refuse to run without a secret when DEBUG is off."""
+"""Project-wide rules: the layout, recsys/ stays a pure library, the apps import each other
+one way. (Settings from the environment: tests/webapp/test_security.py.)"""
 
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,38 +20,8 @@ def test_layout_of_the_design_card():
 
 def test_recsys_imports_nothing_from_the_web_side():
     for path in (ROOT / "recsys").rglob("*.py"):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                assert name.split(".")[0] not in FORBIDDEN, f"{path}: imports {name}"
-
-
-def _django(code: str, **env: str) -> subprocess.CompletedProcess:
-    full = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
-    full.update(env, DJANGO_SETTINGS_MODULE="webapp.settings")
-    return subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"],
-                          cwd=ROOT, env=full, capture_output=True, text=True, timeout=60)
-
-
-def test_secret_key_is_required_when_debug_is_off(tmp_path):
-    # An empty SECRET_KEY in the environment wins over .env, as a missing one would in production.
-    out = _django("", SECRET_KEY="", DEBUG="0")
-    assert out.returncode != 0 and "SECRET_KEY must be set when DEBUG is off" in out.stderr
-    ok = _django("from django.conf import settings; print(settings.DEBUG)", SECRET_KEY="", DEBUG="1")
-    assert ok.returncode == 0 and ok.stdout.strip() == "True"
-
-
-def test_debug_is_off_unless_set_and_database_comes_from_the_environment():
-    out = _django("from django.conf import settings as s; d = s.DATABASES['default']; "
-                  "print(s.DEBUG, d['NAME'], d['HOST'], d['CONN_HEALTH_CHECKS'], d['CONN_MAX_AGE'] > 0)",
-                  SECRET_KEY="x" * 50, DATABASE_URL="postgres://someone@db.example:6543/other")
-    assert out.stdout.split() == ["False", "other", "db.example", "True", "True"], out.stderr
+        for name in _imports(path):
+            assert name.split(".")[0] not in FORBIDDEN, f"{path}: imports {name}"
 
 
 def test_models_import_from_the_shell_with_their_app_labels():
@@ -63,3 +32,26 @@ def test_models_import_from_the_shell_with_their_app_labels():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1].split() == ["news_item", "lookalike_seedset", "lookalike_modelrun"]
+
+
+
+def _imports(path: Path) -> set[str]:
+    """The absolute module names a file (or every file under a folder) imports."""
+    out = set()
+    for file in path.rglob("*.py") if path.is_dir() else [path]:
+        for node in ast.walk(ast.parse(file.read_text(), filename=str(file))):
+            if isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                out.add(node.module)
+    return out
+
+
+def test_the_apps_import_each_other_one_way_and_the_web_side_never_imports_the_workers():
+    """common <- news <- lookalike <- feed: each app imports only those below it (migrations
+    included), so no two apps import each other; webapp reaches the workers only by task name."""
+    layers = ["common", "news", "lookalike", "feed"]
+    for n, app in enumerate(layers):
+        used = {m.split(".")[1] for m in _imports(ROOT / "webapp" / app) if m.startswith("webapp.")}
+        assert not used & set(layers[n + 1:]), f"webapp.{app} imports {sorted(used & set(layers[n + 1:]))}"
+    assert not {m for m in _imports(ROOT / "webapp") if m.split(".")[0] == "workers"}

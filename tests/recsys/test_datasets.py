@@ -58,7 +58,7 @@ def _corrupt(tmp_path, src, name, line, new: bytes):
 
 @pytest.mark.parametrize(
     ("name", "line", "new", "message"),
-    [
+    [(f"movielens_sample/{n}", *rest) for n, *rest in [
         ("ratings.csv", 4, b"1,3", "expected 4 fields"),  # truncated line
         ("ratings.csv", 5, b"2,1,9.5,1445714835", "rating out of range"),
         ("ratings.csv", 6, b"2,77,4.5,1445714880", "unknown movieId 77"),
@@ -69,18 +69,7 @@ def _corrupt(tmp_path, src, name, line, new: bytes):
         ("movies.csv", 6, b"1,Duplicate (2000),Drama", "duplicate movieId 1"),
         ("movies.csv", 1, b"id,name,genres", "expected header"),
         ("tags.csv", 3, b"2,1," + b"t" * 300 + b",1445714996", "tag longer"),
-    ],
-)
-def test_movielens_malformed_variants(tmp_path, name, line, new, message):
-    folder = _corrupt(tmp_path, "movielens_sample", name, line, new)
-    with pytest.raises(DatasetError) as err:
-        read_dataset("movielens", folder)
-    assert f"{name}:{line}:" in str(err.value) and message in str(err.value)
-
-
-@pytest.mark.parametrize(
-    ("name", "line", "new", "message"),
-    [
+    ]] + [(f"mind_sample/{n}", *rest) for n, *rest in [
         ("behaviors.tsv", 2, b"2\tU11\t11/11/2019 9:12:00 AM", "expected 5"),  # truncated
         ("behaviors.tsv", 4, b"4\tU12\t11/13/2019 12:00:01 AM\tN1004\tN1005-7", "bad impression"),
         ("behaviors.tsv", 5, b"5\tU13\t11/13/2019 6:45:00 AM\tN9999\tN1004-1", "unknown news id N9999"),
@@ -89,13 +78,14 @@ def test_movielens_malformed_variants(tmp_path, name, line, new, message):
         ("news.tsv", 3, b"N1003\thealth\tnutrition\t\xff\xfe\tabstract\turl\t[]\t[]", "not valid UTF-8"),
         ("news.tsv", 4, b"N1001\ttravel\trail\tAgain\tAbstract\turl\t[]\t[]", "duplicate news id"),
         ("news.tsv", 5, b"N1005\tsports\ttennis\t" + b"T" * 600 + b"\tA\turl\t[]\t[]", "too long"),
-    ],
+    ]],
 )
-def test_mind_malformed_variants(tmp_path, name, line, new, message):
-    folder = _corrupt(tmp_path, "mind_sample", name, line, new)
+def test_malformed_variants_name_the_file_and_line(tmp_path, name, line, new, message):
+    sample, file = name.split("/")
+    folder = _corrupt(tmp_path, sample, file, line, new)
     with pytest.raises(DatasetError) as err:
-        read_dataset("mind", folder)
-    assert f"{name}:{line}:" in str(err.value) and message in str(err.value)
+        read_dataset(sample.removesuffix("_sample"), folder)
+    assert f"{file}:{line}:" in str(err.value) and message in str(err.value)
 
 
 def test_missing_files_and_folders_are_named(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
+from recsys.arms import ARMS
 from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
 from webapp.news.models import Item, ItemStatus, Reader
 
@@ -42,28 +43,29 @@ def test_cold_item_without_state_says_so(trained, staff):
     assert "No look-alike state yet" in html and html.count('class="chart"') == 1
 
 
-def test_dashboard_charts_modes_and_published_stories(trained, staff):
+def test_dashboard_charts_arms_and_published_stories(trained, staff):
     html = staff.get("/admin/dashboard/").content.decode()
-    assert html.count('class="chart"') == 2 and 'id="modes"' in html and 'id="published"' in html
+    assert html.count('class="chart"') == 2 and 'id="arms"' in html and 'id="published"' in html
     assert 'http-equiv="refresh"' in html
 
 
 def test_dashboard_shows_the_w_the_ctr_budget_left_each_blend_arm(trained, staff):
-    from webapp.lookalike.insight import dashboard
+    from webapp.feed.dashboard import dashboard
 
-    reader = Reader.objects.filter(source="demo", clicks__isnull=False).order_by("pk").first()
+    readers = Reader.objects.filter(source="demo", clicks__isnull=False).order_by("pk")[:4]
     used = []
-    for _ in range(4):  # w = 1 within a 1% budget: turned down on most pages
-        page = staff.get(f"/api/feed?reader={reader.pk}&limit=10&w=1&budget=0.01").json()
+    for reader in readers:  # the blend arm has a CTR budget: each page logs the w it left
+        page = staff.get(f"/api/feed?reader={reader.pk}&limit=10&arm=blend").json()
         used.append(page["items"][0]["score_parts"]["weight_used"])
-    staff.get(f"/api/feed?reader={reader.pk}&limit=10&w=1&budget=0")  # no budget: no such column
-    rows = {m["mode"]: m for m in dashboard().modes}
-    arm = rows["blend w=1 budget=0.01"]["budget"]
+    staff.get(f"/api/feed?reader={readers[0].pk}&limit=10&arm=ctr")  # no budget: no such column
+    rows = {m["arm"]: m for m in dashboard().arms}
+    arm = rows["blend"]["budget"]
+    full = ARMS["blend"].weight
     assert arm["pages"] == 4 and arm["mean_w"] == pytest.approx(sum(used) / 4)
-    assert arm["full_share"] == used.count(1.0) / 4 and arm["zero_share"] == used.count(0.0) / 4
-    assert rows["blend w=1"]["budget"] is None
+    assert arm["full_share"] == used.count(full) / 4 and arm["zero_share"] == used.count(0.0) / 4
+    assert rows["ctr"]["budget"] is None
     html = staff.get("/admin/dashboard/").content.decode()
-    assert "blend w=1 budget=0.01" in html and "of\n4 pages" in html
+    assert "<td>blend</td>" in html and "of\n4 pages" in html
 
 
 @pytest.mark.django_db

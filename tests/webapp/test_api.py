@@ -19,7 +19,7 @@ def test_feed_logs_one_impression_per_item_with_score_parts(client):
     resp = client.get("/api/feed", {"reader": reader.pk, "limit": 5})
     assert resp.status_code == 200
     body = resp.json()
-    assert body["reader"] == reader.pk and body["mode"] == "baseline"
+    assert body["reader"] == reader.pk and body["arm"] == "baseline"
     assert [e["position"] for e in body["items"]] == [0, 1, 2, 3, 4]
     stored = Impression.objects.filter(request_id=body["request_id"]).order_by("position")
     assert [i.pk for i in stored] == [e["impression"] for e in body["items"]]
@@ -199,8 +199,8 @@ def test_hot_query_indexes_exist():
 def test_reader_with_history_is_one_round_trip_with_what_the_two_reads_give(django_assert_num_queries):
     from django.utils import timezone
 
+    from webapp.feed.selectors import reader_history, reader_with_history
     from webapp.news.models import Reader
-    from webapp.news.selectors import reader_history, reader_with_history
 
     reader = ReaderFactory(topics=["sports", "news"])
     older, newer, shown = ItemFactory(), ItemFactory(), ItemFactory()
@@ -221,7 +221,7 @@ def test_reader_with_history_is_one_round_trip_with_what_the_two_reads_give(djan
 
 
 def test_feed_build_refuses_a_history_without_its_time():
-    from webapp.news import services
+    from webapp.feed import services
 
     with pytest.raises(ValueError, match="now"):
         services.feed_build(reader=ReaderFactory(), limit=5, history=([], {}))

@@ -12,8 +12,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
 from tests.factories import ImpressionFactory, ItemFactory, ReaderFactory
+from webapp.feed.ratelimit import Rate, rate_parse
 from webapp.news.models import Click, Impression
-from webapp.news.ratelimit import Rate, rate_parse
 
 pytestmark = pytest.mark.django_db
 

@@ -4,12 +4,11 @@ malformed files that import nothing."""
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.conftest import DATA, MOVIELENS_SMALL
+from tests.conftest import DATA
 from webapp.lookalike.models import SeedSet
 from webapp.news.models import Click, Impression, Item, Reader
 
@@ -72,14 +71,3 @@ def test_a_fix_to_a_text_field_is_applied_on_reimport(tmp_path):
 def test_bad_format_is_a_clear_error():
     with pytest.raises(CommandError, match="invalid choice"):
         call_command("import_dataset", "--format", "csv", str(DATA))
-
-
-@pytest.mark.skipif(not MOVIELENS_SMALL.is_dir(), reason="shared MovieLens data not present")
-def test_movielens_latest_small_full_import(capsys):
-    started = time.perf_counter()
-    call_command("import_dataset", "--format", "movielens", str(MOVIELENS_SMALL), verbosity=0)
-    seconds = time.perf_counter() - started
-    assert counts() == (9742, 610, 0, 100836)
-    call_command("import_dataset", "--format", "movielens", str(MOVIELENS_SMALL), verbosity=0)
-    assert counts() == (9742, 610, 0, 100836)
-    print(f"ml-latest-small import: {seconds:.1f}s")  # measured in bench/, shown with -s

@@ -10,11 +10,11 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from webapp.feed.access import SESSION_KEY
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.online import reader_vector_refresh, towers
 from webapp.lookalike.refresh import seeds_refresh
-from webapp.news.access import SESSION_KEY
 from webapp.news.models import Click, Item, Reader, Source
 
 

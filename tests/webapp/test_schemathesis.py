@@ -19,9 +19,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from webapp.news import services
-from webapp.news.access import SESSION_KEY
+from webapp.feed import services
+from webapp.feed.access import SESSION_KEY
 from webapp.news.models import Item, Reader, Source
+from webapp.news.services import reader_start
 
 pytestmark = pytest.mark.django_db
 EXAMPLES = 40  # per operation and generation mode
@@ -32,7 +33,7 @@ def _real_ids() -> dict:
     reader with a browser session of its own (cookie and CSRF token), which alone may read,
     click as and change that reader."""
     readers = list(Reader.objects.filter(source=Source.DEMO).order_by("pk")[:5])
-    web = services.reader_start()
+    web = reader_start()
     session = SessionStore()
     session[SESSION_KEY] = web.pk
     session.create()

@@ -95,18 +95,24 @@ def test_the_admin_needs_a_staff_login(demo_db, client):
 
 def _settings_in_a_fresh_process(**env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
-    code = "import django; django.setup(); from django.conf import settings; print('DEBUG', settings.DEBUG)"
+    code = ("import django; django.setup(); from django.conf import settings as s; d = s.DATABASES['default']; "
+            "print('DEBUG', s.DEBUG, d['NAME'], d['HOST'], d['CONN_HEALTH_CHECKS'], d['CONN_MAX_AGE'] > 0)")
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**base, "DJANGO_SETTINGS_MODULE": "webapp.settings", **env})
 
 
 def test_debug_is_off_unless_set_and_then_a_secret_key_is_required():
-    default = _settings_in_a_fresh_process(SECRET_KEY="x" * 50)
-    assert default.returncode == 0 and "DEBUG False" in default.stdout, default.stderr
+    """Settings come from the environment: DEBUG off unless set, the database from DATABASE_URL
+    (persistent connections with health checks), a secret key required with DEBUG off, and a
+    ranker arm the registry does not know refused at start-up."""
+    default = _settings_in_a_fresh_process(SECRET_KEY="x" * 50, DATABASE_URL="postgres://someone@db.example:6543/other")
+    assert default.returncode == 0 and "DEBUG False other db.example True True" in default.stdout, default.stderr
     missing = _settings_in_a_fresh_process(SECRET_KEY="")  # an empty variable wins over .env
     assert missing.returncode != 0 and "SECRET_KEY must be set when DEBUG is off" in missing.stderr
     debug = _settings_in_a_fresh_process(SECRET_KEY="", DEBUG="1")
     assert debug.returncode == 0 and "DEBUG True" in debug.stdout, debug.stderr
+    arm = _settings_in_a_fresh_process(SECRET_KEY="x" * 50, FEED_ARM="magic")
+    assert arm.returncode != 0 and "FEED_ARM: unknown ranker arm 'magic' (one of ctr, blend" in arm.stderr
 
 
 def test_ruff_refuses_sql_built_by_string_formatting():

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from recsys.artifacts import load_lookalike
 from recsys.clustering import pad_states
 from recsys.serving import LookalikeScorer
+from webapp.common.connections import redis_client
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import states_refresh
@@ -40,7 +41,7 @@ def test_scores_from_redis_equal_scores_from_the_durable_copy(trained):
 
 
 def test_the_process_copy_follows_the_version_key(trained):
-    r = store.client()
+    r = redis_client()
     cache = ServingCache()
     first = cache.sync(r)
     look = _run(ModelKind.LOOKALIKE)
@@ -56,7 +57,7 @@ def test_the_process_copy_follows_the_version_key(trained):
 
 
 def test_a_new_run_switches_the_store_atomically_and_rebuild_restores_it(trained):
-    r = store.client()
+    r = redis_client()
     old = (_run(ModelKind.USER_TOWER).pk, _run(ModelKind.LOOKALIKE).pk)
     call_command("train", "--stage1-epochs", "2", "--stage2-epochs", "1", "--dim", "16", "--seed", "1",
                  verbosity=0)

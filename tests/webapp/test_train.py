@@ -8,20 +8,16 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from recsys.artifacts import load_coldstart, load_lookalike, load_tower
+from webapp.common.connections import redis_client
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelRun, ReaderVector
 from webapp.news.models import Reader
 
 
-@pytest.fixture
-def demo_history(demo_db):
-    call_command("simulate", "--backfill-hours", "12", "--sessions", "900", "--seed", "2", verbosity=0)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_train_writes_runs_artifacts_and_every_readers_vector(demo_history, settings, tmp_path):
+def test_train_writes_runs_artifacts_and_every_readers_vector(trained, settings, tmp_path):
+    """On the trained world's history: the new runs replace the fixture's."""
     settings.MODEL_DIR = tmp_path / "models"
-    r = store.client()
+    r = redis_client()
     call_command("train", "--stage1-epochs", "3", "--stage2-epochs", "1", "--dim", "16", verbosity=0)
     tower = ModelRun.objects.get(kind="user_tower", is_active=True)
     look = ModelRun.objects.get(kind="lookalike", is_active=True)
@@ -65,8 +61,7 @@ def test_train_rejects_bad_arguments():
         call_command("train", "--dim", "1")
 
 
-@pytest.mark.django_db
-def test_train_with_redis_down_keeps_the_vectors_in_postgres(demo_history, settings, tmp_path):
+def test_train_with_redis_down_keeps_the_vectors_in_postgres(trained, settings, tmp_path):
     from webapp.lookalike.training import model_train
 
     settings.MODEL_DIR = tmp_path / "models"
