@@ -1,17 +1,36 @@
-"""Shared by the benchmarks: a throwaway database, and results.json where each script
-updates only its own key."""
+"""Shared by the benchmarks: a throwaway database, the demo world trained as `make demo`
+trains it, and results.json where each script updates only its own key.
+
+Tiny mode (BENCH_TINY=1, set by `python bench/run.py --tiny`): every script runs its own code
+path at small sizes (`sized`), against databases and a Redis database of its own, and saves
+into BENCH_RESULTS instead of bench/results.json, so `make test` runs every benchmark
+without touching the committed results."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
+import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results.json"
+TINY = os.environ.get("BENCH_TINY") == "1"
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results.json")
+# Redis databases: tests use 15; a full `make bench` 14 (its load test 13); tiny runs 11 and 10.
+REDIS_URL = "redis://127.0.0.1:6379/11" if TINY else "redis://127.0.0.1:6379/14"
+LOAD_REDIS_URL = "redis://127.0.0.1:6379/10" if TINY else "redis://127.0.0.1:6379/13"
 sys.path.insert(0, str(ROOT))
+T = TypeVar("T")
+
+
+def sized(full: T, tiny: T) -> T:
+    """The benchmark's size: `full` for `make bench`, `tiny` in tiny mode."""
+    return tiny if TINY else full
 
 
 @contextmanager
@@ -20,6 +39,7 @@ def scratch_database(name: str = "ralm_feed_bench"):
     import psycopg
     from psycopg import sql
 
+    name = f"{name}_tiny" if TINY else name
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{name}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
     with psycopg.connect("dbname=postgres user=postgres host=127.0.0.1", autocommit=True) as conn:
@@ -37,6 +57,98 @@ def scratch_database(name: str = "ralm_feed_bench"):
         connections.close_all()
         with psycopg.connect("dbname=postgres user=postgres host=127.0.0.1", autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def demo_world(*, sessions: int, hours: float, seed: int):
+    """In the scratch database: the demo corpus, `sessions` simulated sessions over the last
+    `hours` (through the feed service, as `make demo` writes its history), and the models
+    trained on them as `manage.py train` trains them. Returns the seconds of each step and the
+    training's report.
+
+    Tiny mode builds one small world (TINY_WORLD, whatever is asked) with small models, and
+    when BENCH_WORLD_DIR is set (bench/run.py --tiny sets it) keeps its rows there for the
+    next script, which copies them in and rebuilds the serving store: the same world, built once."""
+    from django.core.management import call_command
+
+    from webapp.lookalike.training import model_train
+
+    if TINY:
+        sessions, hours, seed = TINY_WORLD
+    cache = Path(os.environ["BENCH_WORLD_DIR"]) if TINY and os.environ.get("BENCH_WORLD_DIR") else None
+    if cache is not None and (cache / "world.json").exists():
+        return _world_restore(cache)
+    seconds, started = {}, time.perf_counter()
+    call_command("load_demo", verbosity=0)
+    seconds["load_demo"] = round(time.perf_counter() - started, 1)
+    call_command("simulate", "--backfill-hours", str(hours), "--sessions", str(sessions), "--seed", str(seed),
+                 verbosity=0)
+    seconds["backfill"] = round(time.perf_counter() - started - seconds["load_demo"], 1)
+    report = model_train(**({"stage1_epochs": 2, "stage2_epochs": 1, "dim": 16} if TINY else {}))
+    seconds["train"] = round(time.perf_counter() - started - seconds["load_demo"] - seconds["backfill"], 1)
+    if cache is not None:
+        from tests.world import tables_dump
+
+        for table_name, rows in tables_dump().items():
+            (cache / f"{table_name}.copy").write_bytes(rows)
+        (cache / "world.json").write_text(json.dumps({"seconds": seconds, "train": report.seconds}))
+    return seconds, report
+
+
+TINY_WORLD = (300, 24.0, 1)  # sessions, hours, seed of the one world tiny mode builds
+
+
+def _world_restore(cache: Path):
+    """The kept world in this scratch database and its serving store (from Postgres, as
+    `rebuild_serving_store` does); its report rebuilt from the model runs' rows."""
+    from types import SimpleNamespace
+
+    from tests.world import WORLD_TABLES, tables_restore
+    from webapp.lookalike.models import ModelKind, ModelRun
+    from webapp.lookalike.refresh import serving_store_rebuild
+    from webapp.news.models import Reader
+
+    tables_restore({t: (cache / f"{t}.copy").read_bytes() for t in WORLD_TABLES})
+    serving_store_rebuild()
+    kept = json.loads((cache / "world.json").read_text())
+    runs = {r.kind: r for r in ModelRun.objects.filter(is_active=True)}
+    report = SimpleNamespace(readers=Reader.objects.filter(source="demo").count(), seconds=kept["train"],
+                             tower_run=runs[ModelKind.USER_TOWER], lookalike_run=runs[ModelKind.LOOKALIKE])
+    return kept["seconds"], report
+
+
+def copy_rows(cursor, model, rows: Iterable[dict]) -> None:
+    """COPY rows (field name -> value; the primary key too, or left to its sequence) into the
+    model's table. Every concrete field a row leaves out takes the field's default, so a
+    column added to the model is filled here too (a benchmark that spelled out its columns
+    broke on a new NOT NULL one)."""
+    rows = list(rows)
+    given = set(rows[0]) if rows else set()
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key or {f.name, f.attname} & given]
+    defaults = {f.attname: f.get_default() for f in fields}
+    buf = io.StringIO()
+    for row in rows:
+        buf.write("\t".join(_copy_text(row.get(f.attname, row.get(f.name, defaults[f.attname]))) for f in fields))
+        buf.write("\n")
+    columns = ", ".join(f.column for f in fields)
+    with cursor.cursor.copy(f"COPY {model._meta.db_table} ({columns}) FROM STDIN") as copy:  # noqa: S608 (model names)
+        copy.write(buf.getvalue())
+
+
+def _copy_text(value) -> str:
+    """A value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, bytes | memoryview):
+        return "\\\\x" + bytes(value).hex()
+    if isinstance(value, list | tuple):
+        return "{" + ",".join(map(str, value)) + "}"
+    if isinstance(value, dict):
+        return json.dumps(value).replace("\\", "\\\\")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
 def save(key: str, value: dict) -> None:

@@ -2,7 +2,8 @@
 insert, JSON), for 100, 1,000 and 5,000 candidate stories, half of them warm; and the
 look-alike scoring step with attention over k=20 centroids against attention over 500 raw
 seeds per item. Scratch database and Redis db 14; the models are fitted on synthetic data
-(latency does not depend on what they learned). Writes results.json["feed"]."""
+(latency does not depend on what they learned). Writes results.json["feed"]. Tiny mode
+(bench/common.py): 50 and 100 candidates, a few requests each."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-from common import save, scratch_database, table
+from common import REDIS_URL, save, scratch_database, sized, table
 
-READERS, DIM, TEXT, K, SEEDS, RAW = 2_000, 64, 384, 20, 200, 500
-CANDIDATES = (100, 1_000, 5_000)
-REQUESTS = 400
+READERS, DIM, TEXT, K, SEEDS, RAW = sized(2_000, 100), 64, 384, 20, sized(200, 20), sized(500, 50)
+CANDIDATES = sized((100, 1_000, 5_000), (50, 100))
+SCORED = sized(1_000, 50)  # candidates of the look-alike scoring step timed alone
+REQUESTS = sized(400, 10)
 
 
 def _synthetic_models(folder: Path, rng: np.random.Generator) -> None:
@@ -41,7 +43,7 @@ def _synthetic_models(folder: Path, rng: np.random.Generator) -> None:
 
 
 def main() -> None:
-    os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/14"
+    os.environ["REDIS_URL"] = REDIS_URL
     folder = Path(tempfile.mkdtemp(prefix="ralm-bench-feed-"))
     rng = np.random.default_rng(0)
     with scratch_database("ralm_feed_bench_feed"):
@@ -51,11 +53,13 @@ def main() -> None:
 
         from recsys.artifacts import load_lookalike
         from recsys.serving import LookalikeScorer
+        from webapp.common.catalog import CATALOG_VERSION_KEY
+        from webapp.common.connections import redis_client
         from webapp.lookalike import store
         from webapp.lookalike.models import ModelKind, ModelRun
         from webapp.news.models import Click, Item, ItemStatus, Reader
 
-        r = store.client()
+        r = redis_client()
         r.flushdb()
         _synthetic_models(folder, rng)
         runs = {k: ModelRun.objects.create(kind=k, version="bench", is_active=True, artifact_path=str(folder / name))
@@ -95,8 +99,8 @@ def main() -> None:
         for n in CANDIDATES:
             Item.objects.filter(pk__in=ids[n:]).update(published_at=None)
             Item.objects.filter(pk__in=ids[:n]).update(published_at=now - timedelta(hours=1))
-            r.incr(store.CATALOG_VERSION_KEY)
-            for k in range(20):  # warm up: model loads, the catalog and serving copies
+            r.incr(CATALOG_VERSION_KEY)
+            for k in range(min(20, READERS)):  # warm up: model loads, the catalog and serving copies
                 assert client.get(f"/api/feed?reader={readers[k].pk}&limit=10").status_code == 200
             times = []
             for _ in range(REQUESTS):
@@ -104,7 +108,7 @@ def main() -> None:
                 started = time.perf_counter()
                 resp = client.get(f"/api/feed?reader={reader.pk}&limit=10")
                 times.append((time.perf_counter() - started) * 1000)
-                assert resp.status_code == 200 and resp.json()["mode"] == "blend", resp.content[:300]
+                assert resp.status_code == 200 and resp.json()["arm"] == "blend", resp.content[:300]
             if os.environ.get("BENCH_PROFILE") and n == 1_000:
                 import cProfile
                 import pstats
@@ -118,7 +122,7 @@ def main() -> None:
             rows.append((f"{n:,}", f"{p50:.1f}", f"{p99:.1f}", f"{1000 / np.mean(times):.0f}"))
 
         # The scoring step alone, 1,000 candidates: k=20 centroids against 500 raw seeds each.
-        c = 1000
+        c = SCORED
         cents = np.stack([np.pad(s.centroids, ((0, K - len(s.sizes)), (0, 0))) for s in states[:c]]).astype(np.float64)
         sizes = np.stack([np.pad(s.sizes, (0, K - len(s.sizes))) for s in states[:c]])
         e_global = np.stack([s.e_global for s in states[:c]]).astype(np.float64)
@@ -137,11 +141,12 @@ def main() -> None:
         raw_ms = best_of(lambda: scorer._score(target, raw, np.ones((c, RAW)), np.ones((c, RAW), bool), e_global))
         result["scoring_1000_ms"] = {"centroids_k20": round(centroid_ms, 2), "raw_seeds_500": round(raw_ms, 2)}
         result["raw_seed_ratio_500"] = round(raw_ms / centroid_ms, 1)
+        result["scored_candidates"], result["raw_seeds"] = c, RAW
         r.flushdb()
     save("feed", result)
     print(table(rows, ("candidates", "p50 ms", "p99 ms", "requests/s (1 client)")))
     print(table([("k = 20 centroids", f"{centroid_ms:.2f}"), (f"{RAW} raw seeds", f"{raw_ms:.2f}"),
-                 ("ratio", f"{raw_ms / centroid_ms:.1f}x")], ("look-alike scoring, 1,000 candidates", "ms")))
+                 ("ratio", f"{raw_ms / centroid_ms:.1f}x")], (f"look-alike scoring, {c:,} candidates", "ms")))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ to results.json["load"]["throughput"].
 
 On a scratch database (and Redis db 13, flushed before and after): the demo corpus, a short
 simulated history, models trained as `make demo` trains them. Writes results.json["load"];
-exits non-zero if a requirement fails."""
+exits non-zero if a requirement fails. Tiny mode (bench/common.py): 4 readers for 2 s, 2
+closed-loop clients for 1 s, on the tiny demo world."""
 
 from __future__ import annotations
 
@@ -34,16 +35,16 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, save, scratch_database, table
+from common import LOAD_REDIS_URL, ROOT, demo_world, save, scratch_database, sized, table
 from tqdm import tqdm
 
-CLIENTS, SECONDS = 50, 60
+CLIENTS, SECONDS = sized(50, 4), sized(60, 2)
 WORKERS, THREADS = 2, 4  # the Procfile's web process (WEB_CONCURRENCY defaults to 2)
 CLICK_SHARE = 0.6  # pages after which the reader clicks a story
 READ_S, THINK_S = (1.0, 3.0), (0.5, 2.0)  # seconds reading a page before the next one; before a click
-REDIS_URL = "redis://127.0.0.1:6379/13"
 IDLE_S = 1.5  # a connection idle this long is not reused (gunicorn's keep-alive is 2 s)
-THROUGHPUT_CLIENTS, THROUGHPUT_SECONDS = 16, 15  # the closed-loop phase after the readers
+THROUGHPUT_CLIENTS, THROUGHPUT_SECONDS = sized(16, 2), sized(15, 1)  # the closed-loop phase after the readers
+HISTORY = 900  # simulated sessions the models are trained on (tiny mode: its own world)
 
 
 def _free_port() -> int:
@@ -196,22 +197,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="length of the throughput phase (default %(default)s)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: static files not collected here
-    os.environ["REDIS_URL"] = REDIS_URL
+    os.environ["REDIS_URL"] = LOAD_REDIS_URL
     os.environ["MODEL_DIR"] = tempfile.mkdtemp(prefix="ralm-bench-load-")
     setup_started = time.monotonic()
     with scratch_database("ralm_feed_bench_load"):
-        from django.core.management import call_command
         from django.db import connections
 
-        from webapp.lookalike import store
+        from webapp.common.connections import redis_client
         from webapp.news.models import Click, Reader, Source
 
-        r = store.client()
+        r = redis_client()
         r.flushdb()
-        print("demo corpus, 900 simulated sessions, training ...", flush=True)
-        call_command("load_demo", verbosity=0)
-        call_command("simulate", "--backfill-hours", "12", "--sessions", "900", "--seed", "2", verbosity=0)
-        call_command("train", verbosity=0)
+        print(f"demo corpus, {HISTORY:,} simulated sessions, training ...", flush=True)
+        demo_world(sessions=HISTORY, hours=12, seed=2)
         demo = list(Reader.objects.filter(source=Source.DEMO).order_by("pk").values_list("pk", flat=True))
         reader_ids = random.Random(0).sample(demo, CLIENTS)
         clicks_before = Click.objects.count()

@@ -5,7 +5,7 @@ write) before it answers, so when the 201 arrives the next feed already reads th
 
 On a scratch database (and Redis db 14): the demo corpus, a simulated history, models trained
 as `make demo` trains them; then new web readers each click a few stories of their feeds.
-Writes results.json["readers"]."""
+Writes results.json["readers"]. Tiny mode (bench/common.py): 6 readers on the tiny demo world."""
 
 from __future__ import annotations
 
@@ -16,29 +16,28 @@ import time
 import warnings
 
 import numpy as np
-from common import save, scratch_database, table
+from common import REDIS_URL, demo_world, save, scratch_database, sized, table
 
-READERS, CLICKS = 60, 5
+READERS, CLICKS, WARM = sized(60, 6), 5, 3  # the first WARM readers warm the process up (not measured)
 
 
 def main() -> None:
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: static files not collected here
-    os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/14"
+    os.environ["REDIS_URL"] = REDIS_URL
     os.environ["MODEL_DIR"] = tempfile.mkdtemp(prefix="ralm-bench-readers-")
     with scratch_database("ralm_feed_bench_readers"):
-        from django.core.management import call_command
         from django.test import Client
 
+        from webapp.common.connections import redis_client
+        from webapp.feed.access import SESSION_KEY
         from webapp.lookalike import store
         from webapp.lookalike.online import reader_vector_refresh
-        from webapp.news.access import SESSION_KEY
 
-        r = store.client()
+        r = redis_client()
         r.flushdb()
-        print("demo corpus, 1,500 simulated sessions, training ...", flush=True)
-        call_command("load_demo", verbosity=0)
-        call_command("simulate", "--backfill-hours", "24", "--sessions", "1500", "--seed", "1", verbosity=0)
-        call_command("train", verbosity=0)
+        sessions = 1500  # (tiny mode: its own world, bench/common.py)
+        print(f"demo corpus, {sessions:,} simulated sessions, training ...", flush=True)
+        demo_world(sessions=sessions, hours=24, seed=1)
 
         click_ms, vector_ms, feed_ms = [], [], []
         for n in range(READERS):
@@ -59,16 +58,16 @@ def main() -> None:
                 after = store.reader_vector_get(reader_id=reader_id)
                 assert resp.status_code == 201, resp.content
                 assert after is not None and (before is None or not np.array_equal(before, after))
-                if n >= 3:  # the first readers warm the process (tower load, catalog copy)
+                if n >= WARM:  # the first readers warm the process (tower load, catalog copy)
                     click_ms.append(elapsed)
-            if n >= 3:
+            if n >= WARM:
                 vector_ms.append(reader_vector_refresh(reader_id=reader_id).seconds * 1000)
         r.flushdb()
 
     def pct(xs, q):
         return round(float(np.percentile(xs, q)), 2)
 
-    result = {"readers": READERS - 3, "clicks": len(click_ms),
+    result = {"readers": READERS - WARM, "clicks": len(click_ms),
               "click_to_vector_ms": {"p50": pct(click_ms, 50), "p99": pct(click_ms, 99)},
               "vector_recompute_ms": {"p50": pct(vector_ms, 50), "p99": pct(vector_ms, 99)},
               "feed_ms": {"p50": pct(feed_ms, 50), "p99": pct(feed_ms, 99)}}

@@ -1,10 +1,10 @@
 """Refresh throughput: dirty items with 200 seeds each, k=20, h=64, through the real seed and
 look-alike state refresh (Postgres + Redis), in a scratch database and Redis db 14. Also shows
-that the cost follows the dirty items, not the items in the table. Writes results.json["refresh"]."""
+that the cost follows the dirty items, not the items in the table. Writes results.json["refresh"].
+Tiny mode (bench/common.py): 200 dirty items of 1,000, 20 seeds each."""
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 import tempfile
@@ -12,19 +12,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import save, scratch_database, table
+from common import REDIS_URL, copy_rows, save, scratch_database, sized, table
 
-ITEMS, SEEDS, READERS, DIM = 10_000, 200, 20_000, 64
-
-
-def _copy(cursor, table_name: str, columns: str, rows) -> None:
-    buf = io.StringIO("".join("\t".join(map(str, r)) + "\n" for r in rows))
-    with cursor.cursor.copy(f"COPY {table_name} ({columns}) FROM STDIN") as copy:  # noqa: S608 (constants)
-        copy.write(buf.read())
+ITEMS, SEEDS, READERS, DIM = sized(10_000, 200), sized(200, 20), sized(20_000, 500), 64
+SMALL = sized(1_000, 100)  # the dirty set measured among many items and among only itself
 
 
 def main() -> None:
-    os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/14"
+    os.environ["REDIS_URL"] = REDIS_URL
     models = Path(tempfile.mkdtemp(prefix="ralm-bench-"))
     with scratch_database("ralm_feed_bench_refresh"):
         import torch
@@ -33,12 +28,13 @@ def main() -> None:
 
         from recsys.artifacts import save_lookalike
         from recsys.lookalike import LookalikeConfig, LookalikeModel
-        from webapp.lookalike import store
-        from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
+        from webapp.common.connections import redis_client
+        from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector, SeedSet
         from webapp.lookalike.refresh import seeds_refresh, states_refresh
+        from webapp.news.models import Click, Item, Reader
 
         torch.set_num_threads(2)
-        store.client().flushdb()
+        redis_client().flushdb()
         rng = np.random.default_rng(0)
         save_lookalike(models / "lookalike", LookalikeModel(LookalikeConfig(dim=DIM, k=20)))
         tower = ModelRun.objects.create(kind=ModelKind.USER_TOWER, version="bench", is_active=True)
@@ -47,19 +43,15 @@ def main() -> None:
         now = timezone.now()
         print(f"setting up {READERS:,} readers, {5 * ITEMS:,} items, {ITEMS * SEEDS:,} clicks ...", flush=True)
         with connection.cursor() as cur, transaction.atomic():
-            _copy(cur, "news_reader", "id, source, external_id, name, region, age_band, device, topics, created_at",
-                  ((r, "demo", f"b{r}", f"Reader {r}", "", "", "", "{}", now.isoformat())
-                   for r in range(1, READERS + 1)))
+            copy_rows(cur, Reader, ({"id": r, "external_id": f"b{r}", "name": f"Reader {r}", "created_at": now}
+                                    for r in range(1, READERS + 1)))
             vecs = rng.standard_normal((READERS, DIM)).astype("<f4")
-            _copy(cur, "lookalike_readervector", "reader_id, model_run_id, dim, vector, computed_at",
-                  ((r + 1, tower.pk, DIM, "\\\\x" + vecs[r].tobytes().hex(), now.isoformat()) for r in range(READERS)))
-            _copy(cur, "news_item", "id, source, external_id, title, abstract, category, subcategory, url, status,"
-                  " popularity, click_count, shown_count, created_at",
-                  ((i, "demo", f"i{i}", f"Item {i}", "", "news", "", "", "cold", 0, 0, 0, now.isoformat())
-                   for i in range(1, 5 * ITEMS + 1)))
-            clicks = ((r, i, now.isoformat()) for i in range(1, ITEMS + 1)
-                      for r in rng.choice(READERS, SEEDS, replace=False) + 1)
-            _copy(cur, "news_click", "reader_id, item_id, clicked_at", clicks)
+            copy_rows(cur, ReaderVector, ({"reader_id": r + 1, "model_run_id": tower.pk, "dim": DIM,
+                                           "vector": vecs[r].tobytes(), "computed_at": now} for r in range(READERS)))
+            copy_rows(cur, Item, ({"id": i, "external_id": f"i{i}", "title": f"Item {i}", "category": "news",
+                                   "created_at": now} for i in range(1, 5 * ITEMS + 1)))
+            copy_rows(cur, Click, ({"reader_id": int(r), "item_id": i, "clicked_at": now} for i in range(1, ITEMS + 1)
+                                   for r in rng.choice(READERS, SEEDS, replace=False) + 1))
         cur = connection.cursor()
         cur.execute("ANALYZE")
 
@@ -87,24 +79,24 @@ def main() -> None:
 
         run(list(range(1, 101)))  # warm up: model load, torch threads
         rows = []
-        for dirty in (1_000, 10_000):
+        for dirty in (SMALL, ITEMS):
             seconds = run(list(range(1, dirty + 1)))
             rows.append((f"{dirty:,} dirty of {5 * ITEMS:,} items", f"{seconds:.1f}", f"{dirty / seconds:,.0f}"))
             if dirty == ITEMS:
                 result = {"items": dirty, "seeds_per_item": SEEDS, "k": 20, "h": DIM, "seconds": round(seconds, 2),
                           "items_per_s": round(dirty / seconds), "seeds_seconds": round(split["seeds"], 2),
                           "states_seconds": round(split["states"], 2)}
-        # The same 1,000 dirty items with no other items in the tables' way: the cost follows the dirty set.
+        # The same small dirty set with no other items in the tables' way: the cost follows the dirty set.
         with connection.cursor() as c, transaction.atomic():
-            c.execute("DELETE FROM news_click WHERE item_id > 1000")
-            c.execute("DELETE FROM lookalike_lookalikestate WHERE item_id > 1000")
-            c.execute("DELETE FROM lookalike_seedset WHERE item_id > 1000")
-            c.execute("DELETE FROM news_item WHERE id > 1000")
-        seconds = run(list(range(1, 1001)))
-        rows.append(("1,000 dirty of 1,000 items", f"{seconds:.1f}", f"{1000 / seconds:,.0f}"))
-        result["dirty_1000_of_50000_seconds"] = float(rows[0][1])
-        result["dirty_1000_of_1000_seconds"] = round(seconds, 2)
-        store.client().flushdb()
+            for t in ("news_click", "lookalike_lookalikestate", "lookalike_seedset"):
+                c.execute(f"DELETE FROM {t} WHERE item_id > %s", [SMALL])  # noqa: S608 (constant names)
+            c.execute("DELETE FROM news_item WHERE id > %s", [SMALL])
+        seconds = run(list(range(1, SMALL + 1)))
+        rows.append((f"{SMALL:,} dirty of {SMALL:,} items", f"{seconds:.1f}", f"{SMALL / seconds:,.0f}"))
+        result["dirty_small"] = SMALL
+        result["dirty_small_of_all_seconds"] = float(rows[0][1])
+        result["dirty_small_alone_seconds"] = round(seconds, 2)
+        redis_client().flushdb()
     save("refresh", result)
     print(table(rows, ("refresh (seeds + k-means + E_global, Postgres + Redis)", "seconds", "items/s")))
 

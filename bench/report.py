@@ -18,13 +18,17 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+from recsys.arms import ARMS  # noqa: E402 (the project on the path first)
+
 RESULTS = BENCH / "results.json"
 EVALUATION = BENCH / "evaluation-movielens.json"
 README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- bench:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.S)
 BUCKETS = ("0", "1-4", "5-19", "20-99", "100+")
 SCORER_LABELS = {"mf": "`mf` (E_u · item)", "eu_seed_avg": "`eu_seed_avg` (diagnostic)",
-                 "ranker_ctr": "`ranker_ctr` (CTR model, w = 0)"}
+                 "ranker_ctr": "`ranker_ctr` (arm `ctr`)"}
 SCORER_ORDER = ("random", "popularity", "itemknn", "mf", "als", "als_seed_avg", "eu_seed_avg", "ralm_avg",
                 "ralm_noclust", "ralm", "coldstart_linear", "hybrid", "ranker_ctr", "ranker")
 
@@ -123,20 +127,28 @@ def feed(r: dict) -> str:
                     [(f"{int(n):,}", ms(v["p50_ms"]), ms(v["p99_ms"])) for n, v in rows])
 
 
-def _variant_key(name: str) -> tuple:
-    """ctr, the plain blends by w, the budgeted ones, the evidence blends, gate, feature."""
-    order = {"ctr": 0, "blend": 1, "gate": 2, "feature": 3}
-    mode, *fields = name.split(" ")  # "blend w=0.1 n0=300 budget=0.01"
-    f = {k: float(v) for k, _, v in (x.partition("=") for x in fields)}
-    return order.get(mode, 9), "n0" in f, f.get("budget", 0.0), f.get("w", 0.0), f.get("n0", 0.0)
+def _arm_key(name: str) -> tuple:
+    """The registry's order (recsys.arms.ARMS), arms it no longer has last."""
+    names = list(ARMS)
+    return (names.index(name) if name in names else len(names)), name
+
+
+def _arm_label(name: str, v: dict) -> str:
+    served = v.get("served_by")
+    return f"{name} (served by {served})" if served and served != name else name
+
+
+def _vs_ctr(v: dict) -> str:
+    change, se = v.get("expected_ctr_vs_ctr_only"), v.get("expected_ctr_vs_ctr_only_se")
+    return "ref" if se is None and not change else f"{pct(change)} ± {se * 100:.1f}"
 
 
 def ab(r: dict) -> str:
     p = r["ab"]["paired"]
-    return md_table(("variant", "expected CTR", "vs `ctr`", "to cold", "to tail", "exposure Gini", "categories / page"),
-                    [(k, f"{v['expected_ctr']:.4f}", pct(v["expected_ctr_vs_ctr_only"]), f"{v['cold_share']:.3f}",
+    return md_table(("arm", "expected CTR", "vs `ctr`", "to cold", "to tail", "exposure Gini", "categories / page"),
+                    [(_arm_label(k, v), f"{v['expected_ctr']:.4f}", _vs_ctr(v), f"{v['cold_share']:.3f}",
                       f"{v['tail_share']:.3f}", f"{v['exposure_gini']:.3f}", f"{v['categories_per_page']:.2f}")
-                     for k, v in sorted(p.items(), key=lambda x: _variant_key(x[0]))])
+                     for k, v in sorted(p.items(), key=lambda x: _arm_key(x[0]))])
 
 
 def load(r: dict) -> str:
@@ -165,7 +177,7 @@ def evaluation(ev: dict) -> str:
     for n in names:
         label = SCORER_LABELS.get(n, f"`{n}`")
         if n == "ranker":
-            label = f"`ranker` (blend, w = {ev['config'].get('blend_weight', '?')})"
+            label = f"`ranker` (arm `{ev['config'].get('arm', 'blend')}`)"
         cells = [f"**{f(sc[n]):.3f}**" if round(f(sc[n]), 4) == round(b, 4) else f"{f(sc[n]):.3f}"
                  for (_, f), b in zip(cols, best, strict=True)]
         rows.append((label, *cells))
@@ -199,7 +211,7 @@ def evaluation_unseen(ev: dict) -> str:
               for k in (f"{n} - popularity", f"{n} - itemknn")]
         label = SCORER_LABELS.get(n, f"`{n}`")
         if n == "ranker":
-            label = f"`ranker` (w = {ev['config'].get('blend_weight', '?')})"
+            label = f"`ranker` (arm `{ev['config'].get('arm', 'blend')}`)"
         rows.append((label, *cells, *vs))
     return md_table(("scorer", "unseen readers", "MRR", "nDCG@5", "vs `popularity`", "vs `itemknn`"), rows)
 
@@ -253,14 +265,14 @@ def plots(r: dict) -> list[str]:
     if "ab" in r:
         p = r["ab"]["paired"]
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        for name, v in sorted(p.items(), key=lambda x: _variant_key(x[0])):
+        for name, v in sorted(p.items(), key=lambda x: _arm_key(x[0])):
             ax.scatter(v["tail_share"], v["expected_ctr_vs_ctr_only"] * 100, s=30)
             ax.annotate(name, (v["tail_share"], v["expected_ctr_vs_ctr_only"] * 100), fontsize=8,
                         xytext=(4, 3), textcoords="offset points")
         ax.axhline(0, color="grey", lw=1)
         ax.axhline(-2, color="grey", ls="--", lw=1)
         ax.set(xlabel="share of impressions to tail stories", ylabel="expected CTR vs ctr (%)",
-               title="Ranker modes, paired simulated sessions")
+               title="Ranker arms, paired simulated sessions")
         fig.tight_layout()
         fig.savefig(BENCH / "ab-tradeoff.png", dpi=110)
         plt.close(fig)
@@ -270,7 +282,7 @@ def plots(r: dict) -> list[str]:
 
 def results_md(rendered: dict[str, str], images: list[str]) -> str:
     titles = {"numbers": "Numbers", "feed": "Feed latency (`bench/feed.py`)",
-              "load": "Load (`bench/load.py`)", "ab": "Ranker modes, paired (`bench/ab.py`)",
+              "load": "Load (`bench/load.py`)", "ab": "Ranker arms, paired (`bench/ab.py`)",
               "evaluation": "Replay evaluation on ml-latest-small, AUC (`bench/evaluate.py`)",
               "evaluation_paired": "Paired AUC differences",
               "evaluation_unseen": "Readers with no train history"}

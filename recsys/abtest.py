@@ -143,7 +143,7 @@ def ab_compare(summary: dict[str, dict], reference: str = "ctr") -> dict[str, di
 
 def ab_within_readers(*, arm: np.ndarray, reader: np.ndarray, values: dict[str, np.ndarray],
                       reference: str = "ctr") -> dict[str, dict]:
-    """Each variant against the reference *within readers*: for every reader who saw both,
+    """Each arm against the reference *within readers*: for every reader who saw both,
     the difference of their mean value (per impression) between the two arms, averaged over
     those readers, with its standard error. When sessions rotate each reader through the
     arms, reader-to-reader spread drops out; `*_change` is the mean difference relative to

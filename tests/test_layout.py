@@ -18,6 +18,14 @@ def test_layout_of_the_design_card():
         assert (ROOT / name).exists(), name
 
 
+def test_the_readme_is_for_users_and_short():
+    """Design and evidence live in docs/; the README stays a user's page."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 300, len(lines)
+    for doc in ("model", "ranker", "evaluation", "serving"):
+        assert f"docs/{doc}.md" in "\n".join(lines) and (ROOT / "docs" / f"{doc}.md").exists()
+
+
 def test_recsys_imports_nothing_from_the_web_side():
     for path in (ROOT / "recsys").rglob("*.py"):
         for name in _imports(path):
