@@ -149,6 +149,23 @@ class LookalikeScorer:
             raise ValueError("sizes and mask must be (C, k) and e_global (C, h)")
         return self._score(e_u, cents.astype(np.float64), sizes, mask.astype(bool), e_global.astype(np.float64))
 
+    def audience(self, e_u: np.ndarray, state: ItemState) -> np.ndarray:
+        """Logits of R readers (E_u (R, h)) for one item: `score` turned around, the item's
+        audience rather than a reader's page. A state without centroids scores sim 0."""
+        target = self.transform(np.asarray(e_u, np.float64))  # (R, h)
+        cents, sizes = state.centroids.astype(np.float64), np.asarray(state.sizes, np.float64)
+        if len(sizes) == 0:
+            return np.full(len(target), self.bias)
+        e_global = np.broadcast_to(state.e_global.astype(np.float64), target.shape)
+        if self.mode == "mean":
+            e_local = e_global
+        else:
+            logits = self.tau * np.tanh(target @ self.w_l.T @ cents.T)  # (R, k)
+            weights = _softmax_sized(logits, sizes[None], np.ones((1, len(sizes)), bool))
+            e_local = weights @ cents
+        sim = self.alpha * _cos(target, e_global) + self.beta * _cos(target, e_local)
+        return self.temperature * sim + self.bias
+
     def local_weights(self, e_u: np.ndarray, cents: np.ndarray, sizes: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """The local attention's weights over each candidate's centroids (C, k): which seed
         cluster decided the reader's score (the feed's "readers like you" line)."""

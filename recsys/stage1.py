@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from recsys.features import FeatureBuilder
 from recsys.interactions import Interactions
@@ -25,6 +26,11 @@ class Stage1Params:
     negatives: int = 10  # per positive
     weight_decay: float = 0.0
     validation_negatives: int = 100
+    # Weight of the audience side of the loss: each positive's item against the batch's other
+    # readers (which of them clicked it). The item softmax alone ranks items for a reader and
+    # leaves each reader's logits an arbitrary shift apart, so E_u did not order readers by
+    # their interest in a story, which is what a look-alike asks of it.
+    audience_loss: float = 1.0
     seed: int = 0
 
 
@@ -112,6 +118,7 @@ def fit_tower(
     val_reader = np.array(val_reader, dtype=np.int64)
     val_item = np.array(val_item, dtype=np.int64)
     val_negs = rng.choice(known_items, size=(len(val_reader), p.validation_negatives))
+    clicked_keys = np.unique(inter.click_reader[train].astype(np.int64) * inter.n_items + inter.click_item[train])
 
     opt = torch.optim.Adam([*model.parameters(), *softmax.parameters()], lr=p.lr, weight_decay=p.weight_decay)
     result = Stage1Result(model, softmax, builder, train_before)
@@ -125,6 +132,8 @@ def fit_tower(
                 targets.extend(items[t] for t in take)
         order = rng.permutation(len(readers))
         readers, targets = np.array(readers)[order], np.array(targets)[order]
+        # How often each reader is drawn this epoch: the in-batch readers' sampling correction.
+        reader_log_q = np.log(np.maximum(np.bincount(readers, minlength=inter.n_readers), 1) / max(len(readers), 1))
         model.train()
         total, steps = 0.0, 0
         for s in range(0, len(readers), p.batch_size):
@@ -137,6 +146,9 @@ def fit_tower(
             logits = softmax.logits(e_u, torch.from_numpy(cands))
             accidental = np.concatenate([np.zeros((len(rb), 1), bool), negs == tb[:, None]], axis=1)
             loss = sampled_softmax_loss(logits, torch.from_numpy(log_q).float(), torch.from_numpy(accidental))
+            if p.audience_loss > 0:
+                loss = loss + p.audience_loss * _audience_loss(e_u, softmax, rb, tb, reader_log_q, clicked_keys,
+                                                               inter.n_items)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -153,6 +165,20 @@ def fit_tower(
     model.eval()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _audience_loss(e_u: torch.Tensor, softmax: ItemSoftmax, readers: np.ndarray, items: np.ndarray,
+                   reader_log_q: np.ndarray, clicked_keys: np.ndarray, n_items: int) -> torch.Tensor:
+    """In-batch softmax over readers: for positive b (reader r_b clicked item i_b), r_b
+    against the batch's other readers, corrected by how often each reader is drawn. Readers
+    who also clicked i_b (or are r_b again) are not negatives."""
+    logits = softmax.weight(torch.from_numpy(items)) @ e_u.T  # (B items, B readers); the item bias cancels
+    logits = logits - torch.from_numpy(reader_log_q[readers]).float()[None, :]
+    keys = readers[None, :].astype(np.int64) * n_items + items[:, None]
+    excluded = np.isin(keys, clicked_keys) | (readers[None, :] == readers[:, None])
+    np.fill_diagonal(excluded, False)
+    logits = logits.masked_fill(torch.from_numpy(excluded), float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(items)))
 
 
 def _validate(result: Stage1Result, hists, val_reader, val_item, val_negs) -> float:

@@ -2,8 +2,8 @@
 
 Training mirrors serving: seeds are the readers who clicked an item before a cut time,
 reader vectors are computed from clicks before it, and the labels are what happened in the
-window after it: clicks vs impressions shown but not clicked where the log
-has impressions, else clicks vs sampled negatives (half in proportion to popularity, half
+window after it: clicks vs impressions shown but not clicked (about `negatives` per click)
+where the log has impressions, else clicks vs sampled negatives (half in proportion to popularity, half
 from items with a seed count in the same bucket, so that the model cannot learn popularity
 alone). Several cut times through the training period (snapshots) give enough returning
 readers to learn from; the latest groups are held out and reported.
@@ -42,7 +42,7 @@ class Stage2Params:
     lr: float = 1e-3
     scalar_lr: float = 1e-2  # temperature, bias, alpha, beta, tau learn faster
     batch_size: int = 256
-    negatives: int = 4  # per click, where the log has no impressions
+    negatives: int = 4  # per click: sampled, or kept of the unclicked impressions
     seed_cap: int = 200  # latest seeds per item
     validation_share: float = 0.15  # the latest groups of the window
     validation_from: float | None = None  # or: hold out every group from this time on
@@ -102,6 +102,12 @@ def training_samples(inter: Interactions, *, seed_counts: np.ndarray, seed_befor
         w = (inter.imp_time >= seed_before) & (inter.imp_time < until) & has_history[inter.imp_reader]
         if need_seeds:
             w &= seed_counts[inter.imp_item] > 0
+        # Every click, and about `negatives` shown-and-not-clicked impressions per click: a
+        # long log's pages are mostly unclicked, and the rest add time, not signal.
+        clicked = inter.imp_clicked.astype(bool)
+        n_pos, n_neg = int((w & clicked).sum()), int((w & ~clicked).sum())
+        if n_neg > negatives * n_pos > 0:
+            w &= clicked | (rng.random(len(w)) < negatives * n_pos / n_neg)
         return Samples(inter.imp_reader[w].astype(np.int64), inter.imp_item[w].astype(np.int64),
                        inter.imp_clicked[w].astype(np.float32), inter.imp_request[w], inter.imp_time[w])
     window = (inter.click_time >= seed_before) & (inter.click_time < until)

@@ -117,6 +117,18 @@ def test_numpy_online_scorer_equals_the_torch_model(mode):
     assert got[0] == pytest.approx(scorer.bias)  # no seeds: sim 0
 
 
+@pytest.mark.parametrize("mode", ["attention", "mean"])
+def test_an_items_audience_scores_each_reader_as_the_readers_page_does(mode):
+    scorer = LookalikeScorer.from_model(_random_model(mode))
+    rng = np.random.default_rng(3)
+    state = scorer.item_state(rng.standard_normal((60, 6)))
+    readers = rng.standard_normal((9, 6))
+    k = len(state.sizes)
+    one = [scorer.score(e, state.centroids[None], state.sizes[None], np.ones((1, k), bool), state.e_global[None])[0]
+           for e in readers]
+    assert np.abs(scorer.audience(readers, state) - one).max() < 1e-6
+
+
 def test_online_scorer_rejects_bad_shapes():
     scorer = LookalikeScorer.from_model(_random_model())
     good = (np.zeros(6), np.zeros((2, 4, 6)), np.ones((2, 4)), np.ones((2, 4), bool), np.zeros((2, 6)))
