@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 demo: install .env services db  ## set up everything and run web, worker, beat and the simulator
 	$(BIN)/python manage.py load_demo
-	$(BIN)/python manage.py simulate --backfill-hours 36 --sessions 18000 --skip-if-history
+	$(BIN)/python manage.py simulate --backfill-hours 36 --sessions 100000 --skip-if-history
 	$(BIN)/python manage.py train
 	PORT=$(PORT) $(BIN)/python manage.py rundemo
 

@@ -8,12 +8,10 @@ without touching the committed results."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
 import time
-from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -114,41 +112,6 @@ def _world_restore(cache: Path):
     report = SimpleNamespace(readers=Reader.objects.filter(source="demo").count(), seconds=kept["train"],
                              tower_run=runs[ModelKind.USER_TOWER], lookalike_run=runs[ModelKind.LOOKALIKE])
     return kept["seconds"], report
-
-
-def copy_rows(cursor, model, rows: Iterable[dict]) -> None:
-    """COPY rows (field name -> value; the primary key too, or left to its sequence) into the
-    model's table. Every concrete field a row leaves out takes the field's default, so a
-    column added to the model is filled here too (a benchmark that spelled out its columns
-    broke on a new NOT NULL one)."""
-    rows = list(rows)
-    given = set(rows[0]) if rows else set()
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key or {f.name, f.attname} & given]
-    defaults = {f.attname: f.get_default() for f in fields}
-    buf = io.StringIO()
-    for row in rows:
-        buf.write("\t".join(_copy_text(row.get(f.attname, row.get(f.name, defaults[f.attname]))) for f in fields))
-        buf.write("\n")
-    columns = ", ".join(f.column for f in fields)
-    with cursor.cursor.copy(f"COPY {model._meta.db_table} ({columns}) FROM STDIN") as copy:  # noqa: S608 (model names)
-        copy.write(buf.getvalue())
-
-
-def _copy_text(value) -> str:
-    """A value in COPY's text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, bytes | memoryview):
-        return "\\\\x" + bytes(value).hex()
-    if isinstance(value, list | tuple):
-        return "{" + ",".join(map(str, value)) + "}"
-    if isinstance(value, dict):
-        return json.dumps(value).replace("\\", "\\\\")
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
 def save(key: str, value: dict) -> None:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import REDIS_URL, copy_rows, save, scratch_database, sized, table
+from common import REDIS_URL, save, scratch_database, sized, table
 
 ITEMS, SEEDS, READERS, DIM = sized(10_000, 200), sized(200, 20), sized(20_000, 500), 64
 SMALL = sized(1_000, 100)  # the dirty set measured among many items and among only itself
@@ -28,6 +28,7 @@ def main() -> None:
 
         from recsys.artifacts import save_lookalike
         from recsys.lookalike import LookalikeConfig, LookalikeModel
+        from webapp.common.bulk import copy_rows
         from webapp.common.connections import redis_client
         from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector, SeedSet
         from webapp.lookalike.refresh import seeds_refresh, states_refresh

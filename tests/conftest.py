@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -80,13 +79,11 @@ def demo_history(*, sessions: int, hours: float, seed: int) -> None:
 
     from fixtures.corpus import load_readers, load_stories, taxonomy_of
     from recsys.simulation import ClickModel
-    from webapp.feed.simulator import LocalTransport, Simulator, backfill
+    from webapp.feed.backfill import history_backfill
 
-    sim = Simulator(readers=load_readers(), click_model=ClickModel(taxonomy=taxonomy_of(load_stories())),
-                    transport=LocalTransport(), seed=seed)
-    now = timezone.now()
-    offsets = np.sort(sim.rng.uniform(0.0, hours, sessions))
-    backfill(sim, [now - timedelta(hours=hours - h) for h in offsets], progress=False)
+    history_backfill(readers=load_readers(), click_model=ClickModel(taxonomy=taxonomy_of(load_stories())),
+                     hours=hours, sessions=sessions, seed=seed, now=timezone.now(), progress=False,
+                     session_hours=np.random.default_rng(seed).uniform(0.0, hours, sessions))
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +113,7 @@ def _trained_world(_demo_world, django_db_setup, django_db_blocker, tmp_path_fac
     try:
         with django_db_blocker.unblock():
             _demo_world.restore()
-            demo_history(sessions=900, hours=12, seed=4)
+            demo_history(sessions=8000, hours=12, seed=4)
             call_command("train", "--stage1-epochs", "3", "--stage2-epochs", "1", "--dim", "16", verbosity=0)
             shutil.rmtree(pristine)
             shutil.copytree(live, pristine)

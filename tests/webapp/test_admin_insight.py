@@ -37,6 +37,44 @@ def test_item_seed_view_shows_seeds_clusters_projection_and_scores_a_reader(trai
     assert f"/admin/news/item/{item.pk}/seeds/" in staff.get(f"/admin/news/item/{item.pk}/change/").content.decode()
 
 
+def test_the_seed_view_sets_the_storys_audience_against_the_simulated_truth(trained, staff):
+    from webapp.lookalike.audience import AudienceWorld
+
+    item = Item.objects.filter(status=ItemStatus.WARM, source="demo").order_by("pk").first()
+    html = staff.get(f"/admin/news/item/{item.pk}/seeds/").content.decode()
+    assert "This audience against the simulated truth" in html and 'id="audience"' in html
+    seeds, figures = AudienceWorld.load().story(item.pk)
+    assert seeds == SeedSet.objects.get(item=item).count
+    assert set(figures) == {"ralm", "seed_average", "click_profile", "category_affinity", "coldstart",
+                            "category_truth"}
+    assert f"<td>{round(figures['ralm']['rho'], 3)}</td>" in html
+    # The truth's own category term ranks the audience far better than chance: the truth is real.
+    assert figures["category_truth"]["rho"] > 0.5 and figures["category_truth"]["auc"] > 0.8
+    assert all(-1 <= m["rho"] <= 1 and 0 <= m["auc"] <= 1 for m in figures.values())
+
+
+def test_the_audience_over_every_story_is_bucketed_by_seeds(trained):
+    from webapp.lookalike.audience import AudienceWorld
+
+    world = AudienceWorld.load()
+    buckets = world.all_stories()["buckets"]
+    stories = {k: max(v["stories"] for v in b.values()) for k, b in buckets.items()}
+    with_seeds = SeedSet.objects.filter(count__gt=0, item__source="demo", item__published_at__isnull=False).count()
+    published = Item.objects.filter(source="demo", published_at__isnull=False).count()
+    # Bucket "0" holds the stories without seeds (the cold-start model's); every other bucket
+    # has RALM's figures and only stories with seeds.
+    assert 0 < sum(n for k, n in stories.items() if k != "0") <= with_seeds
+    assert sum(stories.values()) <= published
+    assert all("ralm" in b for k, b in buckets.items() if k != "0") and "ralm" not in buckets.get("0", {})
+
+
+def test_a_story_outside_the_demo_world_shows_no_audience(trained, staff):
+    from tests.factories import ItemFactory
+
+    item = ItemFactory(source="movielens")
+    assert "This audience against" not in staff.get(f"/admin/news/item/{item.pk}/seeds/").content.decode()
+
+
 def test_cold_item_without_state_says_so(trained, staff):
     item = Item.objects.filter(status=ItemStatus.COLD, lookalike_states__isnull=True).first()
     html = staff.get(f"/admin/news/item/{item.pk}/seeds/").content.decode()

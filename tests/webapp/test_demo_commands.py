@@ -53,24 +53,41 @@ def test_load_demo_bad_input_is_one_line_and_loads_nothing(tmp_path):
 
 
 @pytest.mark.django_db
-def test_backfill_writes_a_past_history_through_the_feed_service(demo_db):
-    call_command("simulate", "--backfill-hours", "6", "--sessions", "150", "--seed", "3", verbosity=0)
+def test_backfill_writes_a_past_history_in_bulk(demo_db, capsys):
+    from django.db.models import Count, Sum
+
+    from webapp.feed import services as feed
+    from webapp.lookalike.models import SeedSet
+
+    call_command("simulate", "--backfill-hours", "6", "--sessions", "150", "--seed", "3")
+    assert "backfill: 150 sessions, 1500 impressions" in capsys.readouterr().out
     imps = Impression.objects.filter(reader__source="demo")
-    assert imps.count() == 1500
+    assert imps.count() == 1500 and set(imps.values_list("arm", flat=True)) == {"explore"}
+    assert imps.values("request_id").distinct().count() == 150
     now = timezone.now()
-    assert imps.filter(shown_at__lt=now - timedelta(hours=3)).exists()
+    assert imps.filter(shown_at__lt=now - timedelta(hours=3)).exists() and not imps.filter(shown_at__gt=now).exists()
+    # Each page holds ten different stories at positions 0..9.
+    pages = imps.values("request_id").annotate(n=Count("item", distinct=True), top=Count("position", distinct=True))
+    assert {(p["n"], p["top"]) for p in pages} == {(10, 10)}
     clicks = Click.objects.filter(reader__source="demo")
     assert clicks.count() > 20
-    # Every click follows its impression and matches its reader and item.
+    # Every click follows its impression and matches its reader and item; a story is clicked once per reader.
     for c in clicks.select_related("impression"):
         assert c.impression.reader_id == c.reader_id and c.impression.item_id == c.item_id
         assert c.clicked_at >= c.impression.shown_at
+    assert clicks.values("reader", "item").distinct().count() == clicks.count()
     # Only stories live at the time were shown.
-    assert not imps.filter(item__published_at__gt=timezone.now()).exists()
-    assert all(i.item.published_at <= i.shown_at for i in imps.select_related("item")[:300])
+    assert all(i.item.published_at <= i.shown_at for i in imps.select_related("item"))
+    # The counts and the seed sets' flags are left as the click path leaves them.
+    assert Item.objects.aggregate(n=Sum("shown_count"))["n"] == 1500
+    assert set(SeedSet.objects.filter(dirty=True).values_list("item_id", flat=True)) == \
+        set(clicks.values_list("item_id", flat=True))
+    # The feed's own impressions follow on from the bulk ids.
+    page = feed.feed_build(reader=Reader.objects.filter(source="demo").first(), limit=5)
+    assert len(page.entries) == 5 and Impression.objects.count() == 1505
     # Skipped when history exists.
     call_command("simulate", "--backfill-hours", "6", "--sessions", "50", "--skip-if-history", verbosity=0)
-    assert imps.count() == 1500
+    assert imps.count() == 1505
 
 
 @pytest.mark.django_db
@@ -109,12 +126,16 @@ def test_simulate_rejects_bad_arguments():
         call_command("simulate", "--backfill-hours", "5")
     with pytest.raises(CommandError, match="must be positive"):
         call_command("simulate", "--rate", "0")
+    with pytest.raises(CommandError, match="--arms applies to live sessions"):
+        call_command("simulate", "--backfill-hours", "2", "--sessions", "10", "--arms", "ctr")
 
 
 @pytest.mark.django_db
 def test_simulate_without_demo_readers_is_a_clear_error():
     with pytest.raises(CommandError, match="run load_demo first"):
         call_command("simulate", "--inprocess", "--sessions", "1")
+    with pytest.raises(CommandError, match="run load_demo first"):
+        call_command("simulate", "--backfill-hours", "2", "--sessions", "10")
 
 
 @pytest.mark.django_db

@@ -259,8 +259,8 @@ def test_item_and_reader_endpoints(trained, client):
 
 
 def test_ab_report_compares_the_arms(trained):
-    call_command("simulate", "--backfill-hours", "1", "--sessions", "400", "--seed", "9", "--arms", "blend,ctr,gate",
-                 stdout=StringIO())
+    call_command("simulate", "--inprocess", "--sessions", "400", "--rate", "1000", "--publish-every", "0",
+                 "--seed", "9", "--arms", "blend,ctr,gate", stdout=StringIO())
     out = StringIO()
     call_command("ab_report", "--hours", "2", "--json", stdout=out)
     report = json.loads(out.getvalue())

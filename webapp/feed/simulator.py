@@ -15,7 +15,6 @@ from typing import Protocol
 import numpy as np
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from tqdm import tqdm
 
 from fixtures.corpus import DemoReader
 from recsys.arms import Arm
@@ -23,7 +22,7 @@ from recsys.arms import arms as arms_named
 from recsys.simulation import ClickModel, ItemTruth, item_truth
 from webapp.feed import services
 from webapp.news.models import Reader, Source
-from webapp.news.services import item_popularity_refresh, item_publish_next
+from webapp.news.services import item_publish_next
 
 
 @dataclass(frozen=True)
@@ -183,19 +182,3 @@ def backfill_times(*, hours: float, sessions: int, now: datetime, rng: np.random
         if rng.random() < 0.35 + 0.65 * math.sin(math.pi * hour_of_day / 24) ** 2:
             offsets.append(t)
     return [now - timedelta(hours=hours - t) for t in sorted(offsets)]
-
-
-def backfill(sim: Simulator, times: list[datetime], *, progress: bool = True) -> Stats:
-    """A past history: one session at each of `times` (sorted, backdated) through the feed
-    service, with the popularity and counts job run every 20 simulated minutes, as the live
-    job keeps them, and once at the end."""
-    next_refresh = times[0] if times else None
-    with tqdm(times, desc="backfill", unit="session", disable=not progress) as bar:
-        for t in bar:
-            if t >= next_refresh:
-                item_popularity_refresh(now=t)
-                next_refresh = t + timedelta(minutes=20)
-            sim.session(now=t)
-            bar.set_postfix(clicks=sim.stats.clicks, ctr=f"{sim.stats.ctr:.3f}", refresh=False)
-    item_popularity_refresh()
-    return sim.stats

@@ -12,7 +12,7 @@ from django.db.models import Min
 from recsys.artifacts import ArtifactError
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import scorer_for
-from webapp.news.models import Click, Item, Reader
+from webapp.news.models import Click, Item, Reader, Source
 
 
 def svg(fig) -> str:
@@ -49,6 +49,9 @@ class SeedView:
     score: dict | None = None
     local_weights: list[tuple[int, int, float]] = field(default_factory=list)  # (cluster, size, weight)
     global_weights: list[tuple[int, int, float]] = field(default_factory=list)
+    # This story's audience against the simulated truth (demo stories only): scorer label ->
+    # {"rho", "auc"} over the demo readers who have not clicked it.
+    audience: list[tuple[str, float, float]] = field(default_factory=list)
     note: str = ""
 
 
@@ -60,6 +63,7 @@ def seed_view(*, item: Item, reader_id: int | None = None) -> SeedView:
     by_id = Reader.objects.in_bulk(ids[:100])
     view.seeds = [by_id[i] for i in ids[:100] if i in by_id]
     view.history_svg = _history_svg(item)
+    view.audience = _audience(item)
     look = ModelRun.objects.filter(kind=ModelKind.LOOKALIKE, is_active=True).first()
     tower = ModelRun.objects.filter(kind=ModelKind.USER_TOWER, is_active=True).first()
     state = LookalikeState.objects.filter(item=item, model_run=look).first() if look else None
@@ -104,6 +108,25 @@ def seed_view(*, item: Item, reader_id: int | None = None) -> SeedView:
     view.projection_svg = _projection_svg(scorer.transform(seed_x) if len(seed_x) else np.zeros((0, scorer.dim)),
                                           cents, e_global, reader_x)
     return view
+
+
+AUDIENCE_LABELS = (("ralm", "RALM (the served logit)"), ("seed_average", "seeds' mean E_u"),
+                   ("click_profile", "click-profile look-alike"), ("category_affinity", "category affinity (counting)"),
+                   ("coldstart", "cold-start model"), ("category_truth", "the truth's category term (ceiling)"))
+
+
+def _audience(item: Item) -> list[tuple[str, float, float]]:
+    """(scorer, Spearman rho, AUC of the truly top 10%) for a demo story; [] otherwise."""
+    from webapp.lookalike.audience import AudienceWorld
+
+    if item.source != Source.DEMO or item.published_at is None:
+        return []
+    world = AudienceWorld.load()
+    got = world.story(item.pk) if world is not None else None
+    if got is None:
+        return []
+    return [(label, round(got[1][name]["rho"], 3), round(got[1][name]["auc"], 3))
+            for name, label in AUDIENCE_LABELS if name in got[1]]
 
 
 def _history_svg(item: Item) -> str:

@@ -6,26 +6,19 @@ import signal
 import time
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 from tqdm import tqdm
 
 from fixtures.corpus import READERS_FILE, CorpusError, load_readers, load_stories, taxonomy_of
 from recsys.arms import ARMS, UnknownArm
 from recsys.simulation import ClickModel
-from webapp.feed.simulator import (
-    HttpTransport,
-    LocalTransport,
-    Simulator,
-    TransportError,
-    backfill,
-    backfill_times,
-)
+from webapp.feed.backfill import history_backfill
+from webapp.feed.simulator import HttpTransport, LocalTransport, Simulator, TransportError
 from webapp.news.models import Click, Source
 
 
 class Command(BaseCommand):
     help = ("Simulated readers: request feeds, click by the hidden click model, publish held-back "
-            "stories. Live over HTTP by default; --backfill-hours writes a past history in-process.")
+            "stories. Live over HTTP by default; --backfill-hours writes a past history in bulk.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="server to read from")
@@ -52,13 +45,17 @@ class Command(BaseCommand):
             raise CommandError("--rate and --feed-size must be positive; --sessions, --duration >= 0")
         if o["backfill_hours"] < 0 or (o["backfill_hours"] and not o["sessions"]):
             raise CommandError("--backfill-hours needs a positive value and --sessions N")
+        if o["backfill_hours"] and o["arms"]:
+            raise CommandError("--arms applies to live sessions; --backfill-hours pages by the logging policy")
         try:
             readers = load_readers(o["readers"])
             model = ClickModel(taxonomy=taxonomy_of(load_stories()))
         except CorpusError as exc:
             raise CommandError(str(exc)) from None
-        backfill = o["backfill_hours"] > 0
-        transport = LocalTransport() if (o["inprocess"] or backfill) else HttpTransport(o["base_url"])
+        if o["backfill_hours"] > 0:
+            self._backfill(readers, model, o)
+            return
+        transport = LocalTransport() if o["inprocess"] else HttpTransport(o["base_url"])
         try:
             sim = Simulator(readers=readers, click_model=model, transport=transport,
                             feed_size=o["feed_size"], seed=o["seed"], arms=o["arms"])
@@ -66,19 +63,19 @@ class Command(BaseCommand):
             raise CommandError(f"--arms: {exc}") from None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        if backfill:
-            self._backfill(sim, o)
-        else:
-            self._live(sim, o)
+        self._live(sim, o)
 
-    def _backfill(self, sim: Simulator, o: dict) -> None:
+    def _backfill(self, readers, model: ClickModel, o: dict) -> None:
         if o["skip_if_history"] and Click.objects.filter(reader__source=Source.DEMO).exists():
             self.stdout.write("demo history exists; backfill skipped")
             return
-        times = backfill_times(hours=o["backfill_hours"], sessions=o["sessions"], now=timezone.now(), rng=sim.rng)
-        s = backfill(sim, times, progress=o["verbosity"] > 0)
-        self.stdout.write(f"backfill: {s.sessions} sessions, {s.impressions} impressions, "
-                          f"{s.clicks} clicks (CTR {s.ctr:.3f}) over {o['backfill_hours']:g} h")
+        try:
+            report = history_backfill(readers=readers, click_model=model, hours=o["backfill_hours"],
+                                      sessions=o["sessions"], seed=o["seed"] or 0, feed_size=o["feed_size"],
+                                      progress=o["verbosity"] > 0)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"backfill: {report} over {o['backfill_hours']:g} h")
 
     def _live(self, sim: Simulator, o: dict) -> None:
         if isinstance(sim.transport, HttpTransport):
