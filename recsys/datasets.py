@@ -19,6 +19,14 @@ from typing import NamedTuple
 MAX_TITLE = 500
 MAX_TEXT = 20_000
 MAX_FIELD = 100_000  # anything longer is a broken file, not a long abstract
+# The widths of the columns these land in (webapp.news.models), checked here so that a
+# malformed file is reported by line rather than refused by the database.
+MAX_ID = 64
+MAX_CATEGORY = 64
+MAX_SUBCATEGORY = 128
+MAX_URL = 500
+MAX_IMPRESSION_ID = 58  # the request id is "mind-" + it, in 64 characters
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 class DatasetError(ValueError):
@@ -94,6 +102,8 @@ def _csv_rows(path: Path, header: list[str]):
                 raise DatasetError(path, start, f"expected {len(header)} fields, got {len(row)}")
             if any(len(v) > MAX_FIELD for v in row):
                 raise DatasetError(path, start, "field too long")
+            if any("\x00" in v for v in row):
+                raise DatasetError(path, start, "NUL byte in a field")
             yield start, row
     except csv.Error as exc:
         raise DatasetError(path, start, f"bad CSV ({exc})") from None
@@ -104,6 +114,23 @@ def _int(path: Path, line: int, value: str, what: str) -> int:
         return int(value)
     except ValueError:
         raise DatasetError(path, line, f"{what} is not an integer: {value[:40]!r}") from None
+
+
+def _id(path: Path, line: int, value: str, what: str) -> str:
+    """A MovieLens id: 1 to 20 ASCII digits, kept as written."""
+    if not _DIGITS.fullmatch(value):
+        raise DatasetError(path, line, f"{what} is not a non-negative integer of at most 20 digits: {value[:40]!r}")
+    return value
+
+
+def _year(path: Path, line: int, title: str) -> datetime | None:
+    """The release year a MovieLens title ends with, "(1995)"; None if it has none."""
+    year = _YEAR.search(title)
+    if not year:
+        return None
+    if not 1800 <= int(year.group(1)) <= 2100:
+        raise DatasetError(path, line, f"release year {year.group(1)} out of range (1800-2100)")
+    return datetime(int(year.group(1)), 1, 1, tzinfo=UTC)
 
 
 def _epoch(path: Path, line: int, value: str) -> datetime:
@@ -117,18 +144,21 @@ def read_movielens(folder: Path | str) -> Dataset:
     """MovieLens latest(-small): movies are items (first genre = category, all genres =
     subcategory), every rating is a click, genres and tags are the item text."""
     folder = Path(folder)
-    movies: dict[str, tuple[str, list[str]]] = {}
-    for line, (movie_id, title, genres) in _csv_rows(folder / "movies.csv", ["movieId", "title", "genres"]):
-        _int(folder / "movies.csv", line, movie_id, "movieId")
+    movies: dict[str, tuple[str, list[str], datetime | None]] = {}
+    movies_path = folder / "movies.csv"
+    for line, (movie_id, title, genres) in _csv_rows(movies_path, ["movieId", "title", "genres"]):
+        _id(movies_path, line, movie_id, "movieId")
         if not title.strip() or len(title) > MAX_TITLE:
-            raise DatasetError(folder / "movies.csv", line, "title empty or longer than 500 characters")
+            raise DatasetError(movies_path, line, "title empty or longer than 500 characters")
         if movie_id in movies:
-            raise DatasetError(folder / "movies.csv", line, f"duplicate movieId {movie_id}")
+            raise DatasetError(movies_path, line, f"duplicate movieId {movie_id}")
         genre_list = [g for g in genres.split("|") if g and g != "(no genres listed)"]
-        movies[movie_id] = (title.strip(), genre_list)
+        if any(len(g) > MAX_CATEGORY for g in genre_list):
+            raise DatasetError(movies_path, line, f"a genre longer than {MAX_CATEGORY} characters")
+        movies[movie_id] = (title.strip(), genre_list, _year(movies_path, line, title.strip()))
 
     def check_movie(path: Path, line: int, movie_id: str) -> None:
-        _int(path, line, movie_id, "movieId")
+        _id(path, line, movie_id, "movieId")
         if movie_id not in movies:
             raise DatasetError(path, line, f"unknown movieId {movie_id}")
 
@@ -136,7 +166,7 @@ def read_movielens(folder: Path | str) -> Dataset:
     first_seen: dict[str, datetime] = {}
     ratings = folder / "ratings.csv"
     for line, (user, movie_id, rating, ts) in _csv_rows(ratings, ["userId", "movieId", "rating", "timestamp"]):
-        _int(ratings, line, user, "userId")
+        _id(ratings, line, user, "userId")
         check_movie(ratings, line, movie_id)
         try:
             value = float(rating)
@@ -154,7 +184,7 @@ def read_movielens(folder: Path | str) -> Dataset:
     tags_path = folder / "tags.csv"
     if tags_path.exists():
         for line, (user, movie_id, tag, ts) in _csv_rows(tags_path, ["userId", "movieId", "tag", "timestamp"]):
-            _int(tags_path, line, user, "userId")
+            _id(tags_path, line, user, "userId")
             check_movie(tags_path, line, movie_id)
             _epoch(tags_path, line, ts)
             if len(tag) > 250:
@@ -164,17 +194,16 @@ def read_movielens(folder: Path | str) -> Dataset:
             readers.add(user)
 
     items = []
-    for movie_id, (title, genres) in movies.items():
+    for movie_id, (title, genres, released) in movies.items():
         top_tags = [t for t, _ in tags[movie_id].most_common(20)]
         text = f"Genres: {', '.join(genres) or 'none'}."
         if top_tags:
             text += f" Tags: {', '.join(top_tags)}."
-        year = _YEAR.search(title)
         items.append(ItemRow(
             external_id=movie_id, title=title, abstract=text,
             category=genres[0] if genres else "unknown", subcategory="|".join(genres)[:128],
             url=f"https://movielens.org/movies/{movie_id}", published_at=first_seen.get(movie_id),
-            released_at=datetime(int(year.group(1)), 1, 1, tzinfo=UTC) if year else None,
+            released_at=released,
         ))
     return Dataset(name="movielens", items=items, readers=sorted(readers, key=int), clicks=clicks)
 
@@ -198,11 +227,17 @@ def read_mind(folder: Path | str) -> Dataset:
             raise DatasetError(news_path, line, f"expected 6 to 8 tab-separated fields, got {len(cols)}")
         if any(len(c) > MAX_FIELD for c in cols):
             raise DatasetError(news_path, line, "field too long")
+        if "\x00" in raw:
+            raise DatasetError(news_path, line, "NUL byte in a field")
         news_id, category, subcategory, title, abstract, url = cols[:6]
         if not news_id or not category or not title.strip():
             raise DatasetError(news_path, line, "news id, category and title are required")
-        if len(title) > MAX_TITLE or len(abstract) > MAX_TEXT:
+        if len(title.strip()) > MAX_TITLE or len(abstract) > MAX_TEXT:
             raise DatasetError(news_path, line, "title or abstract too long")
+        for value, width, what in ((news_id, MAX_ID, "news id"), (category, MAX_CATEGORY, "category"),
+                                   (subcategory, MAX_SUBCATEGORY, "subcategory"), (url.strip(), MAX_URL, "url")):
+            if len(value) > width:
+                raise DatasetError(news_path, line, f"{what} longer than {width} characters")
         if news_id in news:
             raise DatasetError(news_path, line, f"duplicate news id {news_id}")
         news[news_id] = [category, subcategory, title.strip(), abstract.strip(), url.strip()]
@@ -222,10 +257,12 @@ def read_mind(folder: Path | str) -> Dataset:
         cols = raw.split("\t")
         if len(cols) != 5:
             raise DatasetError(beh_path, line, f"expected 5 tab-separated fields, got {len(cols)}")
+        if "\x00" in raw:
+            raise DatasetError(beh_path, line, "NUL byte in a field")
         imp_id, user, when, history, shown = cols
         if not imp_id or not user:
             raise DatasetError(beh_path, line, "impression id and user id are required")
-        if len(user) > 64 or len(imp_id) > 58:
+        if len(user) > MAX_ID or len(imp_id) > MAX_IMPRESSION_ID:
             raise DatasetError(beh_path, line, "impression id or user id too long")
         request_id = f"mind-{imp_id}"
         if request_id in seen_requests:
@@ -266,8 +303,8 @@ def read_mind(folder: Path | str) -> Dataset:
     for i in impressions:
         first_seen[i.item] = min(first_seen.get(i.item, i.shown_at), i.shown_at)
     items = [
-        ItemRow(external_id=n, title=v[2], abstract=v[3], category=v[0][:64], subcategory=v[1][:128],
-                url=v[4][:500], published_at=first_seen.get(n))
+        ItemRow(external_id=n, title=v[2], abstract=v[3], category=v[0], subcategory=v[1], url=v[4],
+                published_at=first_seen.get(n))
         for n, v in news.items()
     ]
     return Dataset(name="mind", items=items, readers=sorted(first_time), clicks=clicks,

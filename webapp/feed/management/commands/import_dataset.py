@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from recsys.datasets import READERS, DatasetError, read_dataset
 from webapp.lookalike.services import seedset_mark_dirty
@@ -37,8 +37,17 @@ class Command(BaseCommand):
 
         timing: dict[str, float] = {}
         total = len(dataset.items) + len(dataset.readers) + len(dataset.impressions) + len(dataset.clicks)
-        report, embedded = stored_then_embedded(store, rows=total, desc=f"import {fmt}",
-                                                verbosity=options.get("verbosity", 1))
+        try:
+            report, embedded = stored_then_embedded(store, rows=total, desc=f"import {fmt}",
+                                                    verbosity=options.get("verbosity", 1))
+        except DatabaseError as exc:
+            # The reader checks every field against its column; this is the backstop for a
+            # rule it does not know, reported in one line like the reader's own errors.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "stored" in timing:  # the rows are in; only the text vectors failed
+                raise CommandError(f"{path}: imported, but the text vectors failed ({reason}); "
+                                   "run manage.py embed_items") from None
+            raise CommandError(f"{path}: the database refused a row ({reason}) (nothing imported)") from None
         stored = timing["stored"]
         if options.get("verbosity", 1):
             self.stdout.write(f"{fmt}: {report} stored in {stored:.1f}s; {embedded} text vectors computed in "
