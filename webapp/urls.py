@@ -17,7 +17,19 @@ api_patterns = [
 ]
 
 
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           'fill="#0b63ce"/><path d="M4 12V4h4a2.5 2.5 0 0 1 0 5H4m4 0 3 3" stroke="#fff" stroke-width="1.6" '
+           'fill="none"/></svg>')
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(FAVICON, content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/dashboard/", views.dashboard, name="dashboard"),
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"))),

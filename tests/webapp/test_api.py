@@ -71,7 +71,7 @@ def test_feed_bad_input_is_400_naming_the_field(client, params, field):
     resp = client.get("/api/feed", params)
     assert resp.status_code == 400
     assert resp["Content-Type"] == "application/json"
-    assert field in resp.json()
+    assert field in resp.json()["errors"] and field in resp.json()["detail"]
 
 
 def test_feed_unknown_reader_is_404_json(client):
@@ -132,7 +132,7 @@ def test_concurrent_clicks_on_one_impression_store_one(live_server):
 )
 def test_click_bad_body_is_400_naming_the_field(client, body, field):
     resp = client.post("/api/clicks", body, content_type="application/json")
-    assert resp.status_code == 400 and field in resp.json()
+    assert resp.status_code == 400 and field in resp.json()["errors"]
     assert Click.objects.count() == 0
 
 
@@ -150,7 +150,7 @@ def test_click_by_another_reader_is_rejected_and_nothing_stored(client):
     imp, other = ImpressionFactory(), ReaderFactory()
     resp = client.post("/api/clicks", {"impression": imp.pk, "reader": other.pk},
                        content_type="application/json")
-    assert resp.status_code == 400 and "reader" in resp.json()
+    assert resp.status_code == 400 and "reader" in resp.json()["errors"] and resp.json()["detail"]
     assert Click.objects.count() == 0
 
 

@@ -179,7 +179,7 @@ def test_an_unknown_arm_is_a_400_naming_the_field(client, demo_db, query):
     if query == "arm=":
         assert resp.status_code in (200, 400)  # an empty value: the default arm, or refused, never a 500
         return
-    assert resp.status_code == 400 and "arm" in resp.json()
+    assert resp.status_code == 400 and "arm" in resp.json()["errors"]
     assert client.get(f"/feed/?reader={reader.pk}&{query}").status_code == 400
 
 

@@ -125,10 +125,10 @@ def test_nobody_else_sees_or_changes_a_web_reader(trained, client):
     assert no_token.status_code == 403 and "CSRF" in no_token.json()["detail"]
     bad = client.patch(f"/api/readers/{reader.pk}", {"topics": ["nope"], "device": "x" * 40},
                        content_type="application/json", HTTP_X_CSRFTOKEN=_csrf(client))
-    assert bad.status_code == 400 and "device" in bad.json()
+    assert bad.status_code == 400 and "device" in bad.json()["errors"]
     bad = client.patch(f"/api/readers/{reader.pk}", {"topics": ["nope"]}, content_type="application/json",
                        HTTP_X_CSRFTOKEN=_csrf(client))
-    assert bad.status_code == 400 and "nope" in bad.json()["topics"][0]
+    assert bad.status_code == 400 and "nope" in bad.json()["errors"]["topics"][0]
     demo = Reader.objects.filter(source=Source.DEMO).first()
     assert client.patch(f"/api/readers/{demo.pk}", {"topics": []}, content_type="application/json",
                         HTTP_X_CSRFTOKEN=_csrf(client)).status_code == 400  # personas are read-only

@@ -37,12 +37,17 @@ def may_act_as(request: HttpRequest, reader: Reader) -> bool:
 class SessionReader(SessionAuthentication):
     """API requests from a browser that reads as a web reader: `request.auth` is that
     reader's id, and unsafe methods must carry the CSRF token (DRF's own session class only
-    checks it for logged-in users). Requests without such a session stay anonymous."""
+    checks it for logged-in users). A logged-in account without a reader (staff) is that
+    user, with no reader; other requests stay anonymous."""
 
     def authenticate(self, request):
         django_request = request._request
         reader_id = session_reader_id(django_request)
         if reader_id is None:
+            user = getattr(django_request, "user", None)
+            if user is not None and user.is_authenticated:
+                self.enforce_csrf(request)
+                return user, None
             return None
         self.enforce_csrf(request)
         user = getattr(django_request, "user", None)

@@ -9,9 +9,12 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound as DRFNotFound
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,15 +31,25 @@ log = logging.getLogger(__name__)
 
 def exception_handler(exc, context):
     """DRF's handler, plus our domain errors: NotFound -> 404, Rejected -> 400, RateLimited ->
-    429 (with Retry-After)."""
+    429 (with Retry-After). Every error body has one shape: {"detail": what went wrong}, and
+    for bad input {"errors": {field: [messages]}} besides."""
     if isinstance(exc, services.NotFound):
         exc = DRFNotFound(str(exc))
     elif isinstance(exc, services.Rejected):
-        return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"detail": str(exc), "errors": {exc.field: [str(exc)]}}, status=status.HTTP_400_BAD_REQUEST)
     elif isinstance(exc, services.RateLimited):
         return Response({"detail": str(exc), "limit": exc.limit, "retry_after": exc.retry_after},
                         status=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(exc.retry_after)})
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if isinstance(exc, ValidationError) and response is not None:
+        errors = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        response.data = {"detail": f"Invalid input: {', '.join(map(str, errors))}.", "errors": errors}
+    return response
+
+
+def _staff(request: Request) -> bool:
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and user.is_staff)
 
 
 def _reader_visible(request: Request, reader_id: int) -> Reader:
@@ -55,6 +68,12 @@ class FeedQuerySerializer(serializers.Serializer):
     reader = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     limit = serializers.IntegerField(min_value=1, required=False)
     arm = serializers.ChoiceField(choices=list(ARMS), required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        repeated = [name for name in self.fields if len(self.initial_data.getlist(name)) > 1]
+        if repeated:  # reader=7&reader=8 is an error, not reader 8
+            raise serializers.ValidationError({name: ["Given more than once."] for name in repeated})
+        return attrs
 
     def validate_limit(self, value: int) -> int:
         if value > settings.FEED_MAX_LIMIT:
@@ -149,7 +168,7 @@ class ItemDetailSerializer(ItemSerializer):
 class ItemView(APIView):
     @extend_schema(responses=ItemDetailSerializer)
     def get(self, request: Request, item_id: int) -> Response:
-        item = news_selectors.item_get(item_id=item_id)
+        item = news_selectors.item_get(item_id=item_id, unpublished=_staff(request))
         if item is None:
             raise services.NotFound(f"Item {item_id} not found.")
         item.seeds = item_seed_stats(item_id=item.pk)
@@ -239,6 +258,8 @@ class ClickView(APIView):
         return Response(ClickOutSerializer(result).data, status=code)
 
 
+@csrf_exempt
+@require_safe
 def healthz(request) -> JsonResponse:
     """Postgres and Redis reachability; 503 if either is down."""
     checks = {}
@@ -264,4 +285,8 @@ def json_404(request, exception=None) -> JsonResponse:
 
 def json_500(request) -> JsonResponse:
     return JsonResponse({"detail": "Server error."}, status=500)
+
+
+def json_error(status_code: int, detail: str) -> JsonResponse:
+    return JsonResponse({"detail": detail}, status=status_code)
 

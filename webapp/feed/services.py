@@ -21,7 +21,7 @@ from webapp.feed.selectors import feed_candidates_for, reader_history
 from webapp.lookalike.online import reader_vector_refresh_quietly
 from webapp.lookalike.services import seedset_mark_dirty
 from webapp.news.models import Click, Impression, Item, Reader, Source
-from webapp.news.selectors import catalog_for
+from webapp.news.selectors import catalog_for, profile_choices
 from webapp.news.services import READER_PROFILE_FIELDS
 
 
@@ -215,9 +215,9 @@ def reader_update(*, reader: Reader, topics: list[str] | None = None, profile: d
     for name, value in (profile or {}).items():
         if name not in READER_PROFILE_FIELDS:
             raise Rejected(f"Unknown profile field {name!r}.", field=name)
-        limit = Reader._meta.get_field(name).max_length
-        if len(value) > limit:
-            raise Rejected(f"At most {limit} characters.", field=name)
+        allowed = profile_choices()[name]
+        if value and value not in allowed:
+            raise Rejected(f"Unknown {name} {value[:40]!r}; one of {', '.join(allowed)}, or empty.", field=name)
         if getattr(reader, name) != value:
             setattr(reader, name, value)
             fields.append(name)

@@ -14,7 +14,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -22,22 +22,33 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from recsys.arms import ARMS
 from webapp.feed import selectors, services
 from webapp.feed.access import SESSION_KEY, may_act_as, session_reader_id
-from webapp.feed.dashboard import dashboard as dashboard_build
+from webapp.feed.dashboard import dashboard_cached
 from webapp.news import selectors as news_selectors
 from webapp.news import services as news_services
-from webapp.news.models import Item, Reader, Source
+from webapp.news.models import Reader, Source
 
 
-class ReaderForm(forms.Form):
+class OnceForm(forms.Form):
+    """A form whose every field may be given once: `reader=7&reader=8` is an error, not 8."""
+
+    def clean(self):
+        data = super().clean()
+        for name in self.fields:
+            if hasattr(self.data, "getlist") and len(self.data.getlist(name)) > 1:
+                self.add_error(name, "Given more than once.")
+        return data
+
+
+class ReaderForm(OnceForm):
     reader = forms.IntegerField(min_value=1, max_value=2**63 - 1)
 
 
-class FeedForm(forms.Form):
+class FeedForm(OnceForm):
     reader = forms.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
     arm = forms.ChoiceField(choices=[(a, a) for a in ARMS], required=False)
 
 
-class ClickForm(forms.Form):
+class ClickForm(OnceForm):
     reader = forms.IntegerField(min_value=1, max_value=2**63 - 1)
     impression = forms.IntegerField(min_value=1, max_value=2**63 - 1)
 
@@ -111,9 +122,16 @@ def click(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
-    item = get_object_or_404(Item, pk=item_id)
-    form = ReaderForm(request.GET)
-    reader = _reader_for(request, form.cleaned_data["reader"]) if form.is_valid() else None
+    item = news_selectors.item_get(item_id=item_id, unpublished=request.user.is_staff)
+    if item is None:
+        return render(request, "feed/not_found.html", {"what": "story"}, status=404)
+    if "reader" in request.GET:
+        form = ReaderForm(request.GET)
+        if not form.is_valid():
+            return render(request, "feed/not_found.html", {"what": "reader"}, status=400)
+        reader = _reader_for(request, form.cleaned_data["reader"])
+    else:  # opened directly: the browser's own reader, if it has one
+        reader = _reader_for(request, None)
     return render(request, "feed/item.html", {"item": item, "reader": reader})
 
 
@@ -223,4 +241,4 @@ class LoginView(auth_views.LoginView):
 def dashboard(request: HttpRequest) -> HttpResponse:
     """The admin's live dashboard (webapp.feed.dashboard)."""
     return render(request, "admin/dashboard.html", {**admin.site.each_context(request), "title": "Live dashboard",
-                                                   "d": dashboard_build()})
+                                                   "d": dashboard_cached()})

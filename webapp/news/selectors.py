@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Count
+from django.utils import timezone
 
 from webapp.news.models import Click, Item, Reader, Source
 
@@ -48,5 +49,10 @@ def profile_choices() -> dict[str, list[str]]:
             for f in ("region", "age_band", "device")}
 
 
-def item_get(*, item_id: int) -> Item | None:
-    return Item.objects.filter(pk=item_id).first()
+def item_get(*, item_id: int, unpublished: bool = False) -> Item | None:
+    """The item, if it is published by now (held-back stories only with `unpublished`, for
+    staff): a story that is not out yet does not exist for readers."""
+    items = Item.objects.filter(pk=item_id)
+    if not unpublished:
+        items = items.filter(published_at__isnull=False, published_at__lte=timezone.now())
+    return items.first()
