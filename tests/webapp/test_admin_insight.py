@@ -118,3 +118,19 @@ def test_model_runs_list_shows_metrics(trained, staff):
     assert "val AUC" in html
     run = ModelRun.objects.get(kind=ModelKind.CTR, is_active=True)
     assert "prior" in staff.get(f"/admin/lookalike/modelrun/{run.pk}/change/").content.decode()
+
+
+def test_the_dashboard_is_computed_once_for_every_admin_watching(trained, staff, monkeypatch):
+    from webapp.feed import dashboard as module
+
+    calls = []
+    real = module.dashboard
+    monkeypatch.setattr(module, "dashboard", lambda **kw: calls.append(1) or real(**kw))
+    first = staff.get("/admin/dashboard/").content.decode()
+    second = staff.get("/admin/dashboard/").content.decode()
+    charts = lambda html: html[html.index('class="chart"'):html.index('id="published"')]  # noqa: E731
+    assert len(calls) == 1 and charts(first) == charts(second)
+    # Another admin (another session) within the period gets the same figures, not a new computation.
+    other = type(staff)()
+    other.force_login(get_user_model().objects.get(username="editor"))
+    assert other.get("/admin/dashboard/").status_code == 200 and len(calls) == 1

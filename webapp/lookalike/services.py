@@ -4,16 +4,17 @@ the workers; a click only marks its item's seed set dirty."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from recsys.calibration import item_status
 from webapp.common.catalog import catalog_changed
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
-from webapp.news.models import Item, ItemStatus
+from webapp.news.models import Click, Item, ItemStatus
 
 
 def seedset_mark_dirty(*, item_ids: Iterable[int]) -> None:
@@ -25,6 +26,22 @@ def seedset_mark_dirty(*, item_ids: Iterable[int]) -> None:
         unique_fields=["item"],
         update_fields=["dirty"],
     )
+
+
+def _threshold_reached(*, item_ids: list[int], threshold: int) -> dict[int, datetime]:
+    """When each item got its `threshold`-th distinct clicker (its first click counted): the
+    moment it became warm, whether the clicks came live or from a backfill or an import."""
+    if not item_ids:
+        return {}
+    sql = f"""
+        SELECT item_id, t FROM (
+            SELECT item_id, t, ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY t) AS n
+            FROM (SELECT item_id, reader_id, MIN(clicked_at) AS t FROM {Click._meta.db_table}
+                  WHERE item_id = ANY(%s) GROUP BY item_id, reader_id) firsts
+        ) ranked WHERE n = %s"""  # noqa: S608 (a model's table name)
+    with connection.cursor() as cur:
+        cur.execute(sql, [list(item_ids), max(threshold, 1)])
+        return dict(cur.fetchall())
 
 
 def item_status_refresh(*, item_ids: Iterable[int] | None = None) -> dict[str, int]:
@@ -42,8 +59,11 @@ def item_status_refresh(*, item_ids: Iterable[int] | None = None) -> dict[str, i
         if now_warm != warm:
             changed[pk] = now_warm
     with transaction.atomic():
-        Item.objects.filter(pk__in=[i for i, w in changed.items() if w]).update(status=ItemStatus.WARM,
-                                                                               warm_since=timezone.now())
+        promoted = [i for i, w in changed.items() if w]
+        reached = _threshold_reached(item_ids=promoted, threshold=settings.SEED_THRESHOLD)
+        now = timezone.now()
+        Item.objects.bulk_update([Item(pk=i, status=ItemStatus.WARM, warm_since=min(reached.get(i, now), now))
+                                  for i in promoted], ["status", "warm_since"], batch_size=1000)
         Item.objects.filter(pk__in=[i for i, w in changed.items() if not w]).update(status=ItemStatus.COLD,
                                                                                    warm_since=None)
         run = ModelRun.objects.filter(kind=ModelKind.LOOKALIKE, is_active=True).first()
