@@ -18,7 +18,7 @@ from io import StringIO
 from common import REDIS_URL, TINY, TINY_WORLD, demo_world, save, scratch_database, sized, table
 
 SESSIONS = sized(3000, 40)
-BACKFILL = sized(18000, TINY_WORLD[0])  # the 36-hour history of `make demo`
+BACKFILL = sized(100_000, TINY_WORLD[0])  # the 36-hour history of `make demo`
 
 
 def main() -> None:
@@ -35,6 +35,7 @@ def main() -> None:
         from recsys.simulation import ClickModel
         from webapp.common.connections import redis_client
         from webapp.feed.abtest import head_of, pages_rank
+        from webapp.feed.backfill import ARM as HISTORY_ARM
         from webapp.feed.simulator import LocalTransport, Simulator, backfill_times
         from webapp.news import services
         from webapp.news.models import Click, Impression
@@ -71,8 +72,8 @@ def main() -> None:
         out = StringIO()
         call_command("ab_report", "--hours", "3", "--json", stdout=out)
         report = json.loads(out.getvalue())
-        logged = {k: v for k, v in report["summary"].items() if k != "baseline"}
-        within = {k: v for k, v in report["vs_ctr_within_readers"].items() if k != "baseline"}
+        logged = {k: v for k, v in report["summary"].items() if k != HISTORY_ARM}
+        within = {k: v for k, v in report["vs_ctr_within_readers"].items() if k != HISTORY_ARM}
         redis_client().flushdb()
     paired = pages.summary(catalog, reference=REFERENCE)
     seconds = round(time.perf_counter() - started)

@@ -70,7 +70,7 @@ def numbers(r: dict, ev: dict | None) -> str:
         d = r["demo"]
         st = d["train_stages"]
         rows += [("`load_demo` (336 stories, 1,200 readers, their text vectors)", f"{d['load_demo_seconds']:.1f} s"),
-                 (f"36-hour backfill of `make demo`, {d['backfill_sessions']:,} sessions in-process "
+                 (f"36-hour backfill of `make demo`, {d['backfill_sessions']:,} sessions written in bulk "
                   f"({d['clicks']:,} clicks, {d['impressions']:,} impressions)", f"{d['backfill_seconds']:.0f} s"),
                  (f"`manage.py train` on that history ({d['readers']:,} readers): both RALM stages, the cold-start "
                   "model and its calibration, the CTR models, E_u to Postgres and Redis",
@@ -151,6 +151,26 @@ def ab(r: dict) -> str:
                      for k, v in sorted(p.items(), key=lambda x: _arm_key(x[0]))])
 
 
+AUDIENCE_SCORERS = ("ralm", "seed_average", "click_profile", "category_affinity", "coldstart", "category_truth")
+AUDIENCE_LABELS = {"ralm": "`ralm` (the served logit)", "seed_average": "seeds' mean E_u (cosine)",
+                   "click_profile": "click-profile look-alike (untrained)",
+                   "category_affinity": "the reader's category affinity (counting)",
+                   "coldstart": "cold-start model", "category_truth": "the truth's category term (ceiling)"}
+
+
+def audience(r: dict) -> str:
+    """Spearman rho (AUC of the truly top 10%) per seed bucket, mean ± standard error over stories."""
+    b = r["audience"]["buckets"]
+    buckets = [k for k in BUCKETS if k in b and k != "0"]
+    rows = []
+    for name in AUDIENCE_SCORERS:
+        cells = [f"{b[k][name]['rho']:.3f} ± {b[k][name]['rho_se']:.3f} ({b[k][name]['auc']:.3f})"
+                 if name in b[k] else "—" for k in buckets]
+        rows.append((AUDIENCE_LABELS[name], *cells))
+    rows.append(("stories", *(f"{max(v['stories'] for v in b[k].values())}" for k in buckets)))
+    return md_table(("scorer", *(f"{k} seeds" for k in buckets)), rows)
+
+
 def load(r: dict) -> str:
     lo = r["load"]
     keys = ("clients", "seconds", "requests", "requests_per_s", "p50_ms", "p99_ms", "errors_5xx", "rate_limited",
@@ -224,6 +244,8 @@ def blocks(r: dict, ev: dict | None) -> dict[str, str]:
         out["ab"] = ab(r)
     if "load" in r:
         out["load"] = load(r)
+    if "audience" in r:
+        out["audience"] = audience(r)
     if ev:
         out |= {"evaluation": evaluation(ev), "evaluation_paired": evaluation_paired(ev),
                 "evaluation_unseen": evaluation_unseen(ev)}
@@ -282,7 +304,9 @@ def plots(r: dict) -> list[str]:
 
 def results_md(rendered: dict[str, str], images: list[str]) -> str:
     titles = {"numbers": "Numbers", "feed": "Feed latency (`bench/feed.py`)",
-              "load": "Load (`bench/load.py`)", "ab": "Ranker arms, paired (`bench/ab.py`)",
+              "load": "Load (`bench/load.py`)",
+              "audience": "A story's audience against the truth (`bench/audience.py`)",
+              "ab": "Ranker arms, paired (`bench/ab.py`)",
               "evaluation": "Replay evaluation on ml-latest-small, AUC (`bench/evaluate.py`)",
               "evaluation_paired": "Paired AUC differences",
               "evaluation_unseen": "Readers with no train history"}
