@@ -127,6 +127,12 @@ FEED_CATALOG_TTL_SECONDS = env.float("FEED_CATALOG_TTL_SECONDS", default=30.0)  
 # Clicks one reader may store (POST /api/clicks, the click form): "N/second|minute|hour|day" or
 # "off"; over it a click is answered 429 with Retry-After. Kept in Redis; allowed if Redis is down.
 CLICK_RATE_LIMIT = env.str("CLICK_RATE_LIMIT", default="30/minute")
+# Per client (browser session, else address; webapp/feed/clients.py), besides the per-reader limit.
+FEED_CLIENT_RATE_LIMIT = env.str("FEED_CLIENT_RATE_LIMIT", default="300/minute")
+CLICK_CLIENT_RATE_LIMIT = env.str("CLICK_CLIENT_RATE_LIMIT", default="120/minute")
+# The reader simulator sends it (X-Simulator-Token) to be one client per simulated reader,
+# outside the per-client limits; empty: no request is the simulator's.
+SIMULATOR_TOKEN = env.str("SIMULATOR_TOKEN", default="")
 
 # Trained models: one folder per training run under MODEL_DIR (see recsys/artifacts.py).
 MODEL_DIR = env.path("MODEL_DIR", default=BASE_DIR / "var" / "models")

@@ -139,3 +139,56 @@ def test_profile_fields_take_only_their_choices(world, client, field, value):
     ok = client.patch(f"/api/readers/{me.pk}", {"region": "north", "device": ""}, content_type="application/json",
                       HTTP_X_CSRFTOKEN=token)
     assert ok.status_code == 200 and ok.json()["region"] == "north"
+
+
+def _rate_keys_clear() -> None:
+    from webapp.common.connections import redis_client
+
+    r = redis_client()
+    for key in r.scan_iter(match="*:rate:client-*"):
+        r.delete(key)
+
+
+def test_one_client_beyond_its_limit_gets_429_and_others_do_not(world, settings):
+    settings.FEED_CLIENT_RATE_LIMIT, settings.SIMULATOR_TOKEN = "3/minute", "sim-token-for-tests"
+    _rate_keys_clear()
+    one, other = Client(REMOTE_ADDR="10.0.0.1"), Client(REMOTE_ADDR="10.0.0.2")
+    reader = world["reader"]
+    assert [one.get("/api/feed", {"reader": reader}).status_code for _ in range(3)] == [200, 200, 200]
+    over = one.get("/api/feed", {"reader": reader})
+    assert over.status_code == 429 and over["Retry-After"] and "client" in over.json()["detail"]
+    assert one.get("/feed/", {"reader": reader}).status_code == 429  # the pages share the client's count
+    assert other.get("/api/feed", {"reader": reader}).status_code == 200
+    # The simulator, with its token, is one client per simulated reader: outside the limit.
+    sim = Client(REMOTE_ADDR="10.0.0.1", HTTP_X_SIMULATOR_TOKEN="sim-token-for-tests")
+    assert all(sim.get("/api/feed", {"reader": reader}).status_code == 200 for _ in range(5))
+    wrong = Client(REMOTE_ADDR="10.0.0.1", HTTP_X_SIMULATOR_TOKEN="guess")
+    assert wrong.get("/api/feed", {"reader": reader}).status_code == 429
+    _rate_keys_clear()
+
+
+def test_clicks_beyond_the_client_limit_get_429(world, settings):
+    settings.CLICK_CLIENT_RATE_LIMIT = "2/minute"
+    _rate_keys_clear()
+    ItemFactory.create_batch(3)
+    client = Client(REMOTE_ADDR="10.0.0.3")
+    page = client.get("/api/feed", {"reader": world["reader"], "limit": 3}).json()
+    codes = [client.post("/api/clicks", {"impression": e["impression"]}, content_type="application/json").status_code
+             for e in page["items"]]
+    assert codes == [201, 201, 429] and Click.objects.count() == 2
+    _rate_keys_clear()
+
+
+def test_a_click_on_another_clients_impression_is_refused(world):
+    shown_to, stranger = Client(REMOTE_ADDR="10.0.0.4"), Client(REMOTE_ADDR="10.0.0.5")
+    page = shown_to.get("/api/feed", {"reader": world["reader"], "limit": 2}).json()
+    impression = page["items"][0]["impression"]
+    refused = stranger.post("/api/clicks", {"impression": impression}, content_type="application/json")
+    assert refused.status_code == 400 and "another client" in refused.json()["detail"]
+    assert "impression" in refused.json()["errors"] and not Click.objects.exists()
+    # The page form refuses it too; the client it was shown to clicks it.
+    assert stranger.post("/click/", {"reader": world["reader"], "impression": impression}).status_code == 400
+    assert shown_to.post("/api/clicks", {"impression": impression}, content_type="application/json").status_code == 201
+    # An impression of the history (no client) stays clickable by anyone, as before.
+    assert stranger.post("/api/clicks", {"impression": world["impression"]},
+                         content_type="application/json").status_code == 201

@@ -22,6 +22,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from recsys.arms import ARMS
 from webapp.feed import selectors, services
+from webapp.feed.clients import client_keys, client_throttle
 from webapp.lookalike.selectors import item_seed_stats
 from webapp.news import selectors as news_selectors
 from webapp.news.models import Reader, Source
@@ -145,9 +146,11 @@ class FeedView(APIView):
         now, reader_id = timezone.now(), query.validated_data["reader"]
         reader, clicked, shown = selectors.reader_with_history(reader_id=reader_id, now=now)
         reader = _visible(request, reader, reader_id)
+        keys = client_keys(request)
+        client_throttle(keys, scope="feeds")
         limit = query.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT)
         page = services.feed_build(reader=reader, limit=limit, arm=query.validated_data.get("arm"), now=now,
-                                   history=(clicked, shown))
+                                   history=(clicked, shown), client=keys[0])
         return Response(FeedSerializer(page).data)
 
 
@@ -243,16 +246,20 @@ class RateLimitedSerializer(serializers.Serializer):
 class ClickView(APIView):
     @extend_schema(request=ClickInSerializer, responses={
         201: ClickOutSerializer, 200: ClickOutSerializer,
-        429: OpenApiResponse(RateLimitedSerializer, description="over CLICK_RATE_LIMIT for this reader; "
-                                                               "nothing stored; see Retry-After")})
+        429: OpenApiResponse(RateLimitedSerializer, description="over CLICK_RATE_LIMIT for this reader or "
+                                                               "CLICK_CLIENT_RATE_LIMIT for this client; nothing "
+                                                               "stored; see Retry-After")})
     def post(self, request: Request) -> Response:
         body = ClickInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        keys = client_keys(request)
+        client_throttle(keys, scope="clicks")
         result = services.click_record(
             impression_id=body.validated_data["impression"],
             reader_id=body.validated_data.get("reader"),
             web_reader=request.auth,
             throttle=True,
+            client=keys,
         )
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(ClickOutSerializer(result).data, status=code)

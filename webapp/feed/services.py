@@ -67,13 +67,14 @@ class FeedPage:
 
 
 def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, arm: str | None = None,
-               history: tuple[list[int], dict[int, int]] | None = None) -> FeedPage:
+               history: tuple[list[int], dict[int, int]] | None = None, client: str = "") -> FeedPage:
     """Rank the reader's candidates (live items of their catalog they have not clicked), log
     the top `limit` as impressions with the ranker's arm and score parts, return them.
     `arm` names the ranker arm for this request (A/B comparisons; default FEED_ARM); until a
     ranker is trained the baseline (popularity x recency) ranks. `history`: (clicked, shown)
     as selectors.reader_history gives them as of `now`, when the caller already read them
-    (selectors.reader_with_history)."""
+    (selectors.reader_with_history). `client`: the client the page is shown to
+    (webapp.feed.clients), whose clicks alone its impressions take."""
     if history is not None and now is None:
         raise ValueError("a history read by the caller needs the `now` it was read at")
     now = now or timezone.now()
@@ -90,7 +91,7 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, arm: 
     kept = [n for n, i in enumerate(ranked.item_ids) if int(i) in items]  # a story deleted since the catalog copy
 
     def log(kept: list[int]) -> list[int]:
-        return _impressions_insert(reader_id=reader.pk, request_id=request_id, now=now, arm=ranked.arm,
+        return _impressions_insert(reader_id=reader.pk, request_id=request_id, now=now, arm=ranked.arm, client=client,
                                    rows=[(int(ranked.item_ids[n]), float(ranked.scores[n]), ranked.parts[n])
                                          for n in kept])
 
@@ -111,15 +112,15 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, arm: 
 
 
 _IMPRESSIONS_SQL = """
-    INSERT INTO news_impression (reader_id, item_id, request_id, position, shown_at, arm, score, score_parts)
-    SELECT %(reader)s, item_id, %(request)s, position, %(now)s, %(arm)s, score, score_parts
+    INSERT INTO news_impression (reader_id, item_id, request_id, position, shown_at, arm, client, score, score_parts)
+    SELECT %(reader)s, item_id, %(request)s, position, %(now)s, %(arm)s, %(client)s, score, score_parts
     FROM jsonb_to_recordset(%(page)s::jsonb) AS page(item_id bigint, position smallint, score float8,
                                                       score_parts jsonb)
     RETURNING id, position
 """
 
 
-def _impressions_insert(*, reader_id: int, request_id: str, now: datetime, arm: str,
+def _impressions_insert(*, reader_id: int, request_id: str, now: datetime, arm: str, client: str,
                         rows: list[tuple[int, float, dict]]) -> list[int]:
     """Log a page, `rows` = (item id, score, score parts) in page order, as impressions;
     return their ids in the same order. One INSERT ... RETURNING in autocommit (a constant
@@ -133,7 +134,7 @@ def _impressions_insert(*, reader_id: int, request_id: str, now: datetime, arm: 
                        for pos, (item_id, score, parts) in enumerate(rows)])
     with connection.cursor() as cur:
         cur.execute(_IMPRESSIONS_SQL, {"reader": reader_id, "request": request_id, "now": now, "arm": arm,
-                                       "page": page})
+                                       "client": client, "page": page})
         by_position = {position: pk for pk, position in cur.fetchall()}
     return [by_position[pos] for pos in range(len(rows))]
 
@@ -162,18 +163,22 @@ class ClickResult:
 
 def click_record(
     *, impression_id: int, reader_id: int | None = None, web_reader: int | None = None, now: datetime | None = None,
-    throttle: bool = False,
+    throttle: bool = False, client: tuple[str, ...] | None = None,
 ) -> ClickResult:
     """Store a click on an impression. A repeated click on the same impression stores
     nothing new and returns the first one. `web_reader`: the web reader the caller acts as;
     an impression shown to a web reader exists only for that reader (webapp.feed.access).
     `throttle` (the web's requests): a new click over the reader's CLICK_RATE_LIMIT raises
-    RateLimited and stores nothing (a repeated click is answered as before)."""
+    RateLimited and stores nothing (a repeated click is answered as before). `client`: the
+    caller's client keys (webapp.feed.clients); an impression shown to another client is
+    refused."""
     impression = Impression.objects.select_related("reader").filter(pk=impression_id).first()
     if impression is None or (impression.reader.source == Source.WEB and impression.reader_id != web_reader):
         raise NotFound(f"Impression {impression_id} not found.")
     if reader_id is not None and impression.reader_id != reader_id:
         raise Rejected("This impression was shown to another reader.", field="reader")
+    if client is not None and impression.client and impression.client not in client:
+        raise Rejected("This impression was shown to another client.", field="impression")
     rate = ratelimit.rate_parse(settings.CLICK_RATE_LIMIT) if throttle else None
     if rate is not None:
         existing = Click.objects.filter(impression=impression).first()

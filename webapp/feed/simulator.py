@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import numpy as np
+from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -21,6 +22,7 @@ from recsys.arms import Arm
 from recsys.arms import arms as arms_named
 from recsys.simulation import ClickModel, ItemTruth, item_truth
 from webapp.feed import services
+from webapp.feed.clients import HEADER
 from webapp.news.models import Reader, Source
 from webapp.news.services import item_publish_next
 
@@ -49,11 +51,14 @@ class HttpTransport:
 
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
         self.base_url, self.timeout = base_url.rstrip("/"), timeout
+        self.headers = {"Content-Type": "application/json"}
+        if settings.SIMULATOR_TOKEN:  # the server then takes it for the simulator, outside the per-client limits
+            self.headers[HEADER] = settings.SIMULATOR_TOKEN
 
     def _call(self, path: str, body: dict | None = None) -> tuple[int, dict]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base_url + path, data=data, method="POST" if body else "GET",
-                                     headers={"Content-Type": "application/json"})
+                                     headers=self.headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return resp.status, json.loads(resp.read())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import redis
 from django import forms
 from django.conf import settings
 from django.contrib import admin
@@ -12,6 +13,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
+from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -22,6 +24,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from recsys.arms import ARMS
 from webapp.feed import selectors, services
 from webapp.feed.access import SESSION_KEY, may_act_as, session_reader_id
+from webapp.feed.clients import client_keys, client_throttle
+from webapp.feed.dashboard import CACHE_SECONDS as DASHBOARD_SECONDS
 from webapp.feed.dashboard import dashboard_cached
 from webapp.news import selectors as news_selectors
 from webapp.news import services as news_services
@@ -82,8 +86,13 @@ def feed(request: HttpRequest) -> HttpResponse:
     if reader is None or not may_act_as(request, reader):
         return render(request, "feed/not_found.html", {"what": "reader"}, status=404)
     arm = form.cleaned_data.get("arm") or None
+    keys = client_keys(request)
+    try:
+        client_throttle(keys, scope="feeds")
+    except services.RateLimited as exc:
+        return _rate_limited(request, exc)
     page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT, arm=arm, now=now,
-                               history=(clicked, shown))
+                               history=(clicked, shown), client=keys[0])
     more = {"reader": reader.pk, **({"arm": arm} if arm else {})}
     return render(request, "feed/feed.html", {
         "reader": reader,
@@ -91,6 +100,13 @@ def feed(request: HttpRequest) -> HttpResponse:
         "more": urlencode(more),
         "recent_clicks": news_selectors.reader_recent_clicks(reader=reader),
     })
+
+
+def _rate_limited(request: HttpRequest, exc: services.RateLimited) -> HttpResponse:
+    response = render(request, "feed/rate_limited.html", {"limit": exc.limit, "retry_after": exc.retry_after},
+                      status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @require_POST
@@ -101,16 +117,15 @@ def click(request: HttpRequest) -> HttpResponse:
     reader = _reader_for(request, form.cleaned_data["reader"])
     if reader is None:
         return render(request, "feed/not_found.html", {"what": "reader"}, status=404)
+    keys = client_keys(request)
     try:
+        client_throttle(keys, scope="clicks")
         result = services.click_record(
             impression_id=form.cleaned_data["impression"], reader_id=reader.pk,
-            web_reader=reader.pk if reader.source == Source.WEB else None, throttle=True,
+            web_reader=reader.pk if reader.source == Source.WEB else None, throttle=True, client=keys,
         )
     except services.RateLimited as exc:
-        response = render(request, "feed/rate_limited.html", {"limit": exc.limit, "retry_after": exc.retry_after},
-                          status=429)
-        response["Retry-After"] = str(exc.retry_after)
-        return response
+        return _rate_limited(request, exc)
     except services.NotFound:
         return render(request, "feed/not_found.html", {"what": "story"}, status=404)
     except services.Rejected:
@@ -239,6 +254,21 @@ class LoginView(auth_views.LoginView):
 
 @staff_member_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """The admin's live dashboard (webapp.feed.dashboard)."""
-    return render(request, "admin/dashboard.html", {**admin.site.each_context(request), "title": "Live dashboard",
-                                                   "d": dashboard_cached()})
+    """The admin's live dashboard (webapp.feed.dashboard). Its figures are shared by every
+    admin for DASHBOARD_SECONDS, and each admin's page is kept as rendered for as long (by
+    session, after the staff check): a browser reloading it in a loop costs the web
+    processes a cache read, not a render. Without Redis it is rendered each time."""
+    key = f"dashboard:page:{request.session.session_key}"
+    try:
+        page = cache.get(key)
+    except redis.RedisError:
+        page = None
+    if page is not None:
+        return HttpResponse(page)
+    response = render(request, "admin/dashboard.html", {**admin.site.each_context(request),
+                                                       "title": "Live dashboard", "d": dashboard_cached()})
+    try:
+        cache.set(key, response.content, timeout=DASHBOARD_SECONDS)
+    except redis.RedisError:
+        pass
+    return response

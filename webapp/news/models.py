@@ -102,6 +102,9 @@ class Impression(models.Model):
     # The ranker arm that served the page (recsys.arms), "baseline" before a model is trained,
     # "logged" for imported impressions.
     arm = models.CharField(max_length=16, default="baseline")
+    # The client the page was shown to (webapp.feed.clients); "" for a history written in
+    # bulk, an import or the in-process simulator: anyone may click those.
+    client = models.CharField(max_length=24, blank=True, default="", db_default="")
     score = models.FloatField(default=0.0)
     score_parts = models.JSONField(default=dict, blank=True)
 
