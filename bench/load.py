@@ -44,6 +44,13 @@ CLICK_SHARE = 0.6  # pages after which the reader clicks a story
 READ_S, THINK_S = (1.0, 3.0), (0.5, 2.0)  # seconds reading a page before the next one; before a click
 IDLE_S = 1.5  # a connection idle this long is not reused (gunicorn's keep-alive is 2 s)
 THROUGHPUT_CLIENTS, THROUGHPUT_SECONDS = sized(16, 2), sized(15, 1)  # the closed-loop phase after the readers
+# The admin phase: paced feed clients alone, then with two admins reloading the dashboard in a
+# loop (as fast as it answers): what watching the demo costs the feed.
+ADMIN_FEED_CLIENTS, ADMIN_SECONDS, ADMIN_PACE_S, DASHBOARDS = sized(8, 2), sized(20, 1), 0.05, 2
+# The clients are simulated readers: they present the simulator's token, so that the server
+# takes each for a reader of its own rather than 50 requests from one address (per-client limits).
+TOKEN = secrets.token_urlsafe(32)
+HEADERS = {"Content-Type": "application/json", "X-Simulator-Token": TOKEN}
 HISTORY = 900  # simulated sessions the models are trained on (tiny mode: its own world)
 
 
@@ -78,7 +85,7 @@ class SimReader(threading.Thread):
             try:
                 if self.conn is None:
                     self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                self.conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+                self.conn.request(method, path, body=data, headers=HEADERS)
                 resp = self.conn.getresponse()
                 raw, status = resp.read(), resp.status
                 if resp.getheader("Connection", "").lower() == "close":
@@ -134,6 +141,82 @@ class SimReader(threading.Thread):
                 break
         if self.conn is not None:
             self.conn.close()
+
+
+class PacedFeedClient(SimReader):
+    """GET /api/feed for random demo readers, a fixed pause between requests."""
+
+    def __init__(self, readers: list[int], port: int, deadline: float, seed: int) -> None:
+        super().__init__(0, port, deadline, seed)
+        self.readers = readers
+
+    def run(self) -> None:
+        time.sleep(self.rng.uniform(0, ADMIN_PACE_S))
+        while time.monotonic() < self.deadline:
+            self._call("feed", "GET", f"/api/feed?reader={self.rng.choice(self.readers)}&limit=10")
+            time.sleep(ADMIN_PACE_S)
+        if self.conn is not None:
+            self.conn.close()
+
+
+class DashboardClient(threading.Thread):
+    """An admin's browser reloading /admin/dashboard/ in a loop with a staff session cookie."""
+
+    def __init__(self, port: int, deadline: float, cookie: str) -> None:
+        super().__init__(daemon=True)
+        self.port, self.deadline, self.cookie = port, deadline, cookie
+        self.timings: list[tuple[str, int, float]] = []
+
+    def run(self) -> None:
+        while time.monotonic() < self.deadline:
+            started = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                conn.request("GET", "/admin/dashboard/", headers={"Cookie": f"sessionid={self.cookie}"})
+                resp = conn.getresponse()
+                resp.read()
+                status = resp.status
+            except (OSError, http.client.HTTPException):
+                status = 0
+            finally:
+                conn.close()
+            self.timings.append(("dashboard", status, (time.perf_counter() - started) * 1000))
+
+
+def _staff_session() -> str:
+    """A logged-in staff session in the scratch database, as the admin login would leave it."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+
+    user = get_user_model().objects.create_superuser("bench-admin", password=secrets.token_urlsafe(16))
+    session = SessionStore()
+    session[SESSION_KEY], session[BACKEND_SESSION_KEY] = str(user.pk), "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
+
+
+def _admin_phase(port: int, demo: list[int], cookie: str) -> dict:
+    """Feed p50/p95 of paced clients alone, then with DASHBOARDS admins reloading the dashboard."""
+    out = {}
+    for name, dashboards in (("idle", 0), ("dashboards", DASHBOARDS)):
+        started = time.monotonic()
+        deadline = started + ADMIN_SECONDS
+        feeds = [PacedFeedClient(demo, port, deadline, seed=2000 + n) for n in range(ADMIN_FEED_CLIENTS)]
+        admins = [DashboardClient(port, deadline, cookie) for _ in range(dashboards)]
+        for t in admins:
+            t.start()
+        _drive(feeds, ADMIN_SECONDS, started)
+        for t in admins:
+            t.join()
+        ms = [m for t in feeds for _, s, m in t.timings if s == 200]
+        codes = Counter(s for t in feeds + admins for _, s, _ in t.timings)
+        out[name] = {"feeds": len(ms), "p50_ms": _pct(ms, 50), "p95_ms": _pct(ms, 95),
+                     "dashboards": sum(len(t.timings) for t in admins),
+                     "dashboard_ok": sum(1 for t in admins for _, s, _ in t.timings if s == 200),
+                     "errors_5xx": sum(n for s, n in codes.items() if s >= 500), "dropped": codes.get(0, 0)}
+    out["p95_ratio"] = round(out["dashboards"]["p95_ms"] / out["idle"]["p95_ms"], 3) if out["idle"]["p95_ms"] else None
+    return out
 
 
 class FeedClient(SimReader):
@@ -212,13 +295,17 @@ def main(argv: list[str] | None = None) -> int:
         demo_world(sessions=HISTORY, hours=12, seed=2)
         demo = list(Reader.objects.filter(source=Source.DEMO).order_by("pk").values_list("pk", flat=True))
         reader_ids = random.Random(0).sample(demo, CLIENTS)
+        cookie = _staff_session()
         clicks_before = Click.objects.count()
         connections.close_all()
 
         port = _free_port()
         log = Path(os.environ["MODEL_DIR"]) / "gunicorn.log"
-        env = {**os.environ, "DEBUG": "0", "PYTHONUNBUFFERED": "1",
-               "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50)}
+        from django.conf import settings
+
+        # The bench's own key: the staff session it wrote must verify in the server.
+        env = {**os.environ, "DEBUG": "0", "PYTHONUNBUFFERED": "1", "SIMULATOR_TOKEN": TOKEN,
+               "SECRET_KEY": settings.SECRET_KEY}
         gunicorn = [str(Path(sys.executable).parent / "gunicorn"), "webapp.wsgi", "--bind", f"127.0.0.1:{port}",
                     "--workers", str(WORKERS), "--threads", str(THREADS), "--timeout", "30",
                     "--no-control-socket"]  # gunicorn's control socket path is shared: leave a demo's alone
@@ -252,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
                     for n in range(args.throughput_clients)]
             _drive(loop, args.throughput_seconds, started)
             loop_elapsed = max(t.finished for t in loop) - started  # not rounded up to the progress poll
+
+            print(f"admin: {ADMIN_FEED_CLIENTS} paced feed clients for {ADMIN_SECONDS} s alone, then with "
+                  f"{DASHBOARDS} dashboards reloading in a loop", flush=True)
+            admin = _admin_phase(port, demo, cookie)
         finally:
             proc.terminate()
             try:
@@ -298,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "p99_ms": _pct(loop_ms, 99), "errors_5xx": loop_5xx, "non_2xx": loop_non_2xx, "dropped": loop_dropped,
         "keepalive_retries": sum(t.retries for t in loop),
         "status_codes": {str(k): v for k, v in sorted(loop_codes.items())}}
+    result["admin"] = admin
     save("load", result)
     print(table([
         ("requests (feeds + clicks)", f"{len(timings):,}"),
@@ -322,9 +414,16 @@ def main(argv: list[str] | None = None) -> int:
         ("sent again after a stale keep-alive connection", tp["keepalive_retries"]),
         ("seconds", f"{loop_elapsed:.1f}"),
     ], (f"throughput: {tp['clients']} closed-loop clients, gunicorn {WORKERS}×{THREADS}", "value")))
+    print()
+    print(table([(name, admin[name]["feeds"], admin[name]["p50_ms"], admin[name]["p95_ms"], admin[name]["dashboards"],
+                  admin[name]["errors_5xx"]) for name in ("idle", "dashboards")],
+                ("feed clients", "feeds", "p50 ms", "p95 ms", "dashboard loads", "5xx")))
+    print(f"feed p95 with {DASHBOARDS} dashboards / idle: {admin['p95_ratio']}")
     problems = [p for t in readers + loop for p in t.problems]
     failed = (errors_5xx or dropped or logged or len(acked) != clicks_stored or clicks_missing
-              or loop_5xx or loop_dropped)
+              or loop_5xx or loop_dropped or any(admin[n]["errors_5xx"] or admin[n]["dropped"]
+                                                 for n in ("idle", "dashboards"))
+              or admin["dashboards"]["dashboard_ok"] < admin["dashboards"]["dashboards"])
     if failed:
         print("FAILED:", *problems[:20], sep="\n  ", file=sys.stderr)
         print(f"--- gunicorn log (last 3,000 characters)\n{server_log[-3000:]}", file=sys.stderr)

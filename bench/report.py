@@ -180,9 +180,16 @@ def load(r: dict) -> str:
     # The human-paced readers, then the closed-loop feed clients on the same server (no clicks).
     tp = lo["throughput"]
     shown = tuple(k for k in keys if k in lo)
-    return md_table(("phase", *shown),
-                    [("readers, human-paced (feeds + clicks)", *(lo[k] for k in shown)),
-                     ("closed loop, feeds only", *(tp.get(k, "—") for k in shown))])
+    out = md_table(("phase", *shown),
+                   [("readers, human-paced (feeds + clicks)", *(lo[k] for k in shown)),
+                    ("closed loop, feeds only", *(tp.get(k, "—") for k in shown))])
+    if "admin" in lo:  # paced feed clients alone, then with two admins reloading the dashboard in a loop
+        ad = lo["admin"]
+        out += "\n\n" + md_table(
+            ("paced feed clients", "feeds", "p50_ms", "p95_ms", "dashboard loads", "errors_5xx"),
+            [(label, ad[k]["feeds"], ad[k]["p50_ms"], ad[k]["p95_ms"], ad[k]["dashboards"], ad[k]["errors_5xx"])
+             for k, label in (("idle", "alone"), ("dashboards", "two dashboards reloading in a loop"))])
+    return out
 
 
 def evaluation(ev: dict) -> str:
