@@ -109,3 +109,19 @@ def test_a_new_reader_gets_more_of_what_they_click(trained, live_server, browser
     assert after.count(category) > first.count(category), (category, first, after)
     assert any(category in t for t in page.locator("article.card .why").all_inner_texts())
     assert reader.vectors.exists()
+
+
+def test_the_dashboard_and_seeds_pages_fit_a_phone(trained, live_server, browser):
+    get_user_model().objects.create_user("editor", password="pw-editor-1", is_staff=True, is_superuser=True)
+    item = Item.objects.filter(status=ItemStatus.WARM).order_by("-pk").first()
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/dashboard/")
+    page.fill("#id_username", "editor")
+    page.fill("#id_password", "pw-editor-1")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#dashboard")
+    widths = {"dashboard": page.evaluate("document.documentElement.scrollWidth")}
+    page.goto(f"{live_server.url}/admin/news/item/{item.pk}/seeds/")
+    page.wait_for_selector("#seed-view")
+    widths["seeds"] = page.evaluate("document.documentElement.scrollWidth")
+    assert widths == {"dashboard": 390, "seeds": 390}, widths
