@@ -32,6 +32,16 @@ def browser(monkeypatch):
         b.close()
 
 
+def _staff_login(page, live_server, path: str, selector: str) -> None:
+    """A staff account logged in through the admin's form, landing on `path`."""
+    get_user_model().objects.create_user("editor", password="pw-editor-1", is_staff=True, is_superuser=True)
+    page.goto(f"{live_server.url}/admin/login/?next={path}")
+    page.fill("#id_username", "editor")
+    page.fill("#id_password", "pw-editor-1")
+    page.click("input[type=submit]")
+    page.wait_for_selector(selector)
+
+
 def test_read_click_and_the_next_feed_changes(trained, live_server, browser):
     reader = Reader.objects.filter(source="demo", clicks__isnull=False).order_by("pk").first()
     before = Click.objects.filter(reader=reader).count()
@@ -59,14 +69,9 @@ def test_read_click_and_the_next_feed_changes(trained, live_server, browser):
 
 
 def test_admin_seed_view_in_the_browser(trained, live_server, browser):
-    get_user_model().objects.create_user("editor", password="pw-editor-1", is_staff=True, is_superuser=True)
     item = Item.objects.filter(status=ItemStatus.WARM).order_by("-pk").first()
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/news/item/{item.pk}/seeds/")
-    page.fill("#id_username", "editor")
-    page.fill("#id_password", "pw-editor-1")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#seed-view")
+    _staff_login(page, live_server, f"/admin/news/item/{item.pk}/seeds/", "#seed-view")
     reader = page.locator("#seeds a", has_text="score for this reader").first
     reader.click()
     page.wait_for_selector("#score")
@@ -112,14 +117,9 @@ def test_a_new_reader_gets_more_of_what_they_click(trained, live_server, browser
 
 
 def test_the_dashboard_and_seeds_pages_fit_a_phone(trained, live_server, browser):
-    get_user_model().objects.create_user("editor", password="pw-editor-1", is_staff=True, is_superuser=True)
     item = Item.objects.filter(status=ItemStatus.WARM).order_by("-pk").first()
     page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/dashboard/")
-    page.fill("#id_username", "editor")
-    page.fill("#id_password", "pw-editor-1")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#dashboard")
+    _staff_login(page, live_server, "/admin/dashboard/", "#dashboard")
     widths = {"dashboard": page.evaluate("document.documentElement.scrollWidth")}
     page.goto(f"{live_server.url}/admin/news/item/{item.pk}/seeds/")
     page.wait_for_selector("#seed-view")

@@ -294,6 +294,3 @@ def json_500(request) -> JsonResponse:
     return JsonResponse({"detail": "Server error."}, status=500)
 
 
-def json_error(status_code: int, detail: str) -> JsonResponse:
-    return JsonResponse({"detail": detail}, status=status_code)
-

@@ -29,6 +29,7 @@ class AudienceWorld:
     inputs, loaded once."""
 
     reader_ids: np.ndarray  # (R,) Reader pks
+    reader_row: dict[int, int]
     item_ids: np.ndarray  # (I,) Item pks, published demo stories
     item_row: dict[int, int]
     truth: TruthMatrix
@@ -94,7 +95,8 @@ class AudienceWorld:
                 e_u = np.zeros((len(readers), dim))
                 for pk, v in got.items():
                     e_u[reader_row[pk]], has[reader_row[pk]] = v, True
-        return cls(reader_ids=reader_ids, item_ids=item_ids, item_row=item_row, truth=truth, clicked=clicked,
+        return cls(reader_ids=reader_ids, reader_row=reader_row, item_ids=item_ids, item_row=item_row, truth=truth,
+                   clicked=clicked,
                    category=category, sub_counts=sub_counts, item_sub=item_sub, affinity=prof.category_affinity,
                    profiles=prof.vectors, vectors=vectors, e_u=e_u, has_vector=has,
                    scorer=scorer_for(look) if look is not None and look.artifact_path else None,
@@ -111,8 +113,7 @@ class AudienceWorld:
         if seed_ids is None:
             seeds = SeedSet.objects.filter(item_id=item_id).values_list("seed_reader_ids", flat=True).first()
             seed_ids = list(seeds or [])
-        rows = {pk: n for n, pk in enumerate(self.reader_ids)}
-        seed_rows = np.array([rows[s] for s in seed_ids if s in rows], np.int64)
+        seed_rows = np.array([self.reader_row[s] for s in seed_ids if s in self.reader_row], np.int64)
         cand = np.flatnonzero(~self.clicked[:, i])
         cand = np.setdiff1d(cand, seed_rows)
         if len(cand) < 10:
