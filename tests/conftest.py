@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
+from tests.procs import wait_for  # noqa: F401 (the tests import it from here)
 from tests.world import tables_clear, tables_dump, tables_restore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,15 +165,6 @@ def spawn(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         sys.stdout.write(f"--- {log.name}\n{log.read_text()[-3000:]}\n")
-
-
-def wait_for(predicate, timeout: float, every: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return False
 
 
 @pytest.fixture(autouse=True)

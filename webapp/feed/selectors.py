@@ -12,6 +12,7 @@ import numpy as np
 from django.db import connection
 from django.db.models import Count
 
+from webapp.common.db import reconnecting
 from webapp.lookalike.selectors import reader_vector_computed_at
 from webapp.news.models import Click, Impression, Item, Reader
 from webapp.news.selectors import catalog_for, reader_get, reader_recent_clicks
@@ -65,6 +66,7 @@ def reader_history(*, reader: Reader, now: datetime) -> tuple[list[int], dict[in
         return _history_rows(cur.fetchall())
 
 
+@reconnecting
 def reader_with_history(*, reader_id: int, now: datetime) -> tuple[Reader | None, list[int], dict[int, int]]:
     """The reader (None if there is none) and their history as reader_history gives it, in
     one round trip: the two SELECTs go to Postgres as one message (the feed's first third of

@@ -16,6 +16,7 @@ from django.utils import timezone
 from recsys.arms import arm as arm_named
 from recsys.baseline import BASELINE, baseline_scores
 from webapp.common import degraded
+from webapp.common.db import reconnecting
 from webapp.feed import ranking, ratelimit
 from webapp.feed.selectors import feed_candidates_for, reader_history
 from webapp.lookalike.online import reader_vector_refresh_quietly
@@ -66,6 +67,7 @@ class FeedPage:
     degraded: tuple[str, ...] = ()  # what the page was built without (Redis, a model), see webapp.common.degraded
 
 
+@reconnecting
 def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, arm: str | None = None,
                history: tuple[list[int], dict[int, int]] | None = None, client: str = "") -> FeedPage:
     """Rank the reader's candidates (live items of their catalog they have not clicked), log
@@ -161,6 +163,7 @@ class ClickResult:
     created: bool
 
 
+@reconnecting
 def click_record(
     *, impression_id: int, reader_id: int | None = None, web_reader: int | None = None, now: datetime | None = None,
     throttle: bool = False, client: tuple[str, ...] | None = None,

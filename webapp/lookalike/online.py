@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from recsys.artifacts import ArtifactError, load_tower
 from recsys.online import ClickedStory, OnlineTower, ReaderFeatures
+from webapp.common.db import reconnecting
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun
 from webapp.news.models import Reader, Source
@@ -105,6 +106,7 @@ class VectorUpdate:
     seconds: float  # read, tower and both writes
 
 
+@reconnecting
 def reader_vector_refresh(*, reader_id: int, topics: list[str] | None = None, profile: dict | None = None,
                           now: datetime | None = None) -> VectorUpdate | None:
     """Recompute and store the reader's E_u under the active tower; None when no tower is
