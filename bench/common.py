@@ -114,6 +114,40 @@ def _world_restore(cache: Path):
     return kept["seconds"], report
 
 
+def clicked_world(models: Path, *, readers: int, items: int, clicked: int, seeds: int, dim: int,
+                  rng) -> None:
+    """In the scratch database, what the seed and state refresh read: a user tower run with a
+    random vector per reader, a look-alike run with an untrained model of that size, `items`
+    stories, and `seeds` distinct clicking readers on each of the first `clicked`. The
+    refresh's cost does not depend on what the models learned."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from recsys.artifacts import save_lookalike
+    from recsys.lookalike import LookalikeConfig, LookalikeModel
+    from webapp.common.bulk import copy_rows
+    from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector
+    from webapp.news.models import Click, Item, Reader
+
+    save_lookalike(models / "lookalike", LookalikeModel(LookalikeConfig(dim=dim, k=20)))
+    tower = ModelRun.objects.create(kind=ModelKind.USER_TOWER, version="bench", is_active=True)
+    ModelRun.objects.create(kind=ModelKind.LOOKALIKE, version="bench", is_active=True,
+                            artifact_path=str(models / "lookalike"))
+    now = timezone.now()
+    with connection.cursor() as cur, transaction.atomic():
+        copy_rows(cur, Reader, ({"id": r, "external_id": f"b{r}", "name": f"Reader {r}", "created_at": now}
+                                for r in range(1, readers + 1)))
+        vecs = rng.standard_normal((readers, dim)).astype("<f4")
+        copy_rows(cur, ReaderVector, ({"reader_id": r + 1, "model_run_id": tower.pk, "dim": dim,
+                                       "vector": vecs[r].tobytes(), "computed_at": now} for r in range(readers)))
+        copy_rows(cur, Item, ({"id": i, "external_id": f"i{i}", "title": f"Item {i}", "category": "news",
+                               "created_at": now} for i in range(1, items + 1)))
+        copy_rows(cur, Click, ({"reader_id": int(r), "item_id": i, "clicked_at": now} for i in range(1, clicked + 1)
+                               for r in rng.choice(readers, seeds, replace=False) + 1))
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")
+
+
 def save(key: str, value: dict) -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[key] = value

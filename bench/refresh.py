@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import REDIS_URL, save, scratch_database, sized, table
+from common import REDIS_URL, clicked_world, save, scratch_database, sized, table
 
 ITEMS, SEEDS, READERS, DIM = sized(10_000, 200), sized(200, 20), sized(20_000, 500), 64
 SMALL = sized(1_000, 100)  # the dirty set measured among many items and among only itself
@@ -24,37 +24,16 @@ def main() -> None:
     with scratch_database("ralm_feed_bench_refresh"):
         import torch
         from django.db import connection, transaction
-        from django.utils import timezone
 
-        from recsys.artifacts import save_lookalike
-        from recsys.lookalike import LookalikeConfig, LookalikeModel
-        from webapp.common.bulk import copy_rows
         from webapp.common.connections import redis_client
-        from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector, SeedSet
+        from webapp.lookalike.models import SeedSet
         from webapp.lookalike.refresh import seeds_refresh, states_refresh
-        from webapp.news.models import Click, Item, Reader
 
         torch.set_num_threads(2)
         redis_client().flushdb()
-        rng = np.random.default_rng(0)
-        save_lookalike(models / "lookalike", LookalikeModel(LookalikeConfig(dim=DIM, k=20)))
-        tower = ModelRun.objects.create(kind=ModelKind.USER_TOWER, version="bench", is_active=True)
-        ModelRun.objects.create(kind=ModelKind.LOOKALIKE, version="bench", is_active=True,
-                                artifact_path=str(models / "lookalike"))
-        now = timezone.now()
         print(f"setting up {READERS:,} readers, {5 * ITEMS:,} items, {ITEMS * SEEDS:,} clicks ...", flush=True)
-        with connection.cursor() as cur, transaction.atomic():
-            copy_rows(cur, Reader, ({"id": r, "external_id": f"b{r}", "name": f"Reader {r}", "created_at": now}
-                                    for r in range(1, READERS + 1)))
-            vecs = rng.standard_normal((READERS, DIM)).astype("<f4")
-            copy_rows(cur, ReaderVector, ({"reader_id": r + 1, "model_run_id": tower.pk, "dim": DIM,
-                                           "vector": vecs[r].tobytes(), "computed_at": now} for r in range(READERS)))
-            copy_rows(cur, Item, ({"id": i, "external_id": f"i{i}", "title": f"Item {i}", "category": "news",
-                                   "created_at": now} for i in range(1, 5 * ITEMS + 1)))
-            copy_rows(cur, Click, ({"reader_id": int(r), "item_id": i, "clicked_at": now} for i in range(1, ITEMS + 1)
-                                   for r in rng.choice(READERS, SEEDS, replace=False) + 1))
-        cur = connection.cursor()
-        cur.execute("ANALYZE")
+        clicked_world(models, readers=READERS, items=5 * ITEMS, clicked=ITEMS, seeds=SEEDS, dim=DIM,
+                      rng=np.random.default_rng(0))
 
         split: dict[str, float] = {}
 

@@ -101,6 +101,24 @@ def numbers(r: dict, ev: dict | None) -> str:
                       f"{ms(tp['p50_ms'])} ms, p99 {ms(tp['p99_ms'])} ms, {tp['errors_5xx']} × 5xx")
         rows.append((f"load: {lo['clients']} concurrent readers for {lo['seconds']} s against gunicorn "
                      "(feeds and clicks, `bench/load.py`)", value))
+    if "soak" in r:
+        so = r["soak"]
+        ph = so["phases"]
+        rows.append((f"soak with faults: {so['clients']} readers for {so['seconds'] / 60:.0f} min (`bench/soak.py`: "
+                     "worker SIGKILL, Redis stopped and started, Postgres connections terminated)",
+                     f"{sum(p['requests'] for p in ph):,} requests, {sum(p['errors_5xx'] for p in ph)} × 5xx, clicks "
+                     f"sent {sum(p['clicks_sent'] for p in ph):,} = stored {sum(p['clicks_stored'] for p in ph):,}, "
+                     f"worst phase p99 {ms(max(p['p99_ms'] for p in ph))} ms"))
+    if "scale" in r:
+        sc = r["scale"]
+        c, f = sc["counts"], sc["refresh"]
+        scale = {"k": 1_000, "M": 1_000_000}
+        sizes = sorted((k for k in c if k.endswith("_s")), key=lambda k: int(k[:-3]) * scale[k[-3]])
+        rows.append((f"scale (`bench/scale.py`, {sc['stories']:,} stories and readers): the minute's counts job after "
+                     f"a history of {' and '.join(k.removesuffix('_s') for k in sizes)} impressions; the refresh "
+                     f"of {f['items']:,} dirty stories × {f['seeds_per_item']} seeds by one and two worker processes",
+                     f"{' / '.join(f'{c[k] * 1000:.0f} ms' for k in sizes)} ({c['ratio']}×); "
+                     f"{f['one_worker_s']} s / {f['two_workers_s']} s ({f['speedup']}×)"))
     if "readers" in r:
         n = r["readers"]
         rows.append((f"a new reader's click to their new vector (`bench/readers.py`, {n['readers']} new readers, "
@@ -192,6 +210,24 @@ def load(r: dict) -> str:
     return out
 
 
+def soak(r: dict) -> str:
+    so = r["soak"]
+    out = md_table(("phase", "seconds", "requests", "5xx", "dropped", "feeds 200", "feeds degraded", "clicks sent",
+                    "clicks stored", "p50 ms", "p99 ms"),
+                   [(p["phase"], p["seconds"], f"{p['requests']:,}", p["errors_5xx"], p["dropped"],
+                     f"{p['feeds_200']:,} / {p['feeds']:,}", f"{p['feeds_degraded']:,}", f"{p['clicks_sent']:,}",
+                     f"{p['clicks_stored']:,}", ms(p["p50_ms"]), ms(p["p99_ms"])) for p in so["phases"]])
+    f = so["faults"]
+    killed = f.get("worker killed", {})
+    cuts = f.get("postgres cut", {}).get("terminated", [])
+    out += (f"\n\nThe worker was killed {'inside' if killed.get('inside_a_refresh') else 'between'} refresh runs; "
+            f"{len(cuts)} cuts terminated {', '.join(map(str, cuts))} connections. After the readers stopped, the "
+            f"refresh {'caught up' if so['refresh_caught_up'] else 'did not catch up'} in "
+            f"{so['refresh_caught_up_s']} s (beat every {so['refresh_every_s']} s); processes dead at the end: "
+            f"{', '.join(so['processes_dead']) or 'none'}.")
+    return out
+
+
 def evaluation(ev: dict) -> str:
     sc = ev["scorers"]
     names = [n for n in SCORER_ORDER if n in sc] + [n for n in sc if n not in SCORER_ORDER]
@@ -251,6 +287,8 @@ def blocks(r: dict, ev: dict | None) -> dict[str, str]:
         out["ab"] = ab(r)
     if "load" in r:
         out["load"] = load(r)
+    if "soak" in r:
+        out["soak"] = soak(r)
     if "audience" in r:
         out["audience"] = audience(r)
     if ev:
@@ -306,18 +344,45 @@ def plots(r: dict) -> list[str]:
         fig.savefig(BENCH / "ab-tradeoff.png", dpi=110)
         plt.close(fig)
         made.append("ab-tradeoff.png")
+    if "soak" in r and r["soak"].get("timeline"):
+        so = r["soak"]
+        tl = so["timeline"]
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        at = 0
+        for n, p in enumerate(so["phases"]):
+            if n % 2:
+                ax.axvspan(at, at + p["seconds"], color="0.93", lw=0)
+            ax.text(at + p["seconds"] / 2, 1.01 + 0.06 * (n % 2), p["phase"], transform=ax.get_xaxis_transform(),
+                    ha="center", va="bottom", fontsize=7)  # staggered: short phases' names do not overlap
+            at += p["seconds"]
+        xs = [b["t"] for b in tl]
+        ax.plot(xs, [b["p50_ms"] for b in tl], label="p50")
+        ax.plot(xs, [b["p99_ms"] for b in tl], label="p99")
+        ax.set(xlabel="seconds", ylabel="ms (answered requests)", ylim=(0, None))
+        share = ax.twinx()
+        share.fill_between(xs, [b["degraded_share"] for b in tl], step="post", color="tab:red", alpha=0.25,
+                           label="feeds degraded")
+        share.set(ylim=(0, 1.05), ylabel="share of feeds degraded")
+        lines = ax.get_legend_handles_labels()
+        more = share.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
+        fig.tight_layout()
+        fig.savefig(BENCH / "soak-timeline.png", dpi=110)
+        plt.close(fig)
+        made.append("soak-timeline.png")
     return made
 
 
 def results_md(rendered: dict[str, str], images: list[str]) -> str:
     titles = {"numbers": "Numbers", "feed": "Feed latency (`bench/feed.py`)",
-              "load": "Load (`bench/load.py`)",
+              "load": "Load (`bench/load.py`)", "soak": "Soak with faults (`bench/soak.py`)",
               "audience": "A story's audience against the truth (`bench/audience.py`)",
               "ab": "Ranker arms, paired (`bench/ab.py`)",
               "evaluation": "Replay evaluation on ml-latest-small, AUC (`bench/evaluate.py`)",
               "evaluation_paired": "Paired AUC differences",
               "evaluation_unseen": "Readers with no train history"}
-    image_for = {"feed": "feed-latency.png", "ab": "ab-tradeoff.png", "evaluation": "evaluation-movielens.png"}
+    image_for = {"feed": "feed-latency.png", "ab": "ab-tradeoff.png", "soak": "soak-timeline.png",
+                 "evaluation": "evaluation-movielens.png"}
     out = ["# Benchmark results", "",
            "Generated by `bench/report.py` from `results.json` (`make bench`); do not edit by hand.", ""]
     for name, body in rendered.items():

@@ -20,7 +20,7 @@ from pathlib import Path
 from common import ROOT, save
 
 SCRIPTS = ["bench/importer.py", "bench/refresh.py", "bench/feed.py", "bench/readers.py", "bench/load.py",
-           "bench/ab.py", "bench/audience.py", "bench/evaluate.py"]
+           "bench/soak.py", "bench/scale.py", "bench/ab.py", "bench/audience.py", "bench/evaluate.py"]
 
 
 def main(argv: list[str] | None = None) -> int:

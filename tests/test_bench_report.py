@@ -20,7 +20,7 @@ def test_readme_blocks_match_the_committed_results():
     shown = {m.group("name") for m in report.BLOCK.finditer(text)}
     assert shown and shown <= set(rendered)  # the README shows some of the tables; results.md has them all
     assert report.readme_with(text, rendered) == text, "run python bench/report.py after make bench"
-    for key in ("bench", "import", "demo", "refresh", "feed", "load", "readers", "ab", "evaluation"):
+    for key in ("bench", "import", "demo", "refresh", "feed", "load", "soak", "readers", "ab", "evaluation"):
         assert key in results, f"make bench did not write results.json[{key!r}]"
 
 

@@ -24,6 +24,16 @@ def test_every_benchmark_runs_in_tiny_mode(tmp_path):
     assert r["readers"]["clicks"] > 0 and r["readers"]["click_to_vector_ms"]["p50"] > 0
     assert r["load"]["requests"] > 0 and r["load"]["errors_5xx"] == 0
     assert r["load"]["clicks_sent"] == r["load"]["clicks_stored"]
+    soak = r["soak"]
+    assert [p["phase"] for p in soak["phases"]] == ["steady", "worker killed", "redis down", "redis back",
+                                                   "postgres cut", "recovery"]
+    assert all(p["errors_5xx"] == 0 and p["feeds_200"] == p["feeds"] for p in soak["phases"])
+    assert all(p["clicks_sent"] == p["clicks_stored"] for p in soak["phases"])
+    assert sum(p["outage_feeds"] for p in soak["phases"]) > 0 and soak["refresh_caught_up"]
+    assert min(soak["faults"]["postgres cut"]["terminated"]) > 0
+    scale = r["scale"]
+    assert scale["counts"]["ratio"] > 0 and scale["counts"]["stories_shown"] > 0
+    assert scale["refresh"]["one_worker_s"] > 0 and scale["refresh"]["two_workers_s"] > 0
     assert {"ctr", "blend", "feature", "gate"} <= set(r["ab"]["paired"]) and r["demo"]["clicks"] > 0
     assert {"ralm", "hybrid", "ranker"} <= set(r["evaluation"]["auc"])
     assert (ROOT / "bench" / "results.json").read_bytes() == committed

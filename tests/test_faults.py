@@ -13,9 +13,8 @@ import json
 import logging
 import shutil
 import signal
-import socket
-import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,22 +22,25 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
-import redis
+from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q
 from django.test import override_settings
+from django.utils import timezone
 
-from tests.conftest import wait_for
 from tests.factories import ItemFactory, ReaderFactory, items_to_refresh
+from tests.procs import PrivateRedis, free_port, wait_for
 from webapp.common.connections import redis_client
+from webapp.common.db import connection_lost
 from webapp.common.locks import job_lock_key
-from webapp.feed import ranking
+from webapp.feed import ranking, selectors, services
 from webapp.lookalike import online, serving, store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import serving_store_heal
-from webapp.news.models import Click, Item, ItemStatus, Reader, Source
+from webapp.news.models import Click, Impression, Item, ItemStatus, Reader, Source
 from workers.celery import app
 
 CELERY = [sys.executable, "-m", "celery", "-A", "workers"]
@@ -58,40 +60,6 @@ def small_trained(trained):
     look = ModelRun.objects.get(kind=ModelKind.LOOKALIKE, is_active=True)
     Item.objects.filter(lookalike_states__model_run=look).update(status=ItemStatus.WARM)
     call_command("rebuild_serving_store", verbosity=0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of this test's own on a free port, nothing kept on disk (as ours run)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port, self.folder, self.proc = _free_port(), folder, None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--dir", str(self.folder)],
-            stdout=(self.folder / "redis.log").open("a"), stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port, socket_connect_timeout=1, retry=None)
-        assert wait_for(lambda: self._pings(client), timeout=10, every=0.05), (self.folder / "redis.log").read_text()
-
-    @staticmethod
-    def _pings(client: redis.Redis) -> bool:
-        try:
-            return client.ping()
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.proc = None
 
 
 @pytest.fixture
@@ -127,7 +95,7 @@ def _answers(url: str) -> bool:
 
 def _web(spawn, env: dict[str, str]) -> str:
     """The web process as the Procfile runs it (gunicorn, threads), on a free port."""
-    port = _free_port()
+    port = free_port()
     spawn([sys.executable, "-m", "gunicorn", "webapp.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
            "--threads", "2", "--timeout", "60", "--no-control-socket"], env)
     base = f"http://127.0.0.1:{port}"
@@ -139,6 +107,12 @@ def _ralm(page: dict) -> dict[int, float]:
     """Item id -> RALM logit of the page's stories scored by the look-alike model."""
     return {e["item"]["id"]: e["score_parts"]["ralm_logit"] for e in page["items"]
             if e["score_parts"].get("ralm_logit") is not None}
+
+
+def _refresh_lock_holders(job: str) -> int:
+    """Sessions holding a partition's lock of the refresh job (workers.tasks)."""
+    parts = settings.LOOKALIKE_REFRESH_PARTITIONS
+    return sum(_lock_holders(f"{job}:{n}/{parts}" if parts > 1 else job) for n in range(parts))
 
 
 def _lock_holders(name: str) -> int:
@@ -263,6 +237,82 @@ def test_terminated_postgres_connections_the_next_request_succeeds(celery_env, s
     assert backends() and not (backends() & before)  # new connections replaced the terminated ones
 
 
+def _cut_own_connection() -> None:
+    """pg_terminate_backend on this process's connection, from another one."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    db = connection.settings_dict
+    with psycopg.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"],
+                         autocommit=True) as other:
+        assert other.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]
+        assert wait_for(lambda: not other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchall(),
+                        timeout=10)
+
+
+def test_a_connection_cut_under_a_request_is_replaced_and_the_work_done_once(transactional_db, caplog):
+    """Postgres drops the connection while a request is between its statements: the feed's
+    read, its page and a click run again on a new connection (not a 500), and the click is
+    stored once. Inside a caller's transaction nothing is retried: the error is raised."""
+    reader = ReaderFactory()
+    ItemFactory.create_batch(12)
+    now = timezone.now()
+    _cut_own_connection()
+    with caplog.at_level(logging.WARNING, logger="webapp.common.db"):
+        found, clicked, shown = selectors.reader_with_history(reader_id=reader.pk, now=now)
+    assert found == reader and clicked == [] and shown == {}
+    assert "the Postgres connection was lost" in caplog.text
+    _cut_own_connection()
+    page = services.feed_build(reader=reader, limit=5)
+    assert len(page.entries) == 5 and Impression.objects.filter(reader=reader).count() == 5
+    _cut_own_connection()
+    result = services.click_record(impression_id=page.entries[0].impression_id)
+    assert result.created and Click.objects.filter(impression_id=page.entries[0].impression_id).count() == 1
+    _cut_own_connection()
+    with pytest.raises(OperationalError), transaction.atomic():
+        services.click_record(impression_id=page.entries[1].impression_id)
+    assert not Click.objects.filter(impression_id=page.entries[1].impression_id).exists()
+    with pytest.raises(OperationalError) as timed_out, transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL statement_timeout = 1")
+        cur.execute("SELECT pg_sleep(1)")
+    assert not connection_lost(timed_out.value)  # a statement that failed is no lost connection
+
+
+def test_a_connection_cut_inside_the_clicks_transaction_is_retried(transactional_db):
+    """The cut lands inside the click's transaction (its INSERT waits on a lock another
+    session holds): the transaction dies with its connection, and the click is stored once,
+    on a new connection, instead of a 500."""
+    reader = ReaderFactory()
+    ItemFactory.create_batch(6)
+    entry = services.feed_build(reader=reader, limit=3).entries[0]
+    db = connection.settings_dict
+    outcome: dict = {}
+
+    def click() -> None:
+        try:
+            outcome["result"] = services.click_record(impression_id=entry.impression_id)
+        except Exception as exc:  # noqa: BLE001 -- reported by the assertion below
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    params = {"dbname": db["NAME"], "user": db["USER"], "host": db["HOST"], "port": db["PORT"], "autocommit": True}
+    # pg_stat_activity is read outside the lock's transaction, which would keep its first snapshot.
+    with psycopg.connect(**params) as blocker, psycopg.connect(**params) as watcher:
+        waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        with blocker.transaction():
+            blocker.execute("LOCK TABLE news_click IN EXCLUSIVE MODE")
+            thread = threading.Thread(target=click)
+            thread.start()
+            assert wait_for(lambda: watcher.execute(waiting).fetchall(), timeout=10), "the click never waited"
+            (pid,), = watcher.execute(waiting).fetchall()
+            watcher.execute("SELECT pg_terminate_backend(%s)", [pid])
+        thread.join(timeout=30)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"].created
+    assert Click.objects.filter(impression_id=entry.impression_id).count() == 1
+
+
 # --- 3. the worker killed mid-refresh ----------------------------------------------------------
 
 def test_worker_killed_mid_refresh_the_next_beat_run_finishes(small_trained, celery_env, spawn, tmp_path):
@@ -281,15 +331,16 @@ def test_worker_killed_mid_refresh_the_next_beat_run_finishes(small_trained, cel
     log = tmp_path / "proc0.log"
     assert wait_for(lambda: any("refresh_states[" in line and "received" in line
                                 for line in log.read_text().splitlines()), timeout=90), "no state refresh started"
-    assert wait_for(lambda: _lock_holders("refresh_states") == 1, timeout=30)  # inside the job (seconds of work)
+    assert wait_for(lambda: _refresh_lock_holders("refresh_states") == 1, timeout=30)  # inside (seconds of work)
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
-    assert not any("refresh_states" in line and "succeeded" in line for line in log.read_text().splitlines())
+    assert not any("refresh_states" in line and "succeeded" in line and "'items':" in line  # no partition's run
+                   for line in log.read_text().splitlines())
     assert SeedSet.objects.filter(item__in=items, state_dirty=True).count() == N  # killed before it committed
     run = ModelRun.objects.get(kind=ModelKind.LOOKALIKE, is_active=True)
     for raw in redis_client().hmget(store.items_key(run.pk), [str(i.pk) for i in items[:300]]):
         assert raw is None or store.unpack_state(raw)[0].centroids.shape[1] == 16  # each state whole, or none
-    assert wait_for(lambda: _lock_holders("refresh_states") == 0, timeout=10), "the dead worker's lock stayed"
+    assert wait_for(lambda: _refresh_lock_holders("refresh_states") == 0, timeout=10), "the dead worker's lock stayed"
 
     started = time.monotonic()
     spawn([*CELERY, *WORKER, "-n", "second@%h"], env)
@@ -303,11 +354,12 @@ def test_worker_killed_mid_refresh_the_next_beat_run_finishes(small_trained, cel
 # --- 4. two refresh runs at once -----------------------------------------------------------------
 
 def test_two_refresh_runs_at_once_one_skips_and_the_state_is_consistent(small_trained, celery_env, spawn, tmp_path):
-    """Two real workers; a second state refresh is sent while the first is running: it skips
-    (the lock), the first does every item and publishes the next version alone."""
+    """Two real workers; a second state refresh of the same partition is sent while the first
+    is running: it skips (the partition's lock); the other partition's run goes ahead beside
+    the first. Each publishes a version of its own, and the states are consistent."""
     items = items_to_refresh(N)
     app.control.purge()
-    env = {**celery_env, "LOOKALIKE_REFRESH_BATCH": str(2 * N)}
+    env = {**celery_env, "LOOKALIKE_REFRESH_BATCH": str(2 * N), "LOOKALIKE_REFRESH_PARTITIONS": "2"}
     spawn([*CELERY, *WORKER, "-n", "one@%h"], env)
     spawn([*CELERY, *WORKER, "-n", "two@%h"], env)
     logs = [tmp_path / "proc0.log", tmp_path / "proc1.log"]
@@ -316,13 +368,15 @@ def test_two_refresh_runs_at_once_one_skips_and_the_state_is_consistent(small_tr
     version = int(redis_client().get(store.version_key(run.pk)) or 0)
     from workers.tasks import refresh_states
 
-    first = refresh_states.delay()
-    assert wait_for(lambda: _lock_holders("refresh_states") == 1, timeout=60)
-    second = refresh_states.delay()  # the first worker is busy: the other one takes it
+    first = refresh_states.delay(part=0)
+    assert wait_for(lambda: _lock_holders("refresh_states:0/2") == 1, timeout=60)
+    second = refresh_states.delay(part=0)  # the first worker is busy: the other one takes it
     assert second.get(timeout=60) == {"skipped": "another run holds the lock"}
     assert not first.ready(), "the second run should have come while the first was working"
-    done = first.get(timeout=120)
-    assert done["items"] >= N and done["version"] == version + 1 and not done["remaining"]
+    other = refresh_states.delay(part=1)
+    done, done_other = first.get(timeout=120), other.get(timeout=120)
+    assert done["items"] + done_other["items"] >= N and not done["remaining"] and not done_other["remaining"]
+    assert {done["version"], done_other["version"]} == {version + 1, version + 2}
     assert not SeedSet.objects.filter(state_dirty=True).exists()
     _consistent(items)
 

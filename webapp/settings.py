@@ -147,6 +147,11 @@ PROMOTE_REFRESH_SECONDS = env.float("PROMOTE_REFRESH_SECONDS", default=60.0)
 # Seconds between runs of the seed and look-alike state refresh, and its batch size.
 LOOKALIKE_REFRESH_SECONDS = env.float("LOOKALIKE_REFRESH_SECONDS", default=60.0)
 LOOKALIKE_REFRESH_BATCH = env.int("LOOKALIKE_REFRESH_BATCH", default=2000)
+# The refresh's partitions, each a task of its own: at least the worker processes that should
+# share it (the Procfile's worker runs two).
+LOOKALIKE_REFRESH_PARTITIONS = env.int("LOOKALIKE_REFRESH_PARTITIONS", default=2)
+if LOOKALIKE_REFRESH_PARTITIONS < 1:
+    raise ImproperlyConfigured(f"LOOKALIKE_REFRESH_PARTITIONS must be 1 or more, not {LOOKALIKE_REFRESH_PARTITIONS}")
 # Nightly retraining: hour and minute (UTC).
 RETRAIN_AT = env.str("RETRAIN_AT", default="03:00")
 

@@ -1,9 +1,15 @@
 """Thin task adapters: each takes its job's lock, calls one webapp service, re-queues itself
-while work remains, and returns a small summary."""
+while work remains, and returns a small summary.
+
+The refresh fans out: beat's run of `refresh_seeds` or `refresh_states` sends one task per
+partition of the items (item id modulo LOOKALIKE_REFRESH_PARTITIONS), each under a lock of
+its own, so that the partitions run side by side on as many worker processes as there are.
+"""
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import group, shared_task
+from django.conf import settings
 
 from webapp.common.locks import job_lock
 from webapp.lookalike import refresh
@@ -30,6 +36,20 @@ def _then(result: dict, key: str, follow, *, again) -> dict:
     return result
 
 
+def _part_lock(job: str, part: int, parts: int) -> str:
+    """The lock of one partition of a job: its own name when the job is not split."""
+    return job if parts == 1 else f"{job}:{part}/{parts}"
+
+
+def _fan_out(task, result: dict | None = None) -> dict:
+    """One `task` per partition (a Celery group); with a single partition, run it here."""
+    parts = settings.LOOKALIKE_REFRESH_PARTITIONS
+    if parts == 1:
+        return {**(result or {}), **task(part=0)}
+    group(task.si(part=n) for n in range(parts)).apply_async()
+    return {**(result or {}), "parts": parts}
+
+
 @shared_task(name="workers.tasks.refresh_popularity")
 def refresh_popularity() -> dict:
     return {"items_updated": services.item_popularity_refresh()}
@@ -42,21 +62,27 @@ def embed_items(item_ids: list[int] | None = None) -> dict:
 
 
 @shared_task(name="workers.tasks.refresh_seeds")
-def refresh_seeds() -> dict:
-    """Seeds of clicked items; then their states at once, and more seeds while dirty remain.
-    First, a serving store that Redis lost (a restart without persistence) is rebuilt."""
-    def run() -> dict:
-        rebuilt = refresh.serving_store_heal()
-        result = refresh.seeds_refresh()
-        return {**result, "serving_store_rebuilt": rebuilt} if rebuilt else result
-
-    return _then(_locked("refresh_seeds", run), "changed", refresh_states, again=refresh_seeds)
+def refresh_seeds(part: int | None = None) -> dict:
+    """Seeds of clicked items of one partition; then their states at once, and more seeds
+    while dirty ones remain. Beat's run (no partition) first rebuilds a serving store that
+    Redis lost (a restart without persistence), then sends one run per partition."""
+    if part is None:
+        healed = _locked("refresh_seeds", lambda: {"serving_store_rebuilt": refresh.serving_store_heal()})
+        return _fan_out(refresh_seeds, {} if not healed.get("serving_store_rebuilt") else healed)
+    parts = settings.LOOKALIKE_REFRESH_PARTITIONS
+    result = _locked(_part_lock("refresh_seeds", part, parts), lambda: refresh.seeds_refresh(part=(part, parts)))
+    return _then(result, "changed", refresh_states.si(part=part), again=refresh_seeds.si(part=part))
 
 
 @shared_task(name="workers.tasks.refresh_states")
-def refresh_states() -> dict:
-    """Centroids and E_global of items whose seeds changed; then the cold/warm promotion."""
-    return _then(_locked("refresh_states", refresh.states_refresh), "items", promote_items, again=refresh_states)
+def refresh_states(part: int | None = None) -> dict:
+    """Centroids and E_global of the items of one partition whose seeds changed; then the
+    cold/warm promotion. Beat's run (no partition) sends one run per partition."""
+    if part is None:
+        return _fan_out(refresh_states)
+    parts = settings.LOOKALIKE_REFRESH_PARTITIONS
+    result = _locked(_part_lock("refresh_states", part, parts), lambda: refresh.states_refresh(part=(part, parts)))
+    return _then(result, "items", promote_items, again=refresh_states.si(part=part))
 
 
 @shared_task(name="workers.tasks.promote_items")

@@ -65,7 +65,8 @@ def test_a_new_item_clicked_by_25_readers_turns_warm_and_is_scored_by_ralm(train
     assert state.seed_count == 25 and SeedSet.objects.get(item=item).count == 25
 
 
-def test_refresh_is_idempotent_and_locked(trained):
+def test_refresh_is_idempotent_and_locked(trained, settings):
+    settings.LOOKALIKE_REFRESH_PARTITIONS = 2
     SeedSet.objects.update(dirty=True)
     first = seeds_refresh()
     assert first["items"] > 0 and not first["remaining"]
@@ -80,12 +81,17 @@ def test_refresh_is_idempotent_and_locked(trained):
     assert after == before
     assert int(redis_client().get(store.version_key(run.pk))) == version + 1
     SeedSet.objects.update(state_dirty=True)
-    with job_lock("refresh_states") as held:
-        assert held
-        from workers.tasks import refresh_states
+    from workers.tasks import refresh_states
 
-        assert refresh_states() == {"skipped": "another run holds the lock"}
-    assert SeedSet.objects.filter(state_dirty=True).exists()  # untouched while locked
+    with job_lock("refresh_states:0/2") as held:  # a run of the even items holds their partition
+        assert held
+        assert refresh_states(part=0) == {"skipped": "another run holds the lock"}
+        other = refresh_states(part=1)  # the odd items' partition runs beside it
+    assert other["items"] > 0 and not other["remaining"]
+    left = list(SeedSet.objects.filter(state_dirty=True).values_list("item_id", flat=True))
+    assert left and all(i % 2 == 0 for i in left)  # the locked partition untouched
+    assert states_refresh(part=(0, 2))["items"] == len(left)
+    assert not SeedSet.objects.filter(state_dirty=True).exists()
 
 
 def test_seeds_are_the_latest_clickers_with_a_vector_capped(trained, settings):

@@ -19,6 +19,8 @@ import numpy as np
 import redis
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
+from django.db.models.functions import Mod
 from django.utils import timezone
 
 from recsys.artifacts import ArtifactError, load_lookalike
@@ -75,23 +77,35 @@ RETURNING s.state_dirty
 """  # noqa: S608 -- two constants joined, nothing from input
 
 
-def seeds_refresh(*, batch: int | None = None) -> dict:
-    """Rebuild the seed lists of up to `batch` dirty items: their latest distinct clickers
-    that have a reader vector under the active tower, capped at SEED_CAP. One statement
-    computes and stores them; an item's state is marked stale only if its seeds changed."""
+Part = tuple[int, int]  # (n, parts): the items whose id is n modulo parts
+
+
+def _seedsets(part: Part | None, **flags: bool) -> QuerySet:
+    """Seed sets with these flags, of one partition of the items (all of them without one)."""
+    qs = SeedSet.objects.filter(**flags)
+    if part is None or part[1] == 1:
+        return qs
+    return qs.annotate(part=Mod("item_id", part[1])).filter(part=part[0])
+
+
+def seeds_refresh(*, batch: int | None = None, part: Part | None = None) -> dict:
+    """Rebuild the seed lists of up to `batch` dirty items (of the partition `part`): their
+    latest distinct clickers that have a reader vector under the active tower, capped at
+    SEED_CAP. One statement computes and stores them; an item's state is marked stale only
+    if its seeds changed."""
     batch = batch or settings.LOOKALIKE_REFRESH_BATCH
     tower = active_run(kind=ModelKind.USER_TOWER)
     if tower is None:
         return {"items": 0, "remaining": False, "skipped": "no active user tower"}
     with transaction.atomic():
-        ids = list(SeedSet.objects.select_for_update(skip_locked=True).filter(dirty=True)
+        ids = list(_seedsets(part, dirty=True).select_for_update(skip_locked=True)
                    .order_by("item_id").values_list("item_id", flat=True)[:batch])
         if not ids:
             return {"items": 0, "remaining": False}
         with connection.cursor() as cur:
             cur.execute(_SEEDS_UPDATE_SQL, {"run": tower.pk, "items": ids, "cap": settings.SEED_CAP})
             changed = sum(1 for (stale,) in cur.fetchall() if stale)
-    remaining = SeedSet.objects.filter(dirty=True).exists()
+    remaining = _seedsets(part, dirty=True).exists()
     return {"items": len(ids), "changed": changed, "remaining": remaining}
 
 
@@ -124,9 +138,10 @@ def states_compute(*, items: list[tuple[int, list[int]]], tower: ModelRun, looka
     return {item_id: state for (item_id, _), state in zip(items, states, strict=True)}
 
 
-def states_refresh(*, batch: int | None = None) -> dict:
-    """Recompute the look-alike state of up to `batch` items whose seeds changed, under the
-    active runs; write Redis, then Postgres, then clear their flags."""
+def states_refresh(*, batch: int | None = None, part: Part | None = None) -> dict:
+    """Recompute the look-alike state of up to `batch` items whose seeds changed (of the
+    partition `part`), under the active runs; write Redis, then Postgres, then clear their
+    flags."""
     batch = batch or settings.LOOKALIKE_REFRESH_BATCH
     tower, lookalike = active_run(kind=ModelKind.USER_TOWER), active_run(kind=ModelKind.LOOKALIKE)
     if tower is None or lookalike is None:
@@ -137,13 +152,13 @@ def states_refresh(*, batch: int | None = None) -> dict:
         log.error("look-alike refresh skipped: %s", exc)
         return {"items": 0, "remaining": False, "skipped": f"model artifact unusable: {exc}"}
     with transaction.atomic():
-        rows = list(SeedSet.objects.select_for_update(skip_locked=True).filter(state_dirty=True)
+        rows = list(_seedsets(part, state_dirty=True).select_for_update(skip_locked=True)
                     .order_by("item_id").values_list("item_id", "seed_reader_ids")[:batch])
         if not rows:
             return {"items": 0, "remaining": False}
         written = states_write(items=[(i, list(s or [])) for i, s in rows], tower=tower, lookalike=lookalike)
         SeedSet.objects.filter(item_id__in=[r[0] for r in rows]).update(state_dirty=False)
-    remaining = SeedSet.objects.filter(state_dirty=True).exists()
+    remaining = _seedsets(part, state_dirty=True).exists()
     return {"items": len(rows), "version": written, "remaining": remaining}
 
 

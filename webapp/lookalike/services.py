@@ -13,7 +13,7 @@ from django.utils import timezone
 from recsys.calibration import item_status
 from webapp.common.catalog import catalog_changed
 from webapp.lookalike import store
-from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
+from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, SeedSet
 from webapp.news.models import Click, Item, ItemStatus
 
 
@@ -47,9 +47,16 @@ def _threshold_reached(*, item_ids: list[int], threshold: int) -> dict[int, date
 def item_status_refresh(*, item_ids: Iterable[int] | None = None) -> dict[str, int]:
     """Apply the cold/warm policy (recsys.calibration.item_status) to items from their seed
     counts (SeedSet.count: distinct clickers with a reader vector), in Postgres and in the
-    serving store."""
+    serving store. Under an active look-alike run an item counts only the seeds its state
+    was computed from: the refresh's partitions run apart, and a story turns warm when RALM
+    scores it from its seeds, not while its state still lags behind them."""
     seeds = SeedSet.objects.all() if item_ids is None else SeedSet.objects.filter(item_id__in=list(item_ids))
     counts = dict(seeds.values_list("item_id", "count"))
+    run = ModelRun.objects.filter(kind=ModelKind.LOOKALIKE, is_active=True).first()
+    if run is not None:
+        computed = dict(LookalikeState.objects.filter(model_run=run, item_id__in=list(counts))
+                        .values_list("item_id", "seed_count"))
+        counts = {pk: min(n, computed.get(pk, 0)) for pk, n in counts.items()}
     items = Item.objects.filter(pk__in=list(counts)) if item_ids is None else Item.objects.filter(pk__in=list(item_ids))
     changed: dict[int, bool] = {}
     for pk, status in items.values_list("pk", "status"):
@@ -66,7 +73,6 @@ def item_status_refresh(*, item_ids: Iterable[int] | None = None) -> dict[str, i
                                   for i in promoted], ["status", "warm_since"], batch_size=1000)
         Item.objects.filter(pk__in=[i for i, w in changed.items() if not w]).update(status=ItemStatus.COLD,
                                                                                    warm_since=None)
-        run = ModelRun.objects.filter(kind=ModelKind.LOOKALIKE, is_active=True).first()
         if changed and run is not None:
             store.item_status_set(run_id=run.pk, warm=changed)
     if changed:

@@ -124,6 +124,21 @@ class Impression(models.Model):
         return f"impression {self.pk}: reader {self.reader_id} item {self.item_id} @{self.position}"
 
 
+class ItemCountDelta(models.Model):
+    """Impressions and clicks of an item not yet added into Item.shown_count and click_count.
+    Triggers on news_impression and news_click write one row per item and statement (a
+    feed page, a click, a COPY of a history; minus rows for deletes), in the writer's own
+    transaction; the minute's counts job (webapp.news.services.item_counts_refresh) adds them
+    in and deletes them. Its cost follows the traffic since the last run, not the history."""
+
+    item_id = models.BigIntegerField()  # no foreign key: the writers' hot path pays no check
+    shown = models.IntegerField(default=0)
+    clicked = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"item {self.item_id}: {self.shown:+} shown, {self.clicked:+} clicked"
+
+
 class Click(models.Model):
     """A click. Web clicks belong to an impression (at most one click per impression);
     imported history clicks have none and are unique per (reader, item, time)."""
@@ -147,6 +162,8 @@ class Click(models.Model):
             # "recent clicks of an item" (seed refresh) and of a reader (profiles)
             models.Index(fields=["item", "-clicked_at"], name="click_item_recent_idx"),
             models.Index(fields=["reader", "-clicked_at"], name="click_reader_recent_idx"),
+            # "the clicks of the last hours" (popularity): its cost follows the window, not the history
+            models.Index(fields=["clicked_at"], name="click_recent_idx"),
         ]
 
     def __str__(self) -> str:

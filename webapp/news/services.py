@@ -77,25 +77,23 @@ _POPULARITY_SQL = """
     WHERE i.id = j.id AND i.popularity IS DISTINCT FROM COALESCE(r.pop, 0)
 """
 
-# Per item, impressions and clicks: the CTR model's item CTR and exposure.
+# Per item, impressions and clicks (the CTR model's item CTR and exposure): the rows the
+# triggers wrote since the last run (news.ItemCountDelta) added in and taken away, in one
+# statement. A writer's rows that are not committed yet stay for the next run.
 _COUNTS_SQL = """
-    WITH counts AS (
-        SELECT m.item_id, COUNT(*) AS shown, COUNT(c.id) AS clicked
-        FROM news_impression AS m LEFT JOIN news_click AS c ON c.impression_id = m.id
-        GROUP BY m.item_id
-    )
+    WITH taken AS (DELETE FROM news_itemcountdelta RETURNING item_id, shown, clicked),
+    delta AS (SELECT item_id, SUM(shown) AS shown, SUM(clicked) AS clicked FROM taken GROUP BY item_id)
     UPDATE news_item AS i
-    SET shown_count = COALESCE(n.shown, 0), click_count = COALESCE(n.clicked, 0)
-    FROM news_item AS j LEFT JOIN counts AS n ON n.item_id = j.id
-    WHERE i.id = j.id
-      AND (i.shown_count, i.click_count) IS DISTINCT FROM (COALESCE(n.shown, 0), COALESCE(n.clicked, 0))
+    SET shown_count = GREATEST(0, i.shown_count + d.shown), click_count = GREATEST(0, i.click_count + d.clicked)
+    FROM delta AS d
+    WHERE i.id = d.item_id AND (d.shown <> 0 OR d.clicked <> 0)
 """
 
 
 def item_popularity_refresh(*, now: datetime | None = None, half_life_hours: float | None = None) -> int:
     """Recompute every item's decayed click count (clicks older than ten half-lives, weight
-    < 0.001, are ignored) and its impression and click counts, in two statements. Returns
-    the number of items whose popularity changed."""
+    < 0.001, are ignored) and add the impressions and clicks logged since the last run into
+    its counts, in two statements. Returns the number of items whose popularity changed."""
     now = now or timezone.now()
     half_life = half_life_hours or settings.POPULARITY_HALF_LIFE_HOURS
     decay = math.log(2) / (half_life * 3600.0)
