@@ -46,7 +46,8 @@ IDLE_S = 1.5  # a connection idle this long is not reused (gunicorn's keep-alive
 THROUGHPUT_CLIENTS, THROUGHPUT_SECONDS = sized(16, 2), sized(15, 1)  # the closed-loop phase after the readers
 # The admin phase: paced feed clients alone, then with two admins reloading the dashboard in a
 # loop (as fast as it answers): what watching the demo costs the feed.
-ADMIN_FEED_CLIENTS, ADMIN_SECONDS, ADMIN_PACE_S, DASHBOARDS = sized(8, 2), sized(20, 1), 0.05, 2
+ADMIN_FEED_CLIENTS, ADMIN_SECONDS, ADMIN_PACE_S, DASHBOARDS = sized(8, 2), sized(12, 1), 0.05, 2
+ADMIN_ROUNDS = sized(5, 1)  # rounds of both phases
 # The clients are simulated readers: they present the simulator's token, so that the server
 # takes each for a reader of its own rather than 50 requests from one address (per-client limits).
 TOKEN = secrets.token_urlsafe(32)
@@ -197,25 +198,46 @@ def _staff_session() -> str:
 
 
 def _admin_phase(port: int, demo: list[int], cookie: str) -> dict:
-    """Feed p50/p95 of paced clients alone, then with DASHBOARDS admins reloading the dashboard."""
+    """Feed p50/p95 of paced clients alone and with DASHBOARDS admins reloading the dashboard,
+    in ADMIN_ROUNDS rounds of both (the order alternating, so that a drift of the machine
+    falls on both alike): the pooled figures of each, and the rounds' p95 ratios with their
+    mean and standard error (a single pair of phases moves by tens of percent from run to run)."""
+    feeds_of: dict[str, list[float]] = {"idle": [], "dashboards": []}
+    counts = {name: Counter() for name in feeds_of}
+    loads = {name: [0, 0] for name in feeds_of}  # dashboard loads, of them answered 200
+    ratios = []
+    for round_ in range(ADMIN_ROUNDS):
+        p95 = {}
+        order = (("idle", 0), ("dashboards", DASHBOARDS))
+        for name, dashboards in order if round_ % 2 == 0 else order[::-1]:
+            started = time.monotonic()
+            deadline = started + ADMIN_SECONDS
+            feeds = [PacedFeedClient(demo, port, deadline, seed=2000 + 100 * round_ + n)
+                     for n in range(ADMIN_FEED_CLIENTS)]
+            admins = [DashboardClient(port, deadline, cookie) for _ in range(dashboards)]
+            for t in admins:
+                t.start()
+            _drive(feeds, ADMIN_SECONDS, started)
+            for t in admins:
+                t.join()
+            ms = [m for t in feeds for _, s, m in t.timings if s == 200]
+            p95[name] = float(np.percentile(ms, 95)) if ms else 0.0
+            feeds_of[name] += ms
+            counts[name].update(s for t in feeds + admins for _, s, _ in t.timings)
+            loads[name][0] += sum(len(t.timings) for t in admins)
+            loads[name][1] += sum(1 for t in admins for _, s, _ in t.timings if s == 200)
+        if p95["idle"]:
+            ratios.append(p95["dashboards"] / p95["idle"])
     out = {}
-    for name, dashboards in (("idle", 0), ("dashboards", DASHBOARDS)):
-        started = time.monotonic()
-        deadline = started + ADMIN_SECONDS
-        feeds = [PacedFeedClient(demo, port, deadline, seed=2000 + n) for n in range(ADMIN_FEED_CLIENTS)]
-        admins = [DashboardClient(port, deadline, cookie) for _ in range(dashboards)]
-        for t in admins:
-            t.start()
-        _drive(feeds, ADMIN_SECONDS, started)
-        for t in admins:
-            t.join()
-        ms = [m for t in feeds for _, s, m in t.timings if s == 200]
-        codes = Counter(s for t in feeds + admins for _, s, _ in t.timings)
-        out[name] = {"feeds": len(ms), "p50_ms": _pct(ms, 50), "p95_ms": _pct(ms, 95),
-                     "dashboards": sum(len(t.timings) for t in admins),
-                     "dashboard_ok": sum(1 for t in admins for _, s, _ in t.timings if s == 200),
-                     "errors_5xx": sum(n for s, n in codes.items() if s >= 500), "dropped": codes.get(0, 0)}
+    for name, ms in feeds_of.items():
+        out[name] = {"feeds": len(ms), "p50_ms": _pct(ms, 50), "p95_ms": _pct(ms, 95), "dashboards": loads[name][0],
+                     "dashboard_ok": loads[name][1], "errors_5xx": sum(n for s, n in counts[name].items() if s >= 500),
+                     "dropped": counts[name].get(0, 0)}
     out["p95_ratio"] = round(out["dashboards"]["p95_ms"] / out["idle"]["p95_ms"], 3) if out["idle"]["p95_ms"] else None
+    out["rounds"] = len(ratios)
+    out["p95_ratio_rounds"] = [round(x, 3) for x in ratios]
+    out["p95_ratio_mean"] = round(float(np.mean(ratios)), 3) if ratios else None
+    out["p95_ratio_se"] = round(float(np.std(ratios, ddof=1) / np.sqrt(len(ratios))), 3) if len(ratios) > 1 else None
     return out
 
 
@@ -340,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             _drive(loop, args.throughput_seconds, started)
             loop_elapsed = max(t.finished for t in loop) - started  # not rounded up to the progress poll
 
-            print(f"admin: {ADMIN_FEED_CLIENTS} paced feed clients for {ADMIN_SECONDS} s alone, then with "
-                  f"{DASHBOARDS} dashboards reloading in a loop", flush=True)
+            print(f"admin: {ADMIN_ROUNDS} rounds of {ADMIN_FEED_CLIENTS} paced feed clients, {ADMIN_SECONDS} s "
+                  f"alone and {ADMIN_SECONDS} s with {DASHBOARDS} dashboards reloading in a loop", flush=True)
             admin = _admin_phase(port, demo, cookie)
         finally:
             proc.terminate()
@@ -418,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table([(name, admin[name]["feeds"], admin[name]["p50_ms"], admin[name]["p95_ms"], admin[name]["dashboards"],
                   admin[name]["errors_5xx"]) for name in ("idle", "dashboards")],
                 ("feed clients", "feeds", "p50 ms", "p95 ms", "dashboard loads", "5xx")))
-    print(f"feed p95 with {DASHBOARDS} dashboards / idle: {admin['p95_ratio']}")
+    print(f"feed p95 with {DASHBOARDS} dashboards / idle: {admin['p95_ratio']} pooled; per round "
+          f"{admin['p95_ratio_mean']} ± {admin['p95_ratio_se']} (SE, {admin['rounds']} rounds: "
+          f"{', '.join(map(str, admin['p95_ratio_rounds']))})")
     problems = [p for t in readers + loop for p in t.problems]
     failed = (errors_5xx or dropped or logged or len(acked) != clicks_stored or clicks_missing
               or loop_5xx or loop_dropped or any(admin[n]["errors_5xx"] or admin[n]["dropped"]

@@ -206,7 +206,10 @@ def load(r: dict) -> str:
         out += "\n\n" + md_table(
             ("paced feed clients", "feeds", "p50_ms", "p95_ms", "dashboard loads", "errors_5xx"),
             [(label, ad[k]["feeds"], ad[k]["p50_ms"], ad[k]["p95_ms"], ad[k]["dashboards"], ad[k]["errors_5xx"])
-             for k, label in (("idle", "alone"), ("dashboards", "two dashboards reloading in a loop"))])
+             for k, label in (("idle", "alone"), ("dashboards", "two dashboards reloading in a loop"))]
+            + ([("p95 with the dashboards / alone", "", "", f"{ad['p95_ratio']} pooled; per round "
+                 f"{ad['p95_ratio_mean']} ± {ad['p95_ratio_se']} ({ad['rounds']} rounds)", "", "")]
+               if ad.get("rounds") else []))
     return out
 
 
