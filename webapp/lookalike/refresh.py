@@ -3,8 +3,9 @@ look-alike states (k-means centroids and E_global under the active model, batche
 items), written to Postgres and to the Redis serving store.
 
 Safe to run twice and safe to miss: work is found by flags (SeedSet.dirty, .state_dirty),
-taken in bounded batches under `select_for_update(skip_locked)`, and a Postgres advisory lock
-(`job_lock`) keeps two runs of one job from interleaving. Redis is written before the flags
+taken in bounded batches under `select_for_update(skip_locked)`, optionally of one partition
+of the items (workers.tasks fans the runs out), and a Postgres advisory lock (`job_lock`)
+keeps two runs of one job's partition from interleaving. Redis is written before the flags
 are cleared in the same transaction: a worker killed half-way leaves the flags set, its lock
 goes with its connection, and the next run redoes the batch; each item's state is one Redis
 value, so no item is ever half-updated there.
