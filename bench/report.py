@@ -111,12 +111,16 @@ def numbers(r: dict, ev: dict | None) -> str:
                      f"worst phase p99 {ms(max(p['p99_ms'] for p in ph))} ms"))
     if "scale" in r:
         sc = r["scale"]
-        c, f = sc["counts"], sc["refresh"]
+        c, f, fd = sc["counts"], sc["refresh"], sc["feed"]
         scale = {"k": 1_000, "M": 1_000_000}
         sizes = sorted((k for k in c if k.endswith("_s")), key=lambda k: int(k[:-3]) * scale[k[-3]])
-        rows.append((f"scale (`bench/scale.py`, {sc['stories']:,} stories and readers): the minute's counts job after "
-                     f"a history of {' and '.join(k.removesuffix('_s') for k in sizes)} impressions; the refresh "
-                     f"of {f['items']:,} dirty stories × {f['seeds_per_item']} seeds by one and two worker processes",
+        rows.append((f"scale (`bench/scale.py`, {sc['stories']:,} stories and readers, {fd['warm_stories']:,} of "
+                     f"them warm): the feed through recall, what its page keeps of the full ranking's top 10 and a "
+                     f"web process's peak memory; the minute's counts job after a history of "
+                     f"{' and '.join(k.removesuffix('_s') for k in sizes)} impressions; the refresh of "
+                     f"{f['items']:,} dirty stories × {f['seeds_per_item']} seeds by one and two worker processes",
+                     f"p50 {ms(fd['p50_ms'])} ms, p99 {ms(fd['p99_ms'])} ms, top 10 kept {fd['top10_kept']:.3f} ± "
+                     f"{fd['top10_kept_se'] or 0:.3f}, {sc['web_rss_mib']:,.0f} MiB; "
                      f"{' / '.join(f'{c[k] * 1000:.0f} ms' for k in sizes)} ({c['ratio']}×); "
                      f"{f['one_worker_s']} s / {f['two_workers_s']} s ({f['speedup']}×)"))
     if "readers" in r:

@@ -124,6 +124,10 @@ FEED_RECENCY_HALF_LIFE_HOURS = env.float("FEED_RECENCY_HALF_LIFE_HOURS", default
 # registry in recsys/arms.py (ctr, blend, feature, gate), which holds each arm's parameters.
 FEED_ARM = env.str("FEED_ARM", default="blend")
 FEED_CATALOG_TTL_SECONDS = env.float("FEED_CATALOG_TTL_SECONDS", default=30.0)  # per-process catalog copy
+# Above this many live stories the feed recalls candidates before ranking (webapp.feed.ranking),
+# and above this many item states the web processes keep a recall index instead of the states
+# (webapp.lookalike.serving).
+FEED_RECALL_ABOVE = env.int("FEED_RECALL_ABOVE", default=2000)
 # Clicks one reader may store (POST /api/clicks, the click form): "N/second|minute|hour|day" or
 # "off"; over it a click is answered 429 with Retry-After. Kept in Redis; allowed if Redis is down.
 CLICK_RATE_LIMIT = env.str("CLICK_RATE_LIMIT", default="30/minute")

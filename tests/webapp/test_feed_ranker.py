@@ -311,3 +311,41 @@ def test_ab_report_compares_the_arms(trained):
             call_command("simulate", "--backfill-hours", "1", "--sessions", "1", "--arms", bad)
     with pytest.raises(CommandError, match="--hours"):
         call_command("ab_report", "--hours", "0")
+
+
+def test_above_the_threshold_the_feed_ranks_recalled_candidates_and_keeps_the_full_rankings_top(trained, settings,
+                                                                                               monkeypatch):
+    """A catalog larger than FEED_RECALL_ABOVE: the ranker scores the union of the CTR
+    model's exact top, the stories RALM puts nearest the reader, the newest cold and the most
+    popular ones (here a tenth of the demo catalog), and the page keeps most of what ranking
+    every story gives."""
+    settings.FEED_RECALL_ABOVE = 50
+    monkeypatch.setattr(ranking, "RECALL_CTR", 20)
+    monkeypatch.setattr(ranking, "RECALL_RALM", 10)
+    monkeypatch.setattr(ranking, "RECALL_FRESH", 5)
+    monkeypatch.setattr(ranking, "RECALL_POPULAR", 5)
+    now = timezone.now()
+    m = ranking.models.get(redis_client(), None)
+    kept, sizes = [], []
+    for reader in Reader.objects.filter(source="demo", clicks__isnull=False).distinct().order_by("pk")[:30]:
+        clicked, shown = reader_history(reader=reader, now=now)
+        args = dict(reader_id=reader.pk, source="demo", clicked=clicked, shown=shown, now=now, limit=10,
+                    arm=ARMS["blend"], topics=reader.topics)
+        served, full = ranking.rank(**args), ranking.rank(**args, recall=False)
+        kept.append(len(set(served.item_ids.tolist()) & set(full.item_ids.tolist())) / 10)
+        cat = ranking.catalogs.get("demo", redis_client())
+        g = ranking.gather(reader_id=reader.pk, cat=cat, m=m, clicked=clicked, shown=shown, now=now,
+                           topics=reader.topics, r=redis_client(), pointers=None)
+        everything = ranking.gather(reader_id=reader.pk, cat=cat, m=m, clicked=clicked, shown=shown, now=now,
+                                    topics=reader.topics, r=redis_client(), pointers=None, recall=False)
+        sizes.append(len(g.rows))
+        assert set(g.rows.tolist()) < set(everything.rows.tolist())
+        # The CTR model's own top 20 of all the candidates is among the recalled ones.
+        x = everything.candidates.ctr_features.astype(np.float64) @ m.ranker.ctr[0]
+        assert set(everything.rows[np.argsort(-x)[:20]].tolist()) <= set(g.rows.tolist())
+        # Recalled candidates get the same scores as when every story is a candidate.
+        at = {int(r): k for k, r in enumerate(everything.rows)}
+        same = [at[int(r)] for r in g.rows]
+        assert np.allclose(g.scores.ralm_logit, everything.scores.ralm_logit[same], equal_nan=True)
+    assert max(sizes) <= 40 and min(sizes) >= 20
+    assert np.mean(kept) >= 0.9

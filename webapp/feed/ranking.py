@@ -5,12 +5,21 @@ Per request, Postgres answers one round trip (the reader and their history, read
 caller) and takes the page's impressions, and Redis answers twice (the catalog version and
 the serving runs in one MGET; the states' version and the reader's vector in one pipeline);
 everything else is in memory:
-- the live catalog (ids, categories, ages, counts, text vectors) is a per-process copy,
-  reloaded when the catalog version in Redis moves (a story published, the counts refreshed)
-  or after FEED_CATALOG_TTL_SECONDS;
+- the live catalog (ids, categories, ages, counts, titles, text vectors) is a per-process
+  copy, reloaded when the catalog version in Redis moves (a story published, the counts
+  refreshed) or after FEED_CATALOG_TTL_SECONDS; a reload reads the columns, not model
+  instances, and fetches only the text vectors it has not seen (they never change). A
+  catalog of up to FEED_RECALL_ABOVE stories also keeps them as model instances, so the page
+  needs no query; a larger one leaves the page's ten to one query (webapp.feed.services);
 - the models of the active runs (cold-start + calibration, CTR) are loaded once per run;
 - RALM scores come from webapp.lookalike.serving (reader vector from Redis, item states from
   the per-process serving copy).
+
+Above FEED_RECALL_ABOVE live stories the ranker does not score them all: `recall` hands it
+at most about a thousand, the union of the CTR model's exact top RECALL_CTR (recsys.recall.CtrLists),
+the RECALL_RALM warm stories nearest the reader through the serving copy's index (the paper's
+look-alike exposure gate used as recall), the RECALL_FRESH newest cold stories and the
+RECALL_POPULAR most popular ones.
 """
 
 from __future__ import annotations
@@ -31,15 +40,17 @@ from recsys.arms import Arm
 from recsys.artifacts import ArtifactError, load_coldstart, load_ctr
 from recsys.ctr import FEATURES, assemble
 from recsys.profiles import PROFILE_HISTORY, reader_profiles
+from recsys.recall import CtrLists
 from webapp.common import degraded
 from webapp.common.catalog import CATALOG_VERSION_KEY
 from webapp.common.connections import redis_client
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun
-from webapp.lookalike.serving import WarmScores, warm_scores
+from webapp.lookalike.serving import NO_SCORES, ReaderView, WarmScores, reader_view
 from webapp.news.models import Item, ItemStatus
 
 log = logging.getLogger(__name__)
+RECALL_CTR, RECALL_RALM, RECALL_FRESH, RECALL_POPULAR = 400, 200, 100, 100
 
 
 @dataclass
@@ -52,18 +63,80 @@ class Catalog:
     published: np.ndarray  # (N,) epoch seconds
     shown: np.ndarray  # (N,)
     clicked: np.ndarray  # (N,)
+    popularity: np.ndarray  # (N,) the decayed recent clicks
     warm: np.ndarray  # (N,) bool, the durable status (display; scoring asks the serving store)
     vectors: np.ndarray  # (N, 384) float32, zero rows where an item has none yet
     row: dict[int, int]
-    items: list[Item]  # the rows as model instances (what the page shows), without their vectors
+    titles: list[str]
+    items: list[Item] | None  # the rows as model instances (what the page shows) in a small catalog
     version: int | None
     loaded: float
+    ctr_lists: dict = field(default_factory=dict)  # CtrLists per ranker models' key, built on first use
+    newest: np.ndarray | None = None  # rows, newest first
+    most_popular: np.ndarray | None = None  # rows, most popular first
+
+    def recall_lists(self, m: Models) -> CtrLists:
+        """The stories per category by the story-only part of the CTR logit as of now (the
+        copy is reloaded with the counts each minute: the ages drift by that much)."""
+        lists = self.ctr_lists.get(m.key)
+        if lists is None:
+            coef, intercept = m.ranker.ctr
+            x = assemble(affinity=np.zeros(len(self.ids)), item_clicks=self.clicked, item_impressions=self.shown,
+                         age_hours=(time.time() - self.published) / 3600.0, position=0.0, prior=m.prior)
+            lists = self.ctr_lists[m.key] = CtrLists(self.category, x.astype(np.float64) @ coef + intercept,
+                                                     len(self.categories))
+        return lists
+
+
+class _TextVectors:
+    """The catalog's text vectors in one growing buffer: a reload whose stories are the last
+    one's plus newer ones (pk order) appends these and shares the rest, so a process holds
+    the vectors once, not once per copy of the catalog."""
+
+    DIM = 384
+
+    def __init__(self) -> None:
+        self.ids = np.zeros(0, np.int64)
+        self.buffer = np.zeros((0, self.DIM), np.float32)
+
+    def rows_for(self, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), DIM): the vectors of these ids (sorted), fetching only unseen ones."""
+        n_old = len(self.ids)
+        if len(ids) >= n_old and np.array_equal(ids[:n_old], self.ids):
+            new = ids[n_old:]
+            if len(ids) > len(self.buffer):  # room for growth, so appends rarely copy
+                grown = np.zeros((int(len(ids) * 1.25) + 64, self.DIM), np.float32)
+                grown[:n_old] = self.buffer[:n_old]
+                self.buffer = grown
+            self._fetch(new, self.buffer, n_old)
+        else:  # stories left the catalog: a new buffer, the known vectors copied over
+            known = {int(i): k for k, i in enumerate(self.ids)}
+            old = np.array([known.get(int(i), -1) for i in ids], np.int64)
+            buffer = np.zeros((int(len(ids) * 1.25) + 64, self.DIM), np.float32)
+            buffer[np.flatnonzero(old >= 0)] = self.buffer[old[old >= 0]]
+            missing = np.flatnonzero(old < 0)
+            fetched = np.zeros((len(missing), self.DIM), np.float32)
+            self._fetch(ids[missing], fetched, 0)
+            buffer[missing] = fetched
+            self.buffer = buffer
+        self.ids = ids.copy()
+        return self.buffer[: len(ids)]
+
+    @staticmethod
+    def _fetch(ids: np.ndarray, into: np.ndarray, first: int) -> None:
+        """The vectors of `ids` into rows first, first + 1, ... of `into` (zero where none)."""
+        at = {int(i): first + k for k, i in enumerate(ids)}
+        into[first:first + len(ids)] = 0.0
+        for start in range(0, len(ids), 5000):
+            for pk, raw in Item.objects.filter(pk__in=ids[start:start + 5000].tolist(), text_vector__isnull=False) \
+                    .values_list("pk", "text_vector"):
+                into[at[pk]] = np.frombuffer(raw, dtype="<f4")
 
 
 class CatalogCache:
     def __init__(self) -> None:
         self._copies: dict[str, Catalog] = {}
-        self._vectors: dict[int, np.ndarray] = {}  # text vectors never change: fetched once
+        self._vectors: dict[str, _TextVectors] = {}
         self._lock = threading.Lock()
 
     def clear(self) -> None:
@@ -89,34 +162,42 @@ class CatalogCache:
             return copy
 
     def _load(self, source: str, version: int | None) -> Catalog:
-        objs = list(Item.objects.filter(source=source, published_at__isnull=False).order_by("pk")
-                    .defer("text_vector"))
-        missing = [i.pk for i in objs if i.pk not in self._vectors]
-        for start in range(0, len(missing), 5000):
-            for pk, raw in Item.objects.filter(pk__in=missing[start:start + 5000], text_vector__isnull=False) \
-                    .values_list("pk", "text_vector"):
-                self._vectors[pk] = np.frombuffer(bytes(raw), dtype="<f4")
+        live = Item.objects.filter(source=source, published_at__isnull=False).order_by("pk")
+        columns = ("pk", "category", "subcategory", "published_at", "shown_count", "click_count", "popularity",
+                   "status", "title")
+        items = None
+        if live.count() <= settings.FEED_RECALL_ABOVE:
+            items = list(live.defer("text_vector"))
+            rows = [tuple(getattr(i, c) for c in columns) for i in items]
+        else:
+            rows = list(live.values_list(*columns))
+        n = len(rows)
+        ids = np.fromiter((r[0] for r in rows), np.int64, count=n)
         categories = sorted(set(Item.objects.filter(source=source).values_list("category", flat=True).distinct()))
-        cat_index = {c: n for n, c in enumerate(categories)}
+        cat_index = {c: k for k, c in enumerate(categories)}
         subs: dict[str, int] = {}
-        zero = np.zeros(384, np.float32)
-        n = len(objs)
+        published = np.fromiter((r[3].timestamp() for r in rows), np.float64, count=n)
+        popularity = np.fromiter((r[6] for r in rows), np.float64, count=n)
+        vectors = self._vectors.setdefault(source, _TextVectors()).rows_for(ids)
         return Catalog(
             source=source,
-            ids=np.fromiter((i.pk for i in objs), np.int64, count=n),
-            category=np.fromiter((cat_index[i.category] for i in objs), np.int64, count=n),
-            subcategory=np.fromiter((subs.setdefault(f"{i.category}/{i.subcategory}", len(subs)) for i in objs),
-                                    np.int64, count=n),
+            ids=ids,
+            category=np.fromiter((cat_index[r[1]] for r in rows), np.int64, count=n),
+            subcategory=np.fromiter((subs.setdefault(f"{r[1]}/{r[2]}", len(subs)) for r in rows), np.int64, count=n),
             categories=categories,
-            published=np.fromiter((i.published_at.timestamp() for i in objs), np.float64, count=n),
-            shown=np.fromiter((i.shown_count for i in objs), np.float64, count=n),
-            clicked=np.fromiter((i.click_count for i in objs), np.float64, count=n),
-            warm=np.fromiter((i.status == ItemStatus.WARM for i in objs), bool, count=n),
-            vectors=np.stack([self._vectors.get(i.pk, zero) for i in objs]) if objs else np.zeros((0, 384), np.float32),
-            row={i.pk: k for k, i in enumerate(objs)},
-            items=objs,
+            published=published,
+            shown=np.fromiter((r[4] for r in rows), np.float64, count=n),
+            clicked=np.fromiter((r[5] for r in rows), np.float64, count=n),
+            popularity=popularity,
+            warm=np.fromiter((r[7] == ItemStatus.WARM for r in rows), bool, count=n),
+            vectors=vectors,
+            row={int(i): k for k, i in enumerate(ids)},
+            titles=[r[8] for r in rows],
+            items=items,
             version=version,
             loaded=time.monotonic(),
+            newest=np.argsort(-published, kind="stable"),
+            most_popular=np.argsort(-popularity, kind="stable"),
         )
 
 
@@ -216,31 +297,43 @@ class Gathered:
 
 
 def gather(*, reader_id: int, cat: Catalog, m: Models, clicked: list[int], shown: dict[int, int], now: datetime,
-           topics: list[str] | tuple[str, ...], r: redis.Redis, pointers: store.Pointers | None) -> Gathered:
+           topics: list[str] | tuple[str, ...], r: redis.Redis, pointers: store.Pointers | None,
+           recall: bool = True) -> Gathered:
     """The reader as of now (profile, affinity), their candidates (the live stories they
-    have not clicked) with the CTR model's features, and RALM's logits for the warm ones."""
+    have not clicked, recalled when there are more than FEED_RECALL_ABOVE, unless `recall`
+    is off) with the CTR model's features, and RALM's logits for the warm ones."""
     t = now.timestamp()
     live = cat.published <= t
     if clicked:
         live[[cat.row[i] for i in clicked if i in cat.row]] = False
-    rows = np.flatnonzero(live)
     history = [cat.row[i] for i in clicked[:PROFILE_HISTORY] if i in cat.row][::-1]  # oldest first
     picked = {cat.categories.index(c) for c in topics if c in cat.categories}
     profile = reader_profiles(item_vectors=cat.vectors, item_category=cat.category, n_categories=len(cat.categories),
                               histories=[np.asarray(history, np.int64)], picked=[picked])
     affinity = profile.category_affinity[0]
+    view = ReaderView()
+    try:
+        view = reader_view(reader_id=reader_id, r=r, pointers=pointers)
+    except redis.RedisError:
+        log.warning("Redis unreachable: warm items scored by the cold-start model")
+    n_live = int(live.sum())
+    rows = _recalled(cat, m, live, affinity, view) if recall and n_live > settings.FEED_RECALL_ABOVE else \
+        np.flatnonzero(live)
     age = (t - cat.published[rows]) / 3600.0
-    seen = np.zeros(len(cat.ids))
-    for item_id, n in shown.items():
-        if item_id in cat.row:
-            seen[cat.row[item_id]] = n
+    seen = np.zeros(len(rows))
+    if shown and len(rows):
+        pairs = [(cat.row[i], n) for i, n in shown.items() if i in cat.row]
+        if pairs:
+            where, n = np.array(pairs, np.int64).T
+            k = np.minimum(np.searchsorted(rows, where), len(rows) - 1)  # rows are sorted
+            seen[k[rows[k] == where]] = n[rows[k] == where]
     ids = cat.ids[rows]
     ctr_x = assemble(affinity=affinity[cat.category[rows]], item_clicks=cat.clicked[rows],
                      item_impressions=cat.shown[rows], age_hours=age, position=0.0, prior=m.prior)
-    scored = WarmScores(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
+    scored = NO_SCORES
     if len(rows):
         try:
-            scored = warm_scores(reader_id=reader_id, item_ids=ids, r=r, pointers=pointers)
+            scored = view.scores(ids)
         except redis.RedisError:
             log.warning("Redis unreachable: warm items scored by the cold-start model")
     ralm = np.full(len(rows), np.nan)
@@ -248,15 +341,38 @@ def gather(*, reader_id: int, cat: Catalog, m: Models, clicked: list[int], shown
     return Gathered(
         reader=ranker.Reader(profile.vectors[0], affinity, has_clicks=bool(history)),
         candidates=ranker.Candidates(ids=ids, category=cat.category[rows], group=cat.subcategory[rows],
-                                     vectors=cat.vectors[rows], age_hours=age, seen=seen[rows], ctr_features=ctr_x),
+                                     vectors=cat.vectors[rows], age_hours=age, seen=seen, ctr_features=ctr_x),
         scores=ranker.Scores(ralm), rows=rows, history=history, picked=picked, warm=scored)
 
 
+def _recalled(cat: Catalog, m: Models, live: np.ndarray, affinity: np.ndarray, view: ReaderView) -> np.ndarray:
+    """The rows the ranker scores out of a large catalog, sorted: the CTR model's exact top
+    RECALL_CTR, the RECALL_RALM stories nearest the reader by RALM, and the RECALL_FRESH
+    newest cold and RECALL_POPULAR most popular live stories."""
+    ctr = cat.recall_lists(m).top(m.ranker.ctr[0][FEATURES.index("affinity")] * affinity, RECALL_CTR, live)
+    near = view.recall(RECALL_RALM)
+    at = np.minimum(np.searchsorted(cat.ids, near), max(len(cat.ids) - 1, 0))
+    nearest = at[cat.ids[at] == near] if len(cat.ids) else np.zeros(0, np.int64)
+    fresh = _first(cat.newest, live & ~cat.warm, RECALL_FRESH)
+    popular = _first(cat.most_popular, live, RECALL_POPULAR)
+    rows = np.unique(np.concatenate([ctr, nearest, fresh, popular]))
+    return rows[live[rows]]
+
+
+def _first(order: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
+    """The first n rows of `order` that are `allowed`."""
+    take = order[: 2 * n]
+    while (ok := allowed[take]).sum() < n and len(take) < len(order):
+        take = order[: 2 * len(take)]
+    return take[ok][:n]
+
+
 def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, int], now: datetime, limit: int,
-         arm: Arm, topics: list[str] | tuple[str, ...] = ()) -> Ranked | None:
+         arm: Arm, topics: list[str] | tuple[str, ...] = (), recall: bool = True) -> Ranked | None:
     """Rank the reader's candidates with the arm; None when no trained ranker serves (the
     caller uses the baseline). `clicked`: the reader's clicked item ids, newest first;
-    `shown`: recent impressions per item; `topics`: categories the reader picked. A reader
+    `shown`: recent impressions per item; `topics`: categories the reader picked; `recall`
+    off: every live story is scored (what a recalled page is measured against). A reader
     with neither clicks nor topics gets the calibrated popularity and freshness mix (every
     reader term of the models is zero)."""
     r = redis_client()
@@ -271,12 +387,12 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
         return None
     cat = catalogs.get(source, r, pointers)
     g = gather(reader_id=reader_id, cat=cat, m=m, clicked=clicked, shown=shown, now=now, topics=topics, r=r,
-               pointers=pointers)
+               pointers=pointers, recall=recall)
     out = ranker.rank(g.reader, g.candidates, g.scores, arm=arm, models=m.ranker, limit=limit)
     page = out.page
     personal = bool(g.history) or bool(g.picked)
     ranked = Ranked(out.arm, g.candidates.ids[page], out.final[page], [out.parts(int(k)) for k in page],
-                    items=[cat.items[g.rows[k]] for k in page])
+                    items=[cat.items[g.rows[k]] for k in page] if cat.items is not None else None)
     for k in page:
         warm = not np.isnan(g.scores.ralm_logit[k])
         c = int(g.candidates.category[k])
@@ -294,7 +410,7 @@ def _nearest_click(cat: Catalog, history: list[int], row: int) -> str | None:
     if not same:
         return None
     sims = cat.vectors[same] @ cat.vectors[row]
-    return cat.items[same[int(np.argmax(sims))]].title
+    return cat.titles[same[int(np.argmax(sims))]]
 
 
 def _why(item_id: int, warm: bool, scored: WarmScores, category: str, *, because: str | None, picked: bool,

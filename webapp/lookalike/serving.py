@@ -2,6 +2,13 @@
 states from a per-process copy of the serving store, kept in step with Redis by the run's
 version key (only the items written since the copy's version are fetched).
 
+A serving store of up to FEED_RECALL_ABOVE states is copied whole, padded once per version,
+and a request scores its candidates in place. A larger one is not held by any web process:
+the copy keeps the warm items' ids and a compressed index of their E_global
+(recsys.recall.VectorIndex, for recall: `ReaderView.recall`), and a request fetches the states
+of its candidates (at most about a thousand) from Redis, through a bounded per-process slab of
+the most recently used ones (STATE_CACHE_ITEMS).
+
 Without the serving store the scores come from the durable copy: the process's last copy
 of the item states (or, for a process that never had one, the active run's LookalikeState
 rows from Postgres) and the reader's vector from Postgres (ReaderVector). While Redis cannot
@@ -18,14 +25,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import redis
+from django.conf import settings
 
 from recsys.artifacts import ArtifactError, load_lookalike
 from recsys.clustering import pad_states
+from recsys.recall import VectorIndex, unit_rows
 from recsys.serving import ItemState, LookalikeScorer
 from webapp.common import degraded
 from webapp.common.connections import redis_client
@@ -36,6 +47,9 @@ from webapp.news.models import Item, ItemStatus
 log = logging.getLogger(__name__)
 RETRY_BROKEN_MODEL_SECONDS = 60.0  # a run whose model failed to load is tried again after this
 _ASK = object()  # "not read by the caller: ask Redis"
+STATE_CACHE_ITEMS = 20_000  # states a process keeps of a store too large to copy (100 MB at k = 20, h = 64)
+TRAINING_VECTORS = 60_000  # vectors the recall index is trained on (the first ones read)
+CHUNK = 2000  # states per Redis or Postgres read
 
 
 @dataclass
@@ -55,8 +69,17 @@ class _Copy:
     error: str | None = None  # the run's model could not be loaded: no scores from this copy
     failed_at: float = 0.0
     durable: bool = False  # built from Postgres (no serving store), not from Redis
+    # A store larger than FEED_RECALL_ABOVE: the recall index and the states last used, no padded arrays.
+    index: VectorIndex | None = None
+    warm_ids: set[int] = field(default_factory=set)
+    used: _Slab | None = None
 
     def pad(self) -> None:
+        if self.index is not None:
+            ids = np.fromiter(self.warm_ids, np.int64, count=len(self.warm_ids))
+            ids.sort()
+            self.ids_sorted, self.rows_sorted = ids, np.arange(len(ids), dtype=np.int64)
+            return
         warm = [(i, s) for i, (s, w) in self.states.items() if w and len(s.sizes)]
         self.row = {i: n for n, (i, _) in enumerate(warm)}
         ids = np.array([i for i, _ in warm], np.int64)
@@ -69,6 +92,119 @@ class _Copy:
         self.cents, self.sizes, self.mask = cents.astype(np.float32), sizes.astype(np.float32), mask
         self.e_global = np.stack([s.e_global for _, s in warm]).astype(np.float32) if warm else \
             np.zeros((0, self.scorer.dim), np.float32)
+
+    @staticmethod
+    def vectors(state: ItemState) -> np.ndarray:
+        """What the recall index holds of an item: its E_global, unit length. (The nearest of
+        its centroids as well finds the items RALM scores highest far less often: the local
+        attention mixes the centroids, it does not pick one; docs/scaling.md.)"""
+        return unit_rows(state.e_global[None])
+
+    def index_build(self, chunks: Iterable[list[tuple[int, ItemState, bool]]]) -> None:
+        """The recall index of every warm state in `chunks`, trained on the first vectors read."""
+        self.index, self.warm_ids, pending = None, set(), ([], [])
+        self.used = _Slab(STATE_CACHE_ITEMS, self.scorer.k, self.scorer.dim)
+        for chunk in chunks:
+            for item, state, warm in chunk:
+                if warm and len(state.sizes):
+                    self.warm_ids.add(item)
+                    vecs = self.vectors(state)
+                    if self.index is None:
+                        pending[0].append(np.full(len(vecs), item, np.int64))
+                        pending[1].append(vecs)
+                    else:
+                        self.index.add(np.full(len(vecs), item, np.int64), vecs)
+            if self.index is None and sum(map(len, pending[0])) >= TRAINING_VECTORS:
+                self._index_start(pending)
+        if self.index is None:
+            self._index_start(pending)
+
+    def _index_start(self, pending: tuple[list, list]) -> None:
+        vecs = np.vstack(pending[1]) if pending[1] else np.zeros((0, self.scorer.dim), np.float32)
+        self.index = VectorIndex(self.scorer.dim, vecs)
+        if pending[0]:
+            self.index.add(np.concatenate(pending[0]), vecs)
+
+    def index_update(self, chunks: Iterable[list[tuple[int, ItemState, bool]]]) -> None:
+        """The changed states in: out of the index and the used states, back in if warm."""
+        for chunk in chunks:
+            ids = np.array([item for item, _, _ in chunk], np.int64)
+            self.index.remove(ids)
+            with self.used.lock:
+                for item, state, warm in chunk:
+                    self.used.drop(item)
+                    self.warm_ids.discard(item)
+                    if warm and len(state.sizes):
+                        self.warm_ids.add(item)
+                        vecs = self.vectors(state)
+                        self.index.add(np.full(len(vecs), item, np.int64), vecs)
+
+
+class _Slab:
+    """The states a process last used of a store too large to copy, padded in place: at most
+    `capacity` items, the least recently used one's slot going to the next. The arrays are
+    allocated whole but their pages are only taken as slots fill."""
+
+    def __init__(self, capacity: int, k: int, dim: int) -> None:
+        self.k = k
+        self.cents = np.zeros((capacity, k, dim), np.float32)
+        self.sizes = np.zeros((capacity, k), np.float32)
+        self.mask = np.zeros((capacity, k), bool)
+        self.e_global = np.zeros((capacity, dim), np.float32)
+        self.slot: OrderedDict[int, int] = OrderedDict()
+        self.free = list(range(capacity - 1, -1, -1))
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.slot)
+
+    def put(self, item: int, state: ItemState) -> int:
+        """The lock held: the item's state in a slot (a free one, else the least recently used)."""
+        slot = self.slot.pop(item, None)
+        if slot is None:
+            slot = self.free.pop() if self.free else self.slot.popitem(last=False)[1]
+        n = min(len(state.sizes), self.k)
+        self.cents[slot], self.sizes[slot], self.mask[slot] = 0.0, 0.0, False
+        self.cents[slot, :n], self.sizes[slot, :n], self.mask[slot, :n] = state.centroids[:n], state.sizes[:n], True
+        self.e_global[slot] = state.e_global
+        self.slot[item] = slot
+        return slot
+
+    def drop(self, item: int) -> None:
+        """The lock held."""
+        slot = self.slot.pop(item, None)
+        if slot is not None:
+            self.free.append(slot)
+
+
+def _redis_chunks(r: redis.Redis, run: int, ids: list) -> Iterator[list[tuple[int, ItemState, bool]]]:
+    """The states of these items in the serving store, CHUNK at a time (missing ones left out)."""
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        yield [(int(key), *store.unpack_state(raw)) for key, raw in
+               zip(chunk, r.hmget(store.items_key(run), chunk), strict=True) if raw is not None]
+
+
+def _postgres_chunks(run: int, ids: Iterable[int] | None = None) -> Iterator[list[tuple[int, ItemState, bool]]]:
+    """The states of the run in Postgres (all, or these items'), CHUNK at a time: the durable
+    copy of the serving store. Warm: the item's status."""
+    rows = LookalikeState.objects.filter(model_run_id=run)
+    warm = Item.objects.filter(status=ItemStatus.WARM, lookalike_states__model_run_id=run)
+    if ids is not None:
+        ids = list(ids)
+        rows, warm = rows.filter(item_id__in=ids), warm.filter(pk__in=ids)
+    warm = set(warm.values_list("pk", flat=True))
+    chunk = []
+    for item_id, k, dim, cents, sizes, e_global in rows.values_list(
+            "item_id", "k", "dim", "centroids", "cluster_sizes", "global_embedding").iterator(chunk_size=CHUNK):
+        chunk.append((item_id, ItemState(np.frombuffer(bytes(cents), "<f4").reshape(k, dim),
+                                         np.asarray(sizes, np.float32), np.frombuffer(bytes(e_global), "<f4")),
+                      item_id in warm))
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 class ServingCache:
@@ -84,9 +220,9 @@ class ServingCache:
 
     def sync(self, r: redis.Redis, *, run: int | None | object = _ASK, version: bytes | None | object = _ASK) -> _Copy:
         """Two Redis round trips when nothing changed, none when the caller read the active
-        `run` and its `version` key already (`warm_scores` does, in the request's pipeline);
-        a full reload only when the run switches. Raises RedisError when Redis cannot be
-        reached (see `durable`)."""
+        `run` and its `version` key already (`reader_view` does, in the request's pipeline);
+        a full reload only when the run switches (or a copied store outgrows
+        FEED_RECALL_ABOVE). Raises RedisError when Redis cannot be reached (see `durable`)."""
         run = store.active_lookalike_get(r=r) if run is _ASK else run
         with self._lock:
             copy = self._copy
@@ -102,15 +238,23 @@ class ServingCache:
                 # Copy on write: a request still holding the old copy keeps a consistent one. A
                 # copy that served without the store reads every state again (a rebuilt store
                 # counts its versions from 1 again).
-                full = not copy.version or copy.durable
-                copy = replace(copy, states=dict(copy.states), durable=False)
+                full = not copy.version or copy.durable or (
+                    copy.index is None and len(copy.states) > settings.FEED_RECALL_ABOVE)
                 ids = r.hkeys(store.items_key(run)) if full else \
                     r.zrangebyscore(store.changed_key(run), f"({copy.version}", version)
-                for start in range(0, len(ids), 2000):
-                    chunk = ids[start:start + 2000]
-                    for key, raw in zip(chunk, r.hmget(store.items_key(run), chunk), strict=True):
-                        if raw is not None:
-                            copy.states[int(key)] = store.unpack_state(raw)
+                chunks = _redis_chunks(r, run, ids)
+                if full:
+                    copy = replace(copy, states={}, durable=False, index=None, warm_ids=set(), used=None)
+                    if len(ids) > settings.FEED_RECALL_ABOVE and copy.scorer is not None:
+                        copy.index_build(chunks)
+                    else:
+                        copy.states.update((item, (state, warm)) for chunk in chunks for item, state, warm in chunk)
+                elif copy.index is not None:  # the index and the used states are shared, updated in place
+                    copy = replace(copy, durable=False)
+                    copy.index_update(chunks)
+                else:
+                    copy = replace(copy, states=dict(copy.states), durable=False)
+                    copy.states.update((item, (state, warm)) for chunk in chunks for item, state, warm in chunk)
                 copy.version = version
                 copy.pad()
             self._copy = copy
@@ -134,18 +278,17 @@ class ServingCache:
         if run is None:
             return self._copy
         copy = _with_model(*run)
-        warm = set(Item.objects.filter(status=ItemStatus.WARM, lookalike_states__model_run_id=run[0])
-                   .values_list("pk", flat=True))
-        for item_id, k, dim, cents, sizes, e_global in LookalikeState.objects.filter(model_run_id=run[0]).values_list(
-                "item_id", "k", "dim", "centroids", "cluster_sizes", "global_embedding").iterator(chunk_size=2000):
-            copy.states[item_id] = (ItemState(np.frombuffer(bytes(cents), "<f4").reshape(k, dim),
-                                              np.asarray(sizes, np.float32), np.frombuffer(bytes(e_global), "<f4")),
-                                    item_id in warm)
+        if copy.scorer is not None and LookalikeState.objects.filter(model_run_id=run[0]).count() > \
+                settings.FEED_RECALL_ABOVE:
+            copy.index_build(_postgres_chunks(run[0]))
+        else:
+            copy.states.update((item, (state, warm)) for chunk in _postgres_chunks(run[0])
+                               for item, state, warm in chunk)
         copy.durable = True
         copy.pad()
         self._copy = copy
-        log.warning("look-alike states of run %s loaded from Postgres (%d items): the serving store is not available",
-                    run[0], len(copy.states))
+        log.warning("look-alike states of run %s loaded from Postgres (%d warm items): the serving store is not "
+                    "available", run[0], len(copy.ids_sorted))
         return copy
 
 
@@ -203,29 +346,118 @@ class WarmScores:
 
     item_ids: np.ndarray  # (W,) the warm ones, in the order asked
     logits: np.ndarray  # (W,)
-    rows: np.ndarray  # (W,) rows into the serving copy (for `why`)
-    copy: _Copy | None = None
+    rows: np.ndarray  # (W,) rows into `cents`, `sizes` and `mask` (for `why`)
+    scorer: LookalikeScorer | None = None
     e_u: np.ndarray | None = None
+    cents: np.ndarray | None = None  # (R, k, h) the padded states the logits came from
+    sizes: np.ndarray | None = None
+    mask: np.ndarray | None = None
 
     def as_dict(self) -> dict[int, float]:
         return {int(i): float(v) for i, v in zip(self.item_ids, self.logits, strict=True)}
 
     def why(self, item_id: int) -> tuple[int, int] | None:
         """(seeds in the cluster the local attention weighted most, all seeds) for a scored item."""
-        if self.copy is None or self.e_u is None or item_id not in self.copy.row:
+        found = np.flatnonzero(self.item_ids == item_id)
+        if self.scorer is None or self.e_u is None or not len(found):
             return None
-        n = self.copy.row[item_id]
-        sizes, mask = self.copy.sizes[n : n + 1], self.copy.mask[n : n + 1]
-        w = self.copy.scorer.local_weights(self.e_u, self.copy.cents[n : n + 1], sizes, mask)[0]
+        n = int(self.rows[found[0]])
+        sizes, mask = self.sizes[n : n + 1], self.mask[n : n + 1]
+        w = self.scorer.local_weights(self.e_u, self.cents[n : n + 1], sizes, mask)[0]
         return int(round(float(sizes[0, int(np.argmax(w))]))), int(round(float(sizes[0][mask[0]].sum())))
 
 
-def warm_scores(*, reader_id: int, item_ids: np.ndarray, r: redis.Redis | None = None,
-                pointers: store.Pointers | None = None) -> WarmScores:
-    """RALM logits of the reader for the warm items among `item_ids` that have a state (cold
-    items, and everything when no model serves or the reader has no vector, are left out).
+NO_SCORES = WarmScores(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
+
+
+@dataclass
+class ReaderView:
+    """One reader against the serving copy of one request: their E_u read once for the
+    recall and the scores."""
+
+    copy: _Copy | None = None
+    e_u: np.ndarray | None = None
+    r: redis.Redis | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.copy is not None and self.copy.scorer is not None and self.e_u is not None \
+            and bool(len(self.copy.ids_sorted))
+
+    def recall(self, n: int) -> np.ndarray:
+        """The ids of (about) the n warm items RALM scores highest for the reader: through the
+        recall index when the store is too large to copy, else by scoring every copied one."""
+        if not self.usable or n < 1:
+            return np.zeros(0, np.int64)
+        copy = self.copy
+        if copy.index is not None:
+            return copy.index.search(unit_rows(copy.scorer.transform(self.e_u.astype(np.float64))), n)
+        logits = copy.scorer._score(self.e_u.astype(np.float64), copy.cents, copy.sizes, copy.mask, copy.e_global)
+        best = np.argsort(-logits, kind="stable")[:n]
+        return copy.ids_sorted[np.argsort(copy.rows_sorted)][best]
+
+    def scores(self, item_ids: np.ndarray) -> WarmScores:
+        """RALM logits for the warm items among `item_ids` that have a state."""
+        if not self.usable:
+            return NO_SCORES
+        copy = self.copy
+        ids = np.asarray(item_ids, np.int64)
+        pos = np.minimum(np.searchsorted(copy.ids_sorted, ids), len(copy.ids_sorted) - 1)
+        keep = copy.ids_sorted[pos] == ids
+        ids, rows = ids[keep], copy.rows_sorted[pos[keep]]
+        if not len(ids):
+            return NO_SCORES
+        e_u = self.e_u.astype(np.float64)  # the reader side in float64, the centroids' side in their float32
+        if copy.index is not None:
+            ids, cents, sizes, mask, e_global = self._states(ids)
+            logits = copy.scorer._score(e_u, cents, sizes, mask, e_global)
+            return WarmScores(ids, logits, np.arange(len(ids)), copy.scorer, e_u, cents, sizes, mask)
+        if 2 * len(rows) >= len(copy.row):
+            # Most warm items are candidates: score them all in place rather than copy megabytes of centroids.
+            logits = copy.scorer._score(e_u, copy.cents, copy.sizes, copy.mask, copy.e_global)[rows]
+        else:
+            logits = copy.scorer._score(e_u, copy.cents[rows], copy.sizes[rows], copy.mask[rows], copy.e_global[rows])
+        return WarmScores(ids, logits, rows, copy.scorer, e_u, copy.cents, copy.sizes, copy.mask)
+
+    def _states(self, ids: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The items' padded states (ids that have one, centroids, sizes, mask, E_global): the
+        process's used ones, the rest fetched (from Redis, or from Postgres without it). The
+        fetch runs under the used states' lock, so a sync that drops a changed item's state
+        cannot be undone by a fetch that read it before."""
+        copy, used = self.copy, self.copy.used
+        with used.lock:
+            slots, missing = {}, []
+            for i in ids.tolist():
+                slot = used.slot.get(i)
+                if slot is None:
+                    missing.append(i)
+                else:
+                    used.slot.move_to_end(i)
+                    slots[i] = slot
+            if missing:
+                fetched = None
+                if not copy.durable and self.r is not None:
+                    try:
+                        fetched = [c for chunk in _redis_chunks(self.r, copy.run, missing) for c in chunk]
+                    except redis.RedisError as exc:
+                        _redis_down(exc)
+                if fetched is None:
+                    fetched = [c for chunk in _postgres_chunks(copy.run, missing) for c in chunk]
+                # A request never evicts its own states: beyond the slab's room only the first are scored.
+                fetched = fetched[:max(len(used.cents) - len(slots), 0)]
+                for item, state, _warm in fetched:
+                    slots[item] = used.put(item, state)
+            have = np.array([i for i in ids.tolist() if i in slots], np.int64)
+            at = np.array([slots[i] for i in have.tolist()], np.int64)
+            return have, used.cents[at], used.sizes[at], used.mask[at], used.e_global[at]
+
+
+def reader_view(*, reader_id: int, r: redis.Redis | None = None,
+                pointers: store.Pointers | None = None) -> ReaderView:
+    """The reader's E_u and the serving copy, for `ReaderView.recall` and `.scores`.
     `pointers`: the serving runs as the request read them (`store.pointers_get`); then the
-    state version and the reader's vector come in one round trip."""
+    state version and the reader's vector come in one round trip. An empty view (no scores)
+    when no model serves or the reader has no vector."""
     r = r or redis_client()
     vector: tuple = ()  # (E_u or None,) once read with the version
     try:
@@ -242,29 +474,21 @@ def warm_scores(*, reader_id: int, item_ids: np.ndarray, r: redis.Redis | None =
         copy = _redis_down(exc)
     if copy.error is not None:
         degraded.note(f"look-alike model unusable: {copy.error}")
-    none = WarmScores(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
-    if copy.scorer is None or not copy.row:
-        return none
+    if copy.scorer is None or not len(copy.ids_sorted):
+        return ReaderView()
     try:
         e_u = _durable_vector(reader_id) if copy.durable else \
             vector[0] if vector else store.reader_vector_get(reader_id=reader_id, r=r)
     except redis.RedisError as exc:
         copy, e_u = _redis_down(exc), _durable_vector(reader_id)
-    if e_u is None or copy.scorer is None or not copy.row:
-        return none
-    ids = np.asarray(item_ids, np.int64)
-    pos = np.minimum(np.searchsorted(copy.ids_sorted, ids), len(copy.ids_sorted) - 1)
-    keep = copy.ids_sorted[pos] == ids
-    ids, rows = ids[keep], copy.rows_sorted[pos[keep]]
-    if not len(ids):
-        return none
-    e_u = e_u.astype(np.float64)  # the reader side in float64, the centroids' side in their float32
-    if 2 * len(rows) >= len(copy.row):
-        # Most warm items are candidates: score them all in place rather than copy megabytes of centroids.
-        logits = copy.scorer._score(e_u, copy.cents, copy.sizes, copy.mask, copy.e_global)[rows]
-    else:
-        logits = copy.scorer._score(e_u, copy.cents[rows], copy.sizes[rows], copy.mask[rows], copy.e_global[rows])
-    return WarmScores(ids, logits, rows, copy, e_u)
+    return ReaderView(copy, e_u, r)
+
+
+def warm_scores(*, reader_id: int, item_ids: np.ndarray, r: redis.Redis | None = None,
+                pointers: store.Pointers | None = None) -> WarmScores:
+    """RALM logits of the reader for the warm items among `item_ids` that have a state (cold
+    items, and everything when no model serves or the reader has no vector, are left out)."""
+    return reader_view(reader_id=reader_id, r=r, pointers=pointers).scores(item_ids)
 
 
 def lookalike_scores(*, reader_id: int, item_ids: list[int], r: redis.Redis | None = None) -> dict[int, float]:
