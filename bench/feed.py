@@ -47,6 +47,9 @@ def main() -> None:
     # One client asks for every feed here: its per-client limit stays on (each request pays
     # its counter, as a browser's does) but out of reach.
     os.environ["FEED_CLIENT_RATE_LIMIT"] = "100000000/minute"
+    # What ranking N candidates costs: every live story is one, at 5,000 too (bench/scale.py
+    # measures the feed with recall in front).
+    os.environ["FEED_RECALL_ABOVE"] = str(10**9)
     folder = Path(tempfile.mkdtemp(prefix="ralm-bench-feed-"))
     rng = np.random.default_rng(0)
     with scratch_database("ralm_feed_bench_feed"):

@@ -92,15 +92,23 @@ def batched_kmeans(x: np.ndarray, lengths: np.ndarray, n_clusters: np.ndarray, *
         closest = torch.minimum(closest, d[rows, :, best])
     unused = torch.arange(kmax)[None, :] >= want[:, None]  # (B, K)
     labels = torch.full((b, n), -1, dtype=torch.long)
+    # Lloyd's iterations on the items still moving: an item whose labels did not change sits
+    # at a fixed point (the same labels give the same centroids), so it leaves the batch with
+    # the result it would have after any number of further iterations.
+    active = torch.arange(b)
     for _ in range(iters):
-        d = dist2(cents).masked_fill(unused[:, None, :], float("inf"))
-        new = d.argmin(-1).masked_fill(~valid, -1)
-        if torch.equal(new, labels):
+        p, v = pts[active], valid[active]
+        c = cents[active]
+        d = (sq[active][:, :, None] - 2 * torch.bmm(p, c.transpose(1, 2)) + (c * c).sum(-1)[:, None, :]).clamp(min=0)
+        new = d.masked_fill(unused[active][:, None, :], float("inf")).argmin(-1).masked_fill(~v, -1)
+        moved = (new != labels[active]).any(1)
+        if not moved.any():
             break
-        labels = new
-        onehot = torch.nn.functional.one_hot(labels.clamp(min=0), kmax).float() * valid[..., None]  # (B, n, K)
-        counts = onehot.sum(1)  # (B, K)
-        sums = torch.bmm(onehot.transpose(1, 2), pts)  # (B, K, h)
-        cents = torch.where(counts[..., None] > 0, sums / counts.clamp(min=1)[..., None], cents)
+        active, p, v, new = active[moved], p[moved], v[moved], new[moved]
+        labels[active] = new
+        onehot = torch.nn.functional.one_hot(new.clamp(min=0), kmax).float() * v[..., None]  # (A, n, K)
+        counts = onehot.sum(1)  # (A, K)
+        sums = torch.bmm(onehot.transpose(1, 2), p)  # (A, K, h)
+        cents[active] = torch.where(counts[..., None] > 0, sums / counts.clamp(min=1)[..., None], cents[active])
     onehot = torch.nn.functional.one_hot(labels.clamp(min=0), kmax).float() * valid[..., None]
     return cents.numpy(), onehot.sum(1).numpy()
