@@ -349,3 +349,28 @@ def test_above_the_threshold_the_feed_ranks_recalled_candidates_and_keeps_the_fu
         assert np.allclose(g.scores.ralm_logit, everything.scores.ralm_logit[same], equal_nan=True)
     assert max(sizes) <= 40 and min(sizes) >= 20
     assert np.mean(kept) >= 0.9
+
+
+def test_the_catalog_copy_follows_text_vectors_computed_after_it_and_stories_that_leave(trained):
+    """The copy keeps the text vectors once and fetches only what it has not seen, but a story
+    published before its vector was computed gets it at the next reload, and a story that
+    leaves the catalog leaves every other row's vector where it was."""
+    from webapp.common.catalog import catalog_changed
+
+    r = redis_client()
+    live = list(Item.objects.filter(source="demo", published_at__isnull=False).order_by("pk"))
+    late, leaving = live[3], live[7]
+    Item.objects.filter(pk=late.pk).update(text_vector=None)
+    cat = ranking.catalogs.get("demo", r)
+    assert not cat.vectors[cat.row[late.pk]].any()
+    Item.objects.filter(pk=late.pk).update(text_vector=late.text_vector)
+    catalog_changed()
+    cat = ranking.catalogs.get("demo", r)
+    assert np.array_equal(cat.vectors[cat.row[late.pk]], np.frombuffer(bytes(late.text_vector), "<f4"))
+    Item.objects.filter(pk=leaving.pk).update(published_at=None)
+    catalog_changed()
+    cat = ranking.catalogs.get("demo", r)
+    assert leaving.pk not in cat.row and len(cat.ids) == len(live) - 1
+    for item in live:
+        if item.pk != leaving.pk:
+            assert np.array_equal(cat.vectors[cat.row[item.pk]], np.frombuffer(bytes(item.text_vector), "<f4"))

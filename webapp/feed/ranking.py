@@ -91,46 +91,49 @@ class Catalog:
 class _TextVectors:
     """The catalog's text vectors in one growing buffer: a reload whose stories are the last
     one's plus newer ones (pk order) appends these and shares the rest, so a process holds
-    the vectors once, not once per copy of the catalog."""
+    the vectors once, not once per copy of the catalog. A story's vector never changes once
+    computed; one not computed yet (a zero row) is asked for again at every reload."""
 
     DIM = 384
 
     def __init__(self) -> None:
         self.ids = np.zeros(0, np.int64)
         self.buffer = np.zeros((0, self.DIM), np.float32)
+        self.empty = np.zeros(0, np.int64)  # ids whose vector was not there yet, sorted
 
     def rows_for(self, ids: np.ndarray) -> np.ndarray:
         """(len(ids), DIM): the vectors of these ids (sorted), fetching only unseen ones."""
         n_old = len(self.ids)
         if len(ids) >= n_old and np.array_equal(ids[:n_old], self.ids):
-            new = ids[n_old:]
             if len(ids) > len(self.buffer):  # room for growth, so appends rarely copy
                 grown = np.zeros((int(len(ids) * 1.25) + 64, self.DIM), np.float32)
                 grown[:n_old] = self.buffer[:n_old]
                 self.buffer = grown
-            self._fetch(new, self.buffer, n_old)
+            wanted = np.concatenate([self.empty[np.isin(self.empty, ids[:n_old])], ids[n_old:]])
         else:  # stories left the catalog: a new buffer, the known vectors copied over
             known = {int(i): k for k, i in enumerate(self.ids)}
             old = np.array([known.get(int(i), -1) for i in ids], np.int64)
             buffer = np.zeros((int(len(ids) * 1.25) + 64, self.DIM), np.float32)
             buffer[np.flatnonzero(old >= 0)] = self.buffer[old[old >= 0]]
-            missing = np.flatnonzero(old < 0)
-            fetched = np.zeros((len(missing), self.DIM), np.float32)
-            self._fetch(ids[missing], fetched, 0)
-            buffer[missing] = fetched
             self.buffer = buffer
+            wanted = np.union1d(ids[old < 0], self.empty[np.isin(self.empty, ids)])
         self.ids = ids.copy()
+        found = self._fetch(wanted, self.buffer, np.searchsorted(ids, wanted))
+        self.empty = np.setdiff1d(wanted, found)
         return self.buffer[: len(ids)]
 
     @staticmethod
-    def _fetch(ids: np.ndarray, into: np.ndarray, first: int) -> None:
-        """The vectors of `ids` into rows first, first + 1, ... of `into` (zero where none)."""
-        at = {int(i): first + k for k, i in enumerate(ids)}
-        into[first:first + len(ids)] = 0.0
+    def _fetch(ids: np.ndarray, into: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The vectors of `ids` into these `rows` of `into` (zero where none); the ids found."""
+        at = dict(zip(ids.tolist(), rows.tolist(), strict=True))
+        into[rows] = 0.0
+        found = []
         for start in range(0, len(ids), 5000):
             for pk, raw in Item.objects.filter(pk__in=ids[start:start + 5000].tolist(), text_vector__isnull=False) \
                     .values_list("pk", "text_vector"):
                 into[at[pk]] = np.frombuffer(raw, dtype="<f4")
+                found.append(pk)
+        return np.array(found, np.int64)
 
 
 class CatalogCache:
