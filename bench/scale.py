@@ -227,7 +227,7 @@ def _feed_world(folder: Path) -> dict:
     from fixtures.corpus import load_stories
     from recsys.artifacts import save_coldstart, save_ctr, save_lookalike
     from recsys.calibration import PlattCalibrator
-    from recsys.coldstart import ColdStartModel, pair_features, reader_logits
+    from recsys.coldstart import ColdStartModel, pair_features
     from recsys.ctr import CtrModel, assemble
     from recsys.hybrid import Calibration
     from recsys.lookalike import LookalikeConfig, LookalikeModel
@@ -325,7 +325,6 @@ def _feed_world(folder: Path) -> dict:
                    meta={"threshold": 20})
     save_ctr(folder / "ctr", models={"ctr": ctr_model, "ctr_similarity": CtrModel().fit(x6, y)},
              meta={"prior": prior})
-    del reader_logits  # (imported to say where the cold-start logit comes from: recsys.coldstart)
 
     runs = {k: ModelRun.objects.create(kind=k, version="scale", is_active=True, artifact_path=str(folder / name))
             for k, name in ((ModelKind.USER_TOWER, "tower"), (ModelKind.LOOKALIKE, "lookalike"),
@@ -361,8 +360,6 @@ def _web_process() -> None:
     """One web process on the scale world (run by `_feed` in a process of its own): feed
     requests through the Django stack timed, its memory read, then recalled pages against
     full rankings. Prints one JSON line."""
-    import resource
-
     import django
 
     django.setup()
@@ -401,7 +398,6 @@ def _web_process() -> None:
         kept.append(len(set(served.item_ids.tolist()) & set(full.item_ids.tolist())) / len(full.item_ids))
     print(json.dumps({"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
                       "first_request_s": first_s, "requests": len(times), "rss_mib": rss_mib,
-                      "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "kept": kept}))
 
 
