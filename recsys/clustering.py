@@ -72,8 +72,8 @@ def batched_kmeans(x: np.ndarray, lengths: np.ndarray, n_clusters: np.ndarray, *
     sq = (pts * pts).sum(-1)  # (B, n)
     rows = torch.arange(b)
 
-    def dist2(c: torch.Tensor) -> torch.Tensor:  # (B, n, K)
-        return (sq[:, :, None] - 2 * torch.bmm(pts, c.transpose(1, 2)) + (c * c).sum(-1)[:, None, :]).clamp(min=0)
+    def dist2(c: torch.Tensor, p: torch.Tensor = pts, p_sq: torch.Tensor = sq) -> torch.Tensor:  # (B, n, K)
+        return (p_sq[:, :, None] - 2 * torch.bmm(p, c.transpose(1, 2)) + (c * c).sum(-1)[:, None, :]).clamp(min=0)
 
     # Greedy k-means++ (as scikit-learn): the first centre uniformly; each next one the best of
     # 2 + log(k) candidates drawn with probability ~ squared distance to the closest centre.
@@ -98,8 +98,7 @@ def batched_kmeans(x: np.ndarray, lengths: np.ndarray, n_clusters: np.ndarray, *
     active = torch.arange(b)
     for _ in range(iters):
         p, v = pts[active], valid[active]
-        c = cents[active]
-        d = (sq[active][:, :, None] - 2 * torch.bmm(p, c.transpose(1, 2)) + (c * c).sum(-1)[:, None, :]).clamp(min=0)
+        d = dist2(cents[active], p, sq[active])
         new = d.masked_fill(unused[active][:, None, :], float("inf")).argmin(-1).masked_fill(~v, -1)
         moved = (new != labels[active]).any(1)
         if not moved.any():
