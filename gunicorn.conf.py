@@ -1,6 +1,32 @@
 """gunicorn's settings that every way of starting the web server shares (Procfile, rundemo,
 Dockerfile, docker-compose.yml): gunicorn reads this file from the working directory."""
 
+import os
+import shutil
+import tempfile
+
 # Request lines up to gunicorn's maximum reach Django, which answers a URL over its own limit
 # with a JSON 414 (webapp/feed/middleware.py) rather than gunicorn's HTML page.
 limit_request_line = 8190
+
+# Prometheus metrics add up over the worker processes (prometheus-client's multiprocess
+# mode): each writes its counters to files in one folder, and /metrics, whichever worker
+# answers it, reads them all. The folder is this server's own, made before the workers fork
+# and removed when the server exits, so a restart starts every counter from zero (Prometheus
+# reads that as a counter reset).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ralm-metrics-web-")
+    _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+else:
+    _own_metrics_dir = None
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from webapp.common import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -38,13 +40,25 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_celery_beat",
+    "django_prometheus",
     "webapp.news",
     "webapp.lookalike",
     "webapp.feed",
     "workers",
 ]
 
+# Prometheus metrics (webapp.common.metrics): request and database metrics from
+# django-prometheus, the feed's and the refresh's own. Off: nothing is recorded, /metrics is 404.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+# Who may read /metrics: a client sending "Authorization: Bearer <METRICS_TOKEN>", a staff
+# user signed in to the admin, and, while no token is set, a client on this machine (loopback).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The Celery worker serves its processes' metrics (the refresh's) on this port; 0: not served.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=9808)
+WORKER_METRICS_ADDR = env.str("WORKER_METRICS_ADDR", default="127.0.0.1")
+
 MIDDLEWARE = [
+    "webapp.common.logs.RequestLog",
     "webapp.feed.middleware.ApiErrors",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -55,6 +69,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+if METRICS_ENABLED:  # django-prometheus's request metrics, the two that matter (webapp.common.metrics)
+    MIDDLEWARE = [*MIDDLEWARE, "webapp.common.metrics.RequestMetrics"]
 
 ROOT_URLCONF = "webapp.urls"
 WSGI_APPLICATION = "webapp.wsgi.application"
@@ -81,6 +97,8 @@ DATABASES = {
         "DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/ralm_feed"
     )
 }
+if METRICS_ENABLED and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"  # counts and times queries
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -104,6 +122,9 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Task events for Flower, whose /metrics has the tasks' runtimes and failures.
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TIMEZONE = "UTC"
 # Beat reads its schedule from the database (editable in the admin); workers/schedule.py
 # declares the entries and creates any that are missing.
@@ -199,12 +220,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
 }
 
+# Every line one JSON object (webapp.common.logs); a line per request and per task.
+logs.configure()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"json": logs.formatter()},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"faiss.loader": {"level": "WARNING"}},  # which CPU build it picked, at every start
 }
 
 SESSION_COOKIE_HTTPONLY = True

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from webapp.feed import api, views
+from webapp.feed import api, metrics, views
 
 api_patterns = [
     path("feed", api.FeedView.as_view(), name="feed"),
@@ -34,6 +35,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"))),
     path("healthz", api.healthz, name="healthz"),
+    *([path("metrics", metrics.metrics, name="metrics")] if settings.METRICS_ENABLED else []),
     path("", include("webapp.feed.urls")),
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 from django.conf import settings
@@ -141,6 +142,7 @@ class FeedView(APIView):
         responses=FeedSerializer,
     )
     def get(self, request: Request) -> Response:
+        start = time.perf_counter()
         query = FeedQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         now, reader_id = timezone.now(), query.validated_data["reader"]
@@ -151,7 +153,9 @@ class FeedView(APIView):
         limit = query.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT)
         page = services.feed_build(reader=reader, limit=limit, arm=query.validated_data.get("arm"), now=now,
                                    history=(clicked, shown), client=keys[0])
-        return Response(FeedSerializer(page).data)
+        response = Response(FeedSerializer(page).data)
+        page.served(seconds=time.perf_counter() - start)
+        return response
 
 
 class SeedStatsSerializer(serializers.Serializer):

@@ -1,13 +1,13 @@
-"""Every error under /api/ (and the health check) answers JSON in the API's one shape,
-{"detail": ...}: also those raised before a view runs or answered by Django itself (a bad
-Host header, a body over the size limit, a method the view does not take, a URL too long)."""
+"""Every error under /api/ (and at the health check and the metrics) answers JSON in the API's
+one shape, {"detail": ...}: also those raised before a view runs or answered by Django itself
+(a bad Host header, a body over the size limit, a method the view does not take, a URL too long)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-JSON_PATHS = ("/api/", "/healthz")
+JSON_PATHS = ("/api/", "/healthz", "/metrics")
 MAX_URL = 4096  # characters of path and query; gunicorn.conf.py lets longer lines through to here
 KEPT_HEADERS = ("Allow", "Retry-After")
 

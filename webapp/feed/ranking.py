@@ -155,7 +155,8 @@ class CatalogCache:
                 int((r or redis_client()).get(CATALOG_VERSION_KEY) or 0)
         except redis.RedisError as exc:
             version = None
-            degraded.note(f"redis unreachable ({exc.__class__.__name__}): catalog copy kept to its TTL")
+            degraded.note(f"redis unreachable ({exc.__class__.__name__}): catalog copy kept to its TTL",
+                          kind=degraded.REDIS)
         copy = self._copies.get(source)
         fresh = copy is not None and time.monotonic() - copy.loaded < settings.FEED_CATALOG_TTL_SECONDS
         if copy is not None and fresh and (version is None or version == copy.version):
@@ -238,7 +239,8 @@ class ModelCache:
             pointer = pointers.lookalike if pointers is not None else store.active_lookalike_get(r=r)
         except redis.RedisError as exc:
             pointer = self._pointer if time.monotonic() - self._checked < 60 else -2
-            degraded.note(f"redis unreachable ({exc.__class__.__name__}): models as of the last check")
+            degraded.note(f"redis unreachable ({exc.__class__.__name__}): models as of the last check",
+                          kind=degraded.REDIS)
         if pointer == self._pointer:
             return self._models
         with self._lock:
@@ -287,6 +289,7 @@ class Ranked:
     why: list[str] = field(default_factory=list)
     warm: list[bool] = field(default_factory=list)
     items: list[Item] | None = None  # the page's items when the catalog copy has them
+    candidates: int = 0  # the stories the ranker scored
 
 
 @dataclass
@@ -388,7 +391,7 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
         pointers = None
     m = models.get(r, pointers)
     if m.error is not None:
-        degraded.note(f"ranker models unusable, baseline ranking: {m.error}")
+        degraded.note(f"ranker models unusable, baseline ranking: {m.error}", kind=degraded.RANKER_MODEL)
     if m.ranker is None:
         return None
     cat = catalogs.get(source, r, pointers)
@@ -398,7 +401,8 @@ def rank(*, reader_id: int, source: str, clicked: list[int], shown: dict[int, in
     page = out.page
     personal = bool(g.history) or bool(g.picked)
     ranked = Ranked(out.arm, g.candidates.ids[page], out.final[page], [out.parts(int(k)) for k in page],
-                    items=[cat.items[g.rows[k]] for k in page] if cat.items is not None else None)
+                    items=[cat.items[g.rows[k]] for k in page] if cat.items is not None else None,
+                    candidates=len(g.candidates.ids))
     for k in page:
         warm = not np.isnan(g.scores.ralm_logit[k])
         c = int(g.candidates.category[k])

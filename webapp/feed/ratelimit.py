@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import redis
 from django.core.exceptions import ImproperlyConfigured
 
+from webapp.common import metrics
 from webapp.common.connections import redis_client
 from webapp.lookalike.store import PREFIX
 
@@ -56,4 +57,5 @@ def hit(*, scope: str, key: str | int, rate: Rate, now: float | None = None) -> 
         return None
     if count <= rate.count:
         return None
+    metrics.rate_limited(limit=scope)
     return max(1, math.ceil((window + 1) * rate.seconds - now))

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from recsys.arms import arm as arm_named
 from recsys.baseline import BASELINE, baseline_scores
-from webapp.common import degraded
+from webapp.common import degraded, logs, metrics
 from webapp.common.db import reconnecting
 from webapp.feed import ranking, ratelimit
 from webapp.feed.selectors import feed_candidates_for, reader_history
@@ -65,6 +65,13 @@ class FeedPage:
     arm: str
     entries: list[FeedEntry] = field(default_factory=list)
     degraded: tuple[str, ...] = ()  # what the page was built without (Redis, a model), see webapp.common.degraded
+    degraded_kinds: tuple[str, ...] = ()  # the kinds of those fallbacks (webapp.common.degraded)
+    candidates: int = 0  # the stories the ranker scored
+
+    def served(self, *, seconds: float) -> None:
+        """Count this page in the metrics, answered in `seconds`."""
+        metrics.feed_served(arm=self.arm, seconds=seconds, candidates=self.candidates,
+                            warm=[e.warm for e in self.entries], degraded=self.degraded_kinds)
 
 
 @reconnecting
@@ -89,7 +96,7 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, arm: 
         ranked = _baseline(reader=reader, now=now, limit=limit, clicked=clicked, shown=shown)
     items = {i.pk: i for i in ranked.items} if ranked.items is not None else \
         Item.objects.in_bulk([int(i) for i in ranked.item_ids])
-    request_id = uuid.uuid4().hex
+    request_id = logs.request_id() or uuid.uuid4().hex  # the HTTP request's: its log line names these impressions
     kept = [n for n, i in enumerate(ranked.item_ids) if int(i) in items]  # a story deleted since the catalog copy
 
     def log(kept: list[int]) -> list[int]:
@@ -109,8 +116,11 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, arm: 
                   why=ranked.why[n] if ranked.why else "", warm=ranked.warm[n] if ranked.warm else False)
         for pos, n in enumerate(kept)
     ]
+    logs.bind(reader=reader.pk, arm=ranked.arm, candidates=ranked.candidates, shown=len(entries),
+              degraded=sorted(fell_back.kinds))
     return FeedPage(request_id=request_id, reader_id=reader.pk, arm=ranked.arm, entries=entries,
-                    degraded=tuple(fell_back))
+                    degraded=tuple(fell_back), degraded_kinds=tuple(sorted(fell_back.kinds)),
+                    candidates=ranked.candidates)
 
 
 _IMPRESSIONS_SQL = """
@@ -154,7 +164,8 @@ def _baseline(*, reader: Reader, now: datetime, limit: int, clicked: list[int],
     # Highest score first; ties broken by the newer item id so the order is deterministic.
     order = np.lexsort((-cand.item_ids, -score))[:limit]
     return ranking.Ranked(BASELINE, cand.item_ids[order], score[order],
-                          [{k: round(float(v[idx]), 6) for k, v in parts.items()} for idx in order])
+                          [{k: round(float(v[idx]), 6) for k, v in parts.items()} for idx in order],
+                          candidates=len(cand.item_ids))
 
 
 @dataclass(frozen=True)
@@ -202,7 +213,10 @@ def click_record(
         )
         if created:
             seedset_mark_dirty(item_ids=[impression.item_id])
-    if created:  # the reader's vector with this click, before their next feed (no retraining)
+    logs.bind(impression=impression.pk, shown_in=impression.request_id, created=created)
+    if created:
+        metrics.click_stored(arm=impression.arm)
+        # The reader's vector with this click, before their next feed (no retraining).
         reader_vector_refresh_quietly(reader_id=impression.reader_id)
     return ClickResult(click=click, created=created)
 

@@ -3,6 +3,7 @@ an optional account), read the feed, click a story, read it."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlencode
 
 import redis
@@ -72,6 +73,7 @@ def _reader_for(request: HttpRequest, reader_id: int | None) -> Reader | None:
 
 @require_GET
 def feed(request: HttpRequest) -> HttpResponse:
+    start = time.perf_counter()
     form = FeedForm(request.GET)
     if not form.is_valid():
         return render(request, "feed/home.html",
@@ -94,12 +96,14 @@ def feed(request: HttpRequest) -> HttpResponse:
     page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT, arm=arm, now=now,
                                history=(clicked, shown), client=keys[0])
     more = {"reader": reader.pk, **({"arm": arm} if arm else {})}
-    return render(request, "feed/feed.html", {
+    response = render(request, "feed/feed.html", {
         "reader": reader,
         "page": page,
         "more": urlencode(more),
         "recent_clicks": news_selectors.reader_recent_clicks(reader=reader),
     })
+    page.served(seconds=time.perf_counter() - start)
+    return response
 
 
 def _rate_limited(request: HttpRequest, exc: services.RateLimited) -> HttpResponse:

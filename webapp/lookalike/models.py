@@ -51,12 +51,18 @@ class SeedSet(models.Model):
     dirty = models.BooleanField(default=True)
     # Set when the seeds changed, cleared once the item's look-alike state is recomputed.
     state_dirty = models.BooleanField(default=False)
+    # Since when a click waits for the refresh to reach the served state: set by the first
+    # click that finds the set clean, cleared once the state is recomputed (the refresh lag
+    # the metrics report is the oldest of these).
+    dirty_since = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         indexes = [
             models.Index(fields=["item"], condition=Q(dirty=True), name="seedset_dirty_idx"),
             models.Index(fields=["item"], condition=Q(state_dirty=True), name="seedset_state_dirty_idx"),
+            models.Index(fields=["dirty_since"], condition=Q(dirty_since__isnull=False),
+                         name="seedset_dirty_since_idx"),
         ]
 
     def __str__(self) -> str:

@@ -14,18 +14,20 @@ value, so no item is ever half-updated there.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Case, F, QuerySet, When
 from django.db.models.functions import Mod
 from django.utils import timezone
 
 from recsys.artifacts import ArtifactError, load_lookalike
 from recsys.serving import ItemState, LookalikeScorer
+from webapp.common import metrics
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.selectors import active_run
@@ -72,7 +74,8 @@ _SEEDS_UPDATE_SQL = _LATEST_SEEDS + """, new AS (
 )
 UPDATE lookalike_seedset s
 SET seed_reader_ids = new.ids, count = cardinality(new.ids), dirty = false,
-    state_dirty = s.state_dirty OR s.seed_reader_ids IS DISTINCT FROM new.ids, updated_at = now()
+    state_dirty = s.state_dirty OR s.seed_reader_ids IS DISTINCT FROM new.ids, updated_at = now(),
+    dirty_since = CASE WHEN s.state_dirty OR s.seed_reader_ids IS DISTINCT FROM new.ids THEN s.dirty_since END
 FROM new WHERE s.item_id = new.item_id
 RETURNING s.state_dirty
 """  # noqa: S608 -- two constants joined, nothing from input
@@ -98,6 +101,7 @@ def seeds_refresh(*, batch: int | None = None, part: Part | None = None) -> dict
     tower = active_run(kind=ModelKind.USER_TOWER)
     if tower is None:
         return {"items": 0, "remaining": False, "skipped": "no active user tower"}
+    start = time.perf_counter()
     with transaction.atomic():
         ids = list(_seedsets(part, dirty=True).select_for_update(skip_locked=True)
                    .order_by("item_id").values_list("item_id", flat=True)[:batch])
@@ -109,6 +113,7 @@ def seeds_refresh(*, batch: int | None = None, part: Part | None = None) -> dict
             cur.execute("SET LOCAL work_mem = '64MB'")
             cur.execute(_SEEDS_UPDATE_SQL, {"run": tower.pk, "items": ids, "cap": settings.SEED_CAP})
             changed = sum(1 for (stale,) in cur.fetchall() if stale)
+    metrics.refresh_batch(step="seeds", seconds=time.perf_counter() - start, items=len(ids))
     remaining = _seedsets(part, dirty=True).exists()
     return {"items": len(ids), "changed": changed, "remaining": remaining}
 
@@ -155,13 +160,18 @@ def states_refresh(*, batch: int | None = None, part: Part | None = None) -> dic
     except ArtifactError as exc:
         log.error("look-alike refresh skipped: %s", exc)
         return {"items": 0, "remaining": False, "skipped": f"model artifact unusable: {exc}"}
+    start = time.perf_counter()
     with transaction.atomic():
         rows = list(_seedsets(part, state_dirty=True).select_for_update(skip_locked=True)
                     .order_by("item_id").values_list("item_id", "seed_reader_ids")[:batch])
         if not rows:
             return {"items": 0, "remaining": False}
         written = states_write(items=[(i, list(s or [])) for i, s in rows], tower=tower, lookalike=lookalike)
-        SeedSet.objects.filter(item_id__in=[r[0] for r in rows]).update(state_dirty=False)
+        # Served as of this batch: nothing waits, unless a click came after the seeds this state
+        # was made from (then it waits since at most that seed rebuild).
+        SeedSet.objects.filter(item_id__in=[r[0] for r in rows]).update(
+            state_dirty=False, dirty_since=Case(When(dirty=True, then=F("updated_at")), default=None))
+    metrics.refresh_batch(step="states", seconds=time.perf_counter() - start, items=len(rows))
     remaining = _seedsets(part, state_dirty=True).exists()
     return {"items": len(rows), "version": written, "remaining": remaining}
 
@@ -219,7 +229,7 @@ def serving_switch(*, runs: list[ModelRun], tower: ModelRun, lookalike: ModelRun
             cur.execute(_SEEDS_SQL, {"run": tower.pk, "items": rows, "cap": settings.SEED_CAP})
             seeds = {i: list(s) for i, s in cur.fetchall()}
             cur.executemany("UPDATE lookalike_seedset SET seed_reader_ids = %s, count = %s, dirty = false,"
-                            " state_dirty = false, updated_at = now() WHERE item_id = %s",
+                            " state_dirty = false, dirty_since = NULL, updated_at = now() WHERE item_id = %s",
                             [(seeds.get(i, []), len(seeds.get(i, [])), i) for i in rows])
         states = states_compute(items=[(i, s) for i, s in seeds.items()], tower=tower, lookalike=lookalike) \
             if seeds else {}

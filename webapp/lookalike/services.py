@@ -11,21 +11,28 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from recsys.calibration import item_status
+from webapp.common import metrics
 from webapp.common.catalog import catalog_changed
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, SeedSet
 from webapp.news.models import Click, Item, ItemStatus
 
+_MARK_DIRTY_SQL = f"""
+INSERT INTO {SeedSet._meta.db_table} (item_id, seed_reader_ids, count, dirty, state_dirty, dirty_since, updated_at)
+SELECT item_id, '{{}}', 0, true, false, %(now)s, %(now)s FROM unnest(%(items)s::bigint[]) AS t(item_id)
+ORDER BY item_id
+ON CONFLICT (item_id) DO UPDATE SET dirty = true,
+    dirty_since = COALESCE({SeedSet._meta.db_table}.dirty_since, EXCLUDED.dirty_since)
+"""  # noqa: S608 -- a model's table name
+
 
 def seedset_mark_dirty(*, item_ids: Iterable[int]) -> None:
-    """Flag the items' seed sets for the next refresh (creating empty ones as needed)."""
-    now = timezone.now()
-    SeedSet.objects.bulk_create(
-        [SeedSet(item_id=i, dirty=True, updated_at=now) for i in set(item_ids)],
-        update_conflicts=True,
-        unique_fields=["item"],
-        update_fields=["dirty"],
-    )
+    """Flag the items' seed sets for the next refresh (creating empty ones as needed); a set
+    that had nothing waiting starts its wait now (SeedSet.dirty_since)."""
+    ids = sorted(set(item_ids))
+    if ids:
+        with connection.cursor() as cur:
+            cur.execute(_MARK_DIRTY_SQL, {"now": timezone.now(), "items": ids})
 
 
 def _threshold_reached(*, item_ids: list[int], threshold: int) -> dict[int, datetime]:
@@ -77,4 +84,6 @@ def item_status_refresh(*, item_ids: Iterable[int] | None = None) -> dict[str, i
             store.item_status_set(run_id=run.pk, warm=changed)
     if changed:
         catalog_changed()  # the badges on the pages
-    return {"promoted": sum(changed.values()), "demoted": sum(not w for w in changed.values())}
+    promoted, demoted = sum(changed.values()), sum(not w for w in changed.values())
+    metrics.status_changed(promoted=promoted, demoted=demoted)
+    return {"promoted": promoted, "demoted": demoted}

@@ -336,7 +336,8 @@ outage = _Outage()
 
 def _redis_down(exc: redis.RedisError) -> _Copy:
     outage.down(exc)
-    degraded.note(f"redis unreachable ({exc.__class__.__name__}): look-alike scores from the durable copy")
+    degraded.note(f"redis unreachable ({exc.__class__.__name__}): look-alike scores from the durable copy",
+                  kind=degraded.REDIS)
     return cache.durable()
 
 
@@ -473,7 +474,7 @@ def reader_view(*, reader_id: int, r: redis.Redis | None = None,
     except redis.RedisError as exc:
         copy = _redis_down(exc)
     if copy.error is not None:
-        degraded.note(f"look-alike model unusable: {copy.error}")
+        degraded.note(f"look-alike model unusable: {copy.error}", kind=degraded.LOOKALIKE_MODEL)
     if copy.scorer is None or not len(copy.ids_sorted):
         return ReaderView()
     try:

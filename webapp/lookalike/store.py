@@ -30,7 +30,7 @@ ACTIVE_LOOKALIKE_KEY = f"{PREFIX}:active:lookalike"
 _HEADER = struct.Struct("<BHH")  # warm flag, clusters, dim
 
 
-def _vectors_key(run_id: int) -> str:
+def vectors_key(run_id: int) -> str:
     return f"{PREFIX}:run:{run_id}:eu"
 
 
@@ -63,7 +63,7 @@ def reader_vectors_write(*, run_id: int, vectors: Iterable[tuple[int, np.ndarray
                          chunk: int = 1000) -> int:
     """HSET reader id -> float32 bytes under the run's key; returns how many were written."""
     r = r or redis_client()
-    key, n, pipe = _vectors_key(run_id), 0, None
+    key, n, pipe = vectors_key(run_id), 0, None
     for reader_id, vec in vectors:
         if pipe is None:
             pipe = r.pipeline(transaction=False)
@@ -146,7 +146,7 @@ def pointers_get(*, r: redis.Redis | None = None) -> Pointers:
 
 def reader_vector_queue(pipe: redis.client.Pipeline, *, reader_id: int, run_id: int) -> None:
     """Queue the reader's E_u under `run_id` on a pipeline (`reader_vector_parse` reads the answer)."""
-    pipe.hget(_vectors_key(run_id), str(reader_id))
+    pipe.hget(vectors_key(run_id), str(reader_id))
 
 
 def reader_vector_parse(raw: bytes | None) -> np.ndarray | None:
@@ -163,8 +163,8 @@ def reader_vector_get(*, reader_id: int, run_id: int | None = None, r: redis.Red
     run_id = run_id if run_id is not None else active_tower_get(r=r)
     if run_id is None:
         return None
-    return reader_vector_parse(r.hget(_vectors_key(run_id), str(reader_id)))
+    return reader_vector_parse(r.hget(vectors_key(run_id), str(reader_id)))
 
 
 def run_drop(*, run_id: int, r: redis.Redis | None = None) -> None:
-    (r or redis_client()).delete(_vectors_key(run_id), items_key(run_id), changed_key(run_id), version_key(run_id))
+    (r or redis_client()).delete(vectors_key(run_id), items_key(run_id), changed_key(run_id), version_key(run_id))
