@@ -40,8 +40,8 @@ browser:  ## Debian's Chromium for the browser test (Playwright drives /usr/bin/
 	  $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 \
 	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
 
-.env: | $(BIN)/python  ## a random SECRET_KEY for this checkout (DEBUG stays off)
-	$(BIN)/python -c "import secrets; print('SECRET_KEY=' + secrets.token_urlsafe(50)); print('SIMULATOR_TOKEN=' + secrets.token_urlsafe(32))" > $@
+.env: | $(BIN)/python  ## random secrets for this checkout (DEBUG stays off); docker compose reads them too
+	$(BIN)/python -c "import secrets; t = secrets.token_urlsafe; print(f'SECRET_KEY={t(50)}\nSIMULATOR_TOKEN={t(32)}\nMETRICS_TOKEN={t(32)}\nGRAFANA_ADMIN_PASSWORD={t(16)}')" > $@
 
 services:  ## Postgres and Redis must answer (see README for how to start them)
 	@$(BIN)/python -c "import socket,sys; [socket.create_connection(a, 2).close() for a in [('127.0.0.1',5432),('127.0.0.1',6379)]]" \

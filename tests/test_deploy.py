@@ -20,7 +20,10 @@ PROCFILE = read_procfile(ROOT / "Procfile")
 COMPOSE_TO_LOCAL = {
     "0.0.0.0:8000": "127.0.0.1:${PORT:-8000}",
     "http://web:8000": "http://127.0.0.1:${PORT:-8000}",
+    "--address=0.0.0.0": "--address=127.0.0.1",
+    "--port=5555": "--port=${FLOWER_PORT:-5555}",
 }
+APP = ("web", "worker", "beat", "simulator", "flower")  # the processes of our image (and of the Procfile)
 
 
 def _steps(command: str) -> list[list[str]]:
@@ -36,7 +39,7 @@ def _check_runs_here(tokens: list[str]) -> None:
     if tokens[:2] == ["python", "manage.py"]:
         assert tokens[2] in get_commands(), f"no management command {tokens[2]}"
     elif tokens[0] == "celery":
-        assert tokens[1:3] == ["-A", "workers"] and tokens[3] in {"worker", "beat"}
+        assert tokens[1:3] == ["-A", "workers"] and tokens[3] in {"worker", "beat", "flower"}
         importlib.import_module("workers.celery")
     elif tokens[0] == "gunicorn":
         module, _, attr = tokens[1].partition(":")
@@ -47,8 +50,8 @@ def _check_runs_here(tokens: list[str]) -> None:
 
 def test_compose_has_every_service_from_one_image():
     services = COMPOSE["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "beat", "simulator"}
-    app = [services[s] for s in ("web", "worker", "beat", "simulator")]
+    assert set(services) == {"postgres", "redis", *APP, "prometheus", "grafana"}
+    app = [services[s] for s in APP]
     assert len({(s["build"], s["image"]) for s in app}) == 1
     for s in app:
         assert s["environment"]["DATABASE_URL"].startswith("postgres://")
@@ -57,7 +60,7 @@ def test_compose_has_every_service_from_one_image():
 
 
 def test_compose_commands_are_the_procfile_processes():
-    for name in ("web", "worker", "beat", "simulator"):
+    for name in APP:
         compose = _steps(COMPOSE["services"][name]["command"])[-1]
         local = [COMPOSE_TO_LOCAL.get(t, t) for t in compose]
         proc = shlex.split(PROCFILE[name])
@@ -78,7 +81,7 @@ def test_compose_web_runs_the_same_setup_steps_as_make_demo():
 
 
 def test_procfile_processes_exist():
-    assert set(PROCFILE) == {"web", "worker", "beat", "simulator"}
+    assert set(PROCFILE) == set(APP)
     for command in PROCFILE.values():
         _check_runs_here(shlex.split(command))
 
