@@ -3,10 +3,20 @@ insert, JSON), for 100, 1,000 and 5,000 candidate stories, half of them warm; an
 look-alike scoring step with attention over k=20 centroids against attention over 500 raw
 seeds per item. Scratch database and Redis db 14; the models are fitted on synthetic data
 (latency does not depend on what they learned). Writes results.json["feed"]. Tiny mode
-(bench/common.py): 50 and 100 candidates, a few requests each."""
+(bench/common.py): 50 and 100 candidates, a few requests each.
+
+What the metrics and the request log cost the feed: one web process (`--child`, in
+prometheus-client's multiprocess mode as under gunicorn) answers each reader's feed at 1,000
+candidates three times in a row, once per arm (metrics off; on; on with a JSON line per
+request), the order rotating; the arms' medians and their differences, with bootstrap
+standard errors over readers. Paired request by request, the comparison is not at the mercy
+of how fast one process happens to run against another (which varies by more than the
+effect). The table above runs without the request lines, as its earlier runs did.
+BENCH_PROFILE_OUT=PATH: that process writes its cProfile stats to PATH."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -21,6 +31,7 @@ READERS, DIM, TEXT, K, SEEDS, RAW = sized(2_000, 100), 64, 384, 20, sized(200, 2
 CANDIDATES = sized((100, 1_000, 5_000), (50, 100))
 SCORED = sized(1_000, 50)  # candidates of the look-alike scoring step timed alone
 REQUESTS = sized(400, 10)
+METRICS_REQUESTS = sized(1500, 10)  # readers whose feed each arm of ARMS answers (bench/feed.py --child)
 
 
 def _synthetic_models(folder: Path, rng: np.random.Generator) -> None:
@@ -44,6 +55,7 @@ def _synthetic_models(folder: Path, rng: np.random.Generator) -> None:
 
 def main() -> None:
     os.environ["REDIS_URL"] = REDIS_URL
+    os.environ["LOG_LEVEL"] = "WARNING"  # no line per request here (the observability sets measure them)
     # One client asks for every feed here: its per-client limit stays on (each request pays
     # its counter, as a browser's does) but out of reach.
     os.environ["FEED_CLIENT_RATE_LIMIT"] = "100000000/minute"
@@ -148,12 +160,121 @@ def main() -> None:
         result["scoring_1000_ms"] = {"centroids_k20": round(centroid_ms, 2), "raw_seeds_500": round(raw_ms, 2)}
         result["raw_seed_ratio_500"] = round(raw_ms / centroid_ms, 1)
         result["scored_candidates"], result["raw_seeds"] = c, RAW
+        result["observability"] = _metrics_cost(n=CANDIDATES[1], ids=ids, now=now, readers=[rd.pk for rd in readers])
         r.flushdb()
     save("feed", result)
     print(table(rows, ("candidates", "p50 ms", "p99 ms", "requests/s (1 client)")))
     print(table([("k = 20 centroids", f"{centroid_ms:.2f}"), (f"{RAW} raw seeds", f"{raw_ms:.2f}"),
                  ("ratio", f"{raw_ms / centroid_ms:.1f}x")], (f"look-alike scoring, {c:,} candidates", "ms")))
+    m = result["observability"]
+    print(table([*((arm, f"{v:.2f}") for arm, v in m["p50_ms"].items()),
+                 ("metrics - off", f"{m['metrics_cost']['ms']:+.3f} ± {m['metrics_cost']['se_ms']:.3f}"),
+                 ("logs - metrics", f"{m['log_line_cost']['ms']:+.3f} ± {m['log_line_cost']['se_ms']:.3f}")],
+                (f"{m['candidates']:,} candidates, {m['requests']:,} readers × 3 arms", "p50 ms")))
+
+
+ARMS = ("off", "metrics", "metrics+logs")  # nothing recorded; the metrics; the metrics and a JSON line per request
+
+
+def _metrics_cost(*, n: int, ids: list[int], now, readers: list[int]) -> dict:
+    """One web process (`--child`: multiprocess mode, as under gunicorn) answers the same
+    reader's feed under each arm of ARMS in turn (order rotating), for many readers at `n`
+    candidates; each arm's median, and the differences of the medians with bootstrap SEs."""
+    import subprocess
+
+    from django.db import connection
+
+    from webapp.common.catalog import CATALOG_VERSION_KEY
+    from webapp.common.connections import redis_client
+    from webapp.news.models import Item
+
+    Item.objects.filter(pk__in=ids[n:]).update(published_at=None)
+    Item.objects.filter(pk__in=ids[:n]).update(published_at=now - timedelta(hours=1))
+    redis_client().incr(CATALOG_VERSION_KEY)
+    db = connection.settings_dict
+    sample = np.random.default_rng(0).choice(readers, METRICS_REQUESTS).tolist()
+    with tempfile.TemporaryDirectory(prefix="ralm-bench-metrics-") as folder:
+        env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+               "METRICS_TOKEN": "", "METRICS_ENABLED": "1", "LOG_LEVEL": "INFO", "PROMETHEUS_MULTIPROC_DIR": folder,
+               "CONN_MAX_AGE": "3600"}
+        out = subprocess.run([sys.executable, __file__, "--child", *map(str, sample)], env=env,
+                             capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        raise SystemExit(f"bench child failed:\n{out.stderr[-3000:]}")
+    times = {arm: np.array(v) for arm, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+    rng = np.random.default_rng(1)
+    boot = rng.integers(0, len(sample), (1000, len(sample)))  # readers resampled, arms kept paired
+
+    def diff(a: str, b: str) -> dict:
+        d = np.median(times[a][boot], axis=1) - np.median(times[b][boot], axis=1)
+        return {"ms": round(float(np.median(times[a]) - np.median(times[b])), 3), "se_ms": round(float(d.std()), 3)}
+
+    return {"candidates": n, "requests": len(sample), "p50_ms": {a: round(float(np.median(t)), 3)
+                                                                 for a, t in times.items()},
+            "metrics_cost": diff("metrics", "off"), "log_line_cost": diff("metrics+logs", "metrics")}
+
+
+def child(readers: list[int]) -> None:
+    """The arms in one web process, request by request: Django's stack through a test client
+    whose middleware includes django-prometheus's or not, the database cursors counted by
+    django-prometheus's or not, our metrics on or off, the request's log line at INFO or
+    not. Prints {arm: [ms per request]}."""
+    import logging
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.test import Client, override_settings
+
+    from webapp.common import metrics
+
+    with_metrics = Client(HTTP_HOST="127.0.0.1")
+    with_metrics.get(f"/api/feed?reader={readers[0]}&limit=10")  # builds its middleware chain
+    with override_settings(MIDDLEWARE=[m for m in settings.MIDDLEWARE if m != "webapp.common.metrics.RequestMetrics"]):
+        without = Client(HTTP_HOST="127.0.0.1")
+        without.get(f"/api/feed?reader={readers[0]}&limit=10")
+    counted = connection.connection.cursor_factory  # django-prometheus's subclass of the plain cursor
+    plain = counted.__mro__[1]
+    request_log = logging.getLogger("ralm.request")
+    times: dict[str, list[float]] = {arm: [] for arm in ARMS}
+
+    def one(arm: str, reader: int) -> float:
+        on = arm != "off"
+        metrics.ENABLED = on
+        connection.ensure_connection()
+        connection.connection.cursor_factory = counted if on else plain
+        request_log.setLevel(logging.INFO if arm == "metrics+logs" else logging.WARNING)
+        started = time.perf_counter()
+        resp = (with_metrics if on else without).get(f"/api/feed?reader={reader}&limit=10")
+        elapsed = (time.perf_counter() - started) * 1000
+        assert resp.status_code == 200, resp.content[:300]
+        return elapsed
+
+    for k, reader in enumerate(readers[:50]):  # warm up
+        one(ARMS[k % 3], reader)
+    profile = os.environ.get("BENCH_PROFILE_OUT")
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+    for k, reader in enumerate(readers):
+        for arm in ARMS[k % 3:] + ARMS[:k % 3]:
+            times[arm].append(one(arm, reader))
+    if profile:
+        prof.disable()
+        prof.dump_stats(profile)
+    metrics.ENABLED = True
+    scraped = with_metrics.get("/metrics")
+    assert scraped.status_code == 200 and b"ralm_feed_latency_seconds_count" in scraped.content
+    print(json.dumps(times))
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        os.environ["REDIS_URL"] = REDIS_URL
+        sys.exit(child([int(x) for x in sys.argv[2:]]))
     sys.exit(main())

@@ -90,6 +90,14 @@ def numbers(r: dict, ev: dict | None) -> str:
         s = r["feed"]["scoring_1000_ms"]
         rows.append(("look-alike scoring of 1,000 candidates, centroids vs 500 raw seeds each",
                      f"{s['centroids_k20']} ms vs {s['raw_seeds_500']} ms ({r['feed']['raw_seed_ratio_500']}×)"))
+        if "observability" in r["feed"]:
+            o = r["feed"]["observability"]
+            rows.append((f"what the feed pays for its metrics and its JSON line per request ({o['candidates']:,} "
+                         f"candidates, {o['requests']:,} readers, each arm in turn in one web process, "
+                         "`bench/feed.py`)",
+                         f"metrics {o['metrics_cost']['ms']:+.2f} ± {o['metrics_cost']['se_ms']:.2f} ms at p50 "
+                         f"(off {o['p50_ms']['off']:.2f} ms), the line {o['log_line_cost']['ms']:+.2f} ± "
+                         f"{o['log_line_cost']['se_ms']:.2f} ms"))
     if "load" in r:
         lo = r["load"]
         value = (f"{lo['requests']:,} requests ({lo.get('requests_per_s', 0):,.0f}/s), p50 "
