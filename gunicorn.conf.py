@@ -3,11 +3,29 @@ Dockerfile, docker-compose.yml): gunicorn reads this file from the working direc
 
 import os
 import shutil
+import sys
 import tempfile
+
+# The `gunicorn` script runs from the virtualenv's bin folder: this file's folder holds webapp.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from webapp.common import logs  # noqa: E402 -- after the path
 
 # Request lines up to gunicorn's maximum reach Django, which answers a URL over its own limit
 # with a JSON 414 (webapp/feed/middleware.py) rather than gunicorn's HTML page.
 limit_request_line = 8190
+
+# gunicorn's own lines (its start, each worker's boot and exit, a timeout) are JSON objects
+# like the application's, on the same stream, so that a log collector reads one format.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": logs.formatter()},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["console"]},
+    # Not passed on to the root's handler as well: Django's settings give it the same one.
+    "loggers": {name: {"level": "INFO", "handlers": ["console"], "propagate": False}
+                for name in ("gunicorn.error", "gunicorn.access")},
+}
 
 # Prometheus metrics add up over the worker processes (prometheus-client's multiprocess
 # mode): each writes its counters to files in one folder, and /metrics, whichever worker

@@ -148,8 +148,12 @@ def clicked_world(models: Path, *, readers: int, items: int, clicked: int, seeds
         cur.execute("ANALYZE")
 
 
+def load() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
 def save(key: str, value: dict) -> None:
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = load()
     results[key] = value
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 

@@ -3,7 +3,7 @@ fails), its wall time in results.json["bench"], then bench/report.py renders res
 the README's generated blocks.
 
     python bench/run.py             # every benchmark (what `make bench` runs)
-    python bench/run.py feed ab     # only these (each writes its own results; the total is left as it was)
+    python bench/run.py feed ab     # only these (each writes its own results and wall time)
     python bench/run.py --tiny --results /tmp/tiny.json   # each at a tiny size (`make test` runs this)
 """
 
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, save
+from common import ROOT, load, save
 
 SCRIPTS = ["bench/importer.py", "bench/refresh.py", "bench/feed.py", "bench/readers.py", "bench/load.py",
            "bench/soak.py", "bench/scale.py", "bench/ab.py", "bench/audience.py", "bench/evaluate.py"]
@@ -47,20 +47,21 @@ def main(argv: list[str] | None = None) -> int:
         # One small demo world for the scripts that need one, built by the first (bench/common.py).
         env |= {"BENCH_TINY": "1", "BENCH_RESULTS": str(results), "BENCH_WORLD_DIR": str(scratch)}
     seconds: dict[str, float] = {}
-    started = time.perf_counter()
     for script in [s for s, n in zip(SCRIPTS, names, strict=True) if not only or n in only]:
         print(f"== {script}{' (tiny)' if args.tiny else ''}", flush=True)
         t = time.perf_counter()
         code = subprocess.call([sys.executable, script], cwd=ROOT, env=env)
-        seconds[script] = round(time.perf_counter() - t, 1)
         if code:
             print(f"{script} failed (exit {code})", file=sys.stderr)
             return code
+        seconds[script] = round(time.perf_counter() - t, 1)
+        if not args.tiny:
+            # Each script's latest wall time, whether it ran alone or in a whole run: the
+            # README's total is their sum, so it follows every script that changes.
+            save("bench", {"scripts": load().get("bench", {}).get("scripts", {}) | {script: seconds[script]}})
     if args.tiny:
         print(f"tiny run: {', '.join(f'{Path(k).stem} {v:.0f}' for k, v in seconds.items())} s; results in {results}")
         return 0
-    if not only:  # the total is of a whole run
-        save("bench", {"scripts": seconds, "total_seconds": round(time.perf_counter() - started, 1)})
     from report import main as report
 
     return report([])

@@ -91,6 +91,9 @@ def test_gunicorn_adds_up_its_processes_and_logs_a_request_id_that_leads_to_impr
     assert [i.item_id for i in shown] == [e["item"]["id"] for e in page["items"]]
     assert [i.pk for i in shown] == [e["impression"] for e in page["items"]]
     assert len({line["request_id"] for line in lines}) == len(lines)  # one line per request, each its own id
+    # gunicorn's own lines are JSON objects too, one "Booting worker" for each of its processes.
+    booted = [x for x in _json_lines(log) if x.get("logger") == "gunicorn.error" and "Booting worker" in x["event"]]
+    assert len(booted) == 2, log.read_text()[:2000]
 
     # ... and on to its clicks: the click's line names the request that showed the story.
     status, click = _post_json(f"{base}/api/clicks", {"impression": page["items"][1]["impression"]})

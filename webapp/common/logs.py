@@ -37,6 +37,8 @@ def formatter() -> dict:
 
 
 def configure() -> None:
+    # A library's warning is a line like any other (logger "py.warnings"), not raw text.
+    logging.captureWarnings(True)
     structlog.configure(
         processors=[structlog.stdlib.filter_by_level, *SHARED_PROCESSORS,
                     structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
