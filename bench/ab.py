@@ -25,14 +25,14 @@ def main() -> None:
     os.environ["REDIS_URL"] = REDIS_URL
     os.environ["MODEL_DIR"] = tempfile.mkdtemp(prefix="ralm-bench-ab-")
     with scratch_database("ralm_feed_bench_ab"):
+        from django.conf import settings
         from django.core.management import call_command
         from django.utils import timezone
         from tqdm import tqdm
 
-        from fixtures.corpus import load_readers, load_stories, taxonomy_of
+        from fixtures.corpus import click_model, load_readers
         from recsys.abtest import PairedPages
         from recsys.arms import ARMS, REFERENCE
-        from recsys.simulation import ClickModel
         from webapp.common.connections import redis_client
         from webapp.feed.abtest import head_of, pages_rank
         from webapp.feed.backfill import ARM as HISTORY_ARM
@@ -55,7 +55,7 @@ def main() -> None:
         # Every session, every arm ranks the same reader at the same moment (not logged) and the
         # hidden click model scores each page: reader-to-reader variation, the bulk of the noise
         # between arms, cancels out. Then one arm, rotating per reader, serves the logged page.
-        sim = Simulator(readers=load_readers(), click_model=ClickModel(taxonomy=taxonomy_of(load_stories())),
+        sim = Simulator(readers=load_readers(), click_model=click_model(settings.DEMO_WORLD),
                         transport=LocalTransport(), seed=2, arms=[a.name for a in arms])
         times = backfill_times(hours=2, sessions=SESSIONS, now=timezone.now(), rng=sim.rng)
         catalog, head = head_of(source="demo", now=timezone.now())  # the head before the A/B

@@ -57,7 +57,7 @@ def scratch_database(name: str = "ralm_feed_bench"):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def demo_world(*, sessions: int, hours: float, seed: int):
+def demo_world(*, sessions: int, hours: float, seed: int, world: str | None = None):
     """In the scratch database: the demo corpus, `sessions` simulated sessions over the last
     `hours` (through the feed service, as `make demo` writes its history), and the models
     trained on them as `manage.py train` trains them. Returns the seconds of each step and the
@@ -65,21 +65,26 @@ def demo_world(*, sessions: int, hours: float, seed: int):
 
     Tiny mode builds one small world (TINY_WORLD, whatever is asked) with small models, and
     when BENCH_WORLD_DIR is set (bench/run.py --tiny sets it) keeps its rows there for the
-    next script, which copies them in and rebuilds the serving store: the same world, built once."""
+    next script, which copies them in and rebuilds the serving store: the same world, built once.
+    `world`: the demo world the readers click by (default DEMO_WORLD); only the default one is
+    kept for the next script."""
+    from django.conf import settings
     from django.core.management import call_command
 
     from webapp.lookalike.training import model_train
 
     if TINY:
         sessions, hours, seed = TINY_WORLD
-    cache = Path(os.environ["BENCH_WORLD_DIR"]) if TINY and os.environ.get("BENCH_WORLD_DIR") else None
+    world = world or settings.DEMO_WORLD
+    cache = Path(os.environ["BENCH_WORLD_DIR"]) if TINY and os.environ.get("BENCH_WORLD_DIR") \
+        and world == settings.DEMO_WORLD else None
     if cache is not None and (cache / "world.json").exists():
         return _world_restore(cache)
     seconds, started = {}, time.perf_counter()
     call_command("load_demo", verbosity=0)
     seconds["load_demo"] = round(time.perf_counter() - started, 1)
     call_command("simulate", "--backfill-hours", str(hours), "--sessions", str(sessions), "--seed", str(seed),
-                 verbosity=0)
+                 "--world", world, verbosity=0)
     seconds["backfill"] = round(time.perf_counter() - started - seconds["load_demo"], 1)
     report = model_train(**({"stage1_epochs": 2, "stage2_epochs": 1, "dim": 16} if TINY else {}))
     seconds["train"] = round(time.perf_counter() - started - seconds["load_demo"] - seconds["backfill"], 1)

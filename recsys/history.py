@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys.profiles import category_affinity
-from recsys.simulation import ClickModel, ItemTruth, ReaderTruth
+from recsys.simulation import ClickModel, ItemTruth, ReaderTruth, reader_audiences
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,16 @@ class LoggingPolicy:
 @dataclass
 class TruthMatrix:
     """The click model's truth as arrays: the attraction logit of reader r for item i at age
-    a is `base[r, i] - w_freshness * a / half_life`; `category_term` is its category part."""
+    a is `base[r, i] - w_freshness * a / half_life`; `category_term` is its category part.
+    What no label names (the taste match and the audience groups) is
+    `reader_hidden @ item_hidden.T`: the readers' side carries the weights, the items' side
+    is the stories' hidden features as they are (taste, one-hot audience)."""
 
     base: np.ndarray  # (R, I) float64
     category_term: np.ndarray  # (R, I) w_category * log interest in the item's category
+    reader_hidden: np.ndarray | None = None  # (R, H) weighted taste and audience memberships
+    item_hidden: np.ndarray | None = None  # (I, H) taste and one-hot audience group
+    reader_traits: np.ndarray | None = None  # (R, H) taste and audience memberships, unweighted
 
     @classmethod
     def build(cls, model: ClickModel, readers: list[ReaderTruth], items: list[ItemTruth]) -> TruthMatrix:
@@ -64,10 +70,18 @@ class TruthMatrix:
         tastes_r = np.stack([rd.taste for rd in readers])
         tastes_i = np.stack([it.taste for it in items])
         quality = np.array([it.quality for it in items])
+        members = np.stack([reader_audiences(rd, c) for rd in readers]) if c.n_audiences else \
+            np.zeros((len(readers), 0))
+        audience = np.zeros((len(items), c.n_audiences))
+        has = np.array([it.audience >= 0 for it in items], bool)
+        if c.n_audiences and has.any():
+            audience[np.flatnonzero(has), [it.audience for it in items if it.audience >= 0]] = 1.0
+        reader_hidden = np.hstack([c.w_taste * tastes_r / math.sqrt(c.taste_dim), c.w_audience * members])
+        item_hidden = np.hstack([tastes_i, audience])
         category_term = c.w_category * log_cat[:, cat_of]
-        base = (c.bias + category_term + c.w_subcategory * log_sub[:, sub_of]
-                + c.w_taste * (tastes_r @ tastes_i.T) / math.sqrt(c.taste_dim) + quality[None, :])
-        return cls(base, category_term)
+        base = (c.bias + category_term + c.w_subcategory * log_sub[:, sub_of] + reader_hidden @ item_hidden.T
+                + quality[None, :])
+        return cls(base, category_term, reader_hidden, item_hidden, np.hstack([tastes_r, members]))
 
 
 @dataclass

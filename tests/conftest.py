@@ -72,16 +72,15 @@ def _world_clear() -> None:
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
-def demo_history(*, sessions: int, hours: float, seed: int) -> None:
+def demo_history(*, sessions: int, hours: float, seed: int, world: str | None = None) -> None:
     """A simulated history of the demo readers over the last `hours`, sessions spread evenly
     over them (the demo's day-and-night curve would make it depend on the hour the tests run)."""
     from django.utils import timezone
 
-    from fixtures.corpus import load_readers, load_stories, taxonomy_of
-    from recsys.simulation import ClickModel
+    from fixtures.corpus import click_model, load_readers
     from webapp.feed.backfill import history_backfill
 
-    history_backfill(readers=load_readers(), click_model=ClickModel(taxonomy=taxonomy_of(load_stories())),
+    history_backfill(readers=load_readers(), click_model=click_model(world or settings.DEMO_WORLD),
                      hours=hours, sessions=sessions, seed=seed, now=timezone.now(), progress=False,
                      session_hours=np.random.default_rng(seed).uniform(0.0, hours, sessions))
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
+from django.conf import settings
 
-from fixtures.corpus import CorpusError, load_readers, load_stories, taxonomy_of
+from fixtures.corpus import CorpusError, click_model, load_readers
 from recsys.abtest import PairedPages, head_items
 from recsys.arms import Arm
-from recsys.simulation import ClickModel, item_truth
+from recsys.simulation import item_truth
 from webapp.common.connections import redis_client
 from webapp.feed import ranking
 from webapp.feed.selectors import exposure_before, reader_history
@@ -57,7 +58,7 @@ def impressions_expected(rows: list[tuple]) -> np.ndarray | None:
     (people reading the demo); None without the fixtures or without any simulated reader."""
     try:
         readers = {r.id: r.truth for r in load_readers()}
-        model = ClickModel(taxonomy=taxonomy_of(load_stories()))
+        model = click_model(settings.DEMO_WORLD)
     except CorpusError:
         return None
     truths: dict[str, object] = {}

@@ -16,6 +16,7 @@ class FeedConfig(AppConfig):
 
     def ready(self) -> None:
         from recsys.arms import UnknownArm, arm
+        from recsys.simulation import UnknownWorld, world_config
         from webapp.feed.ratelimit import rate_parse
 
         rate_parse(settings.CLICK_RATE_LIMIT)  # a bad value stops the process at start-up
@@ -23,3 +24,7 @@ class FeedConfig(AppConfig):
             arm(settings.FEED_ARM)
         except UnknownArm as exc:
             raise ImproperlyConfigured(f"FEED_ARM: {exc}") from None
+        try:
+            world_config(settings.DEMO_WORLD)
+        except UnknownWorld as exc:
+            raise ImproperlyConfigured(f"DEMO_WORLD: {exc}") from None

@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 
-from fixtures.corpus import load_readers, load_stories, taxonomy_of
+from fixtures.corpus import click_model, load_readers
 from recsys.artifacts import load_coldstart
 from recsys.audience import cosine_rows, story_audience, summarise
 from recsys.history import TruthMatrix
 from recsys.profiles import reader_profiles
 from recsys.serving import ItemState, LookalikeScorer
-from recsys.simulation import ClickModel, item_truth
+from recsys.simulation import item_truth
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import scorer_for
 from webapp.news.models import Click, Item, Reader, Source
@@ -47,11 +48,11 @@ class AudienceWorld:
     coldstart: tuple[np.ndarray, float] | None
 
     @classmethod
-    def load(cls) -> AudienceWorld | None:
-        """None when the database holds no demo readers or stories."""
+    def load(cls, world: str | None = None) -> AudienceWorld | None:
+        """None when the database holds no demo readers or stories. `world`: whose truth
+        (default DEMO_WORLD)."""
         truth_of = {r.id: r.truth for r in load_readers()}
-        stories = load_stories()
-        model = ClickModel(taxonomy=taxonomy_of(stories))
+        model = click_model(world or settings.DEMO_WORLD)
         readers = [(pk, ext) for pk, ext in Reader.objects.filter(source=Source.DEMO).order_by("pk")
                    .values_list("pk", "external_id") if ext in truth_of]
         items = list(Item.objects.filter(source=Source.DEMO, published_at__isnull=False).order_by("pk")

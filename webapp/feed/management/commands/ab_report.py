@@ -7,14 +7,14 @@ import time
 from datetime import timedelta
 
 import numpy as np
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
-from fixtures.corpus import CorpusError, load_readers, load_stories, taxonomy_of
+from fixtures.corpus import CorpusError, click_model, load_readers
 from recsys.abtest import PairedPages, ab_compare, ab_summary, ab_within_readers, arm_label, tail_mask, was_cold
 from recsys.arms import ARMS, REFERENCE, UnknownArm, arms
-from recsys.simulation import ClickModel
 from webapp.feed.abtest import head_of, impressions_expected, pages_rank
 from webapp.feed.selectors import exposure_before
 from webapp.feed.simulator import LocalTransport, Simulator
@@ -128,7 +128,7 @@ class Command(BaseCommand):
             raise CommandError("--paired needs the demo's simulated readers (--source demo)")
         try:
             chosen = arms(o["arms"])
-            sim = Simulator(readers=load_readers(), click_model=ClickModel(taxonomy=taxonomy_of(load_stories())),
+            sim = Simulator(readers=load_readers(), click_model=click_model(settings.DEMO_WORLD),
                             transport=LocalTransport())
         except UnknownArm as exc:
             raise CommandError(f"--arms: {exc}") from None

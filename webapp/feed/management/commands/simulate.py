@@ -5,12 +5,13 @@ from __future__ import annotations
 import signal
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from fixtures.corpus import READERS_FILE, CorpusError, load_readers, load_stories, taxonomy_of
+from fixtures.corpus import READERS_FILE, CorpusError, click_model, load_readers
 from recsys.arms import ARMS, UnknownArm
-from recsys.simulation import ClickModel
+from recsys.simulation import ClickModel, UnknownWorld
 from webapp.feed.backfill import history_backfill
 from webapp.feed.simulator import HttpTransport, LocalTransport, Simulator, TransportError
 from webapp.news.models import Click, Source
@@ -36,6 +37,9 @@ class Command(BaseCommand):
         parser.add_argument("--feed-size", type=int, default=10)
         parser.add_argument("--readers", default=str(READERS_FILE))
         parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--world", default=None,
+                            help="the demo world whose hidden click model readers click by (recsys.simulation.WORLDS, "
+                                 "e.g. labels, audiences, audiences:w_audience=1.2); default: DEMO_WORLD")
         parser.add_argument("--arms", default="",
                             help=f"comma-separated ranker arms to split sessions between (an A/B test read by "
                                  f"ab_report), of {', '.join(ARMS)}; default: the configured one (FEED_ARM)")
@@ -49,8 +53,8 @@ class Command(BaseCommand):
             raise CommandError("--arms applies to live sessions; --backfill-hours pages by the logging policy")
         try:
             readers = load_readers(o["readers"])
-            model = ClickModel(taxonomy=taxonomy_of(load_stories()))
-        except CorpusError as exc:
+            model = click_model(o["world"] or settings.DEMO_WORLD)
+        except (CorpusError, UnknownWorld) as exc:
             raise CommandError(str(exc)) from None
         if o["backfill_hours"] > 0:
             self._backfill(readers, model, o)
