@@ -228,7 +228,7 @@ def _feed_world(folder: Path) -> dict:
     from recsys.artifacts import save_coldstart, save_ctr, save_lookalike
     from recsys.calibration import PlattCalibrator
     from recsys.coldstart import ColdStartModel, pair_features
-    from recsys.ctr import CtrModel, assemble
+    from recsys.ctr import CtrModel, assemble, learned_rows
     from recsys.hybrid import Calibration
     from recsys.lookalike import LookalikeConfig, LookalikeModel
     from recsys.profiles import reader_profiles
@@ -316,14 +316,11 @@ def _feed_world(folder: Path) -> dict:
         ralm[k] = scorer.audience(e_u[sample_readers[ri[k]]][None], st)[0]
     cold_map = PlattCalibrator().fit(cold_logit[~is_warm], y[~is_warm])
     warm_map = PlattCalibrator().fit(np.stack([ralm[is_warm], cold_logit[is_warm]], 1), y[is_warm])
-    sim = np.zeros(len(ri))
-    sim[~is_warm] = cold_map.predict(cold_logit[~is_warm])
-    sim[is_warm] = warm_map.predict(np.stack([ralm[is_warm], cold_logit[is_warm]], 1))
-    x6 = assemble(affinity=x5[:, 0], item_clicks=clicks[items], item_impressions=shown[items], age_hours=age_h[items],
-                  position=position.astype(float), prior=prior, similarity=sim)
     save_coldstart(folder / "coldstart", model=cold_model, calibration=Calibration(cold_map, warm_map, 20, {}),
                    meta={"threshold": 20})
-    save_ctr(folder / "ctr", models={"ctr": ctr_model, "ctr_similarity": CtrModel().fit(x6, y)},
+    save_ctr(folder / "ctr", models={"ctr": ctr_model,
+                                     "ctr_feature": CtrModel().fit(learned_rows(x5, ralm, cold_logit), y),
+                                     "ctr_noralm": CtrModel().fit(learned_rows(x5, ralm, cold_logit, ralm=False), y)},
              meta={"prior": prior})
 
     runs = {k: ModelRun.objects.create(kind=k, version="scale", is_active=True, artifact_path=str(folder / name))

@@ -6,8 +6,13 @@ name.
   ctr      the CTR model alone (a blend at w = 0): the reference the others are compared with
   blend    (1 - w) * CTR + w * similarity, within a CTR budget: the page keeps at least
            (1 - budget) of the clicks the CTR model expects of the ctr page (recsys.ranker)
-  feature  the CTR model that reads the similarity as an input (served by `blend` when the
-           training could not fit it)
+  feature  the CTR model that reads the similarity's parts as inputs, each with a weight learned
+           from the logged impressions: RALM's logit (where RALM scored the story), whether
+           it did, and the cold-start model's logit; RALM's weight is never negative
+           (recsys.ctr.fit_learned). Served by `blend` when the training could not fit it
+  noralm   the ablation of `feature`: the same model fitted on the same impressions without
+           RALM's terms, so its similarity comes from the cold-start model alone (served by
+           `blend` when the training could not fit it)
   gate     recall keeps the candidates with similarity >= threshold (topped up by the most
            similar of the rest), then CTR ranks them: the paper's exposure gate
 """
@@ -33,6 +38,7 @@ class Arm:
     budget_steps: int = 4  # blend: halvings of w tried before w = 0
     threshold: float = 0.0  # gate: the least similarity a candidate needs
     fallback: str | None = None  # the arm that serves when this one's model is missing
+    ralm: bool = True  # feature: its model reads RALM's terms (recsys.ctr.FEATURE_COLUMNS), else not (NORALM_COLUMNS)
     per_group: int = 2  # stories of one subcategory on a page
     repeat_discount: float = 0.5  # a story shown to the reader recently scores this much per showing
 
@@ -49,9 +55,14 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("ctr", "blend"),
     Arm("blend", "blend", weight=0.05, budget=0.01),
     Arm("feature", "feature", fallback="blend"),
+    Arm("noralm", "feature", fallback="blend", ralm=False),
     Arm("gate", "gate", threshold=0.02),
 )}
 assert all(a.fallback in (None, *ARMS) for a in ARMS.values())
+# An arm's ablation: the arm that scores as it does without RALM's terms (what RALM adds is
+# the difference between the two; bench/audience.py measures it against the truth).
+ABLATIONS: dict[str, str] = {"feature": "noralm"}
+assert all(k in ARMS and v in ARMS and not ARMS[v].ralm for k, v in ABLATIONS.items())
 REFERENCE = "ctr"  # what A/B comparisons measure the other arms against
 
 

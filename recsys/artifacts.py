@@ -92,7 +92,10 @@ def _load_joblib(folder: Path, what: str) -> dict:
     try:
         payload = joblib.load(folder / "model.joblib")
         payload["meta"] = json.loads((folder / "config.json").read_text())
-    except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+    # A truncated pickle fails with whatever the opcode it stops in raises (IndexError,
+    # TypeError, AttributeError as well as EOFError), depending on where it was cut.
+    except (OSError, KeyError, ValueError, EOFError, IndexError, TypeError, AttributeError,
+            pickle.UnpicklingError) as exc:
         raise ArtifactError(f"cannot load the {what} from {folder}: {exc.__class__.__name__}: {exc}") from exc
     return payload
 
@@ -108,10 +111,12 @@ def load_coldstart(folder: Path) -> dict:
 
 
 def save_ctr(folder: Path, *, models: dict, meta: dict) -> None:
-    """The CTR models ({"ctr": CtrModel, "ctr_similarity": CtrModel | None}) and their prior."""
+    """The CTR models ({"ctr": CtrModel, "ctr_feature": CtrModel | None, "ctr_noralm": CtrModel | None}, the
+    latter two over recsys.ctr.FEATURE_COLUMNS and NORALM_COLUMNS) and their prior and report."""
     _save_joblib(folder, models, meta)
 
 
 def load_ctr(folder: Path) -> dict:
-    """{"ctr": CtrModel, "ctr_similarity": CtrModel | None, "meta": dict}."""
+    """{"ctr": CtrModel, "ctr_feature": CtrModel | None, "ctr_noralm": CtrModel | None, "meta": dict} (an
+    artifact without a learned-weight model lacks its key)."""
     return _load_joblib(folder, "CTR model")

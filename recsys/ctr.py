@@ -6,13 +6,25 @@ Features (one row per impression, in this order):
   exposure   log1p(the item's impressions): how much the CTR estimate can be trusted
   freshness  log1p(age in hours)
   position   log1p(position on the page); 0 when serving, so the ranking is position-free
-  similarity (the `feature` ranker arm only) logit of the calibrated RALM / cold-start score
+
+The learned-weight ranker arms (recsys.arms: `feature`, `noralm`) read the similarity's parts
+as separate columns after these, each with its own weight learned from the logged impressions
+(`fit_learned`):
+  ralm_logit       RALM's logit where RALM scored the story (warm), 0 where it is cold
+  warm             1 where RALM scored the story
+  coldstart_logit  the cold-start model's logit
+`feature` reads all three (FEATURE_COLUMNS), `noralm` only the cold-start logit
+(NORALM_COLUMNS). RALM's weight is kept at least 0: a similarity whose RALM part would rank
+against RALM's own scores is no look-alike signal, so such a fit is replaced by the `noralm`
+one (RALM's terms at weight 0).
 
 For training, every feature of an impression is taken as of its time (counts strictly before
 it), so the model never sees the click it is asked to predict.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 from scipy.special import logit
@@ -21,6 +33,9 @@ from recsys.coldstart import ColdStartModel
 from recsys.profiles import category_affinity, freshness
 
 FEATURES = ("affinity", "item_ctr", "exposure", "freshness", "position")
+RALM_COLUMNS = ("ralm_logit", "warm")  # what the `noralm` arm leaves out
+FEATURE_COLUMNS = (*FEATURES, *RALM_COLUMNS, "coldstart_logit")  # the `feature` arm's model
+NORALM_COLUMNS = (*FEATURES, "coldstart_logit")  # the `noralm` arm's model
 SMOOTHING = 50.0  # pseudo-impressions behind the prior CTR
 
 
@@ -33,17 +48,14 @@ class CtrModel(ColdStartModel):
 
 
 def assemble(*, affinity: np.ndarray, item_clicks: np.ndarray, item_impressions: np.ndarray,
-             age_hours: np.ndarray, position: np.ndarray | float, prior: float,
-             similarity: np.ndarray | None = None) -> np.ndarray:
-    """The feature rows (N, 5) or, with `similarity` (P(click), (N,)), (N, 6)."""
+             age_hours: np.ndarray, position: np.ndarray | float, prior: float) -> np.ndarray:
+    """The feature rows (N, 5), in the order of FEATURES."""
     n = len(affinity)
     smoothed = (np.asarray(item_clicks, np.float64) + SMOOTHING * prior) / (np.asarray(item_impressions, np.float64)
                                                                            + SMOOTHING)
     cols = [np.asarray(affinity, np.float64), clipped_logit(smoothed),
             np.log1p(np.asarray(item_impressions, np.float64)), freshness(age_hours),
             np.log1p(np.broadcast_to(np.asarray(position, np.float64), (n,)))]
-    if similarity is not None:
-        cols.append(clipped_logit(similarity))
     return np.stack(cols, 1).astype(np.float32)
 
 
@@ -108,9 +120,74 @@ def click_log_features(*, reader: np.ndarray, item: np.ndarray, time: np.ndarray
                      freshness(age)], 1).astype(np.float32)
 
 
-def with_similarity(x: np.ndarray, similarity: np.ndarray) -> np.ndarray:
-    """Rows of `assemble` (N, 5) plus the similarity column of the `feature` arm."""
-    return np.hstack([x, clipped_logit(similarity)[:, None]]).astype(np.float32)
+def learned_rows(x: np.ndarray, ralm_logit: np.ndarray, coldstart_logit: np.ndarray, *,
+                 ralm: bool = True) -> np.ndarray:
+    """Rows of `assemble` (N, 5) with the similarity's parts: FEATURE_COLUMNS (N, 8), or
+    NORALM_COLUMNS (N, 6) with `ralm` false. `ralm_logit` (N,) is NaN where RALM did not
+    score the story (cold); `coldstart_logit` (N,)."""
+    lin = np.asarray(coldstart_logit, np.float64)[:, None]
+    if not ralm:
+        return np.hstack([x, lin]).astype(np.float32)
+    ral = np.asarray(ralm_logit, np.float64)
+    warm = ~np.isnan(ral)
+    return np.hstack([x, np.where(warm, ral, 0.0)[:, None], warm[:, None], lin]).astype(np.float32)
+
+
+def named_weights(model: CtrModel | tuple[np.ndarray, float], columns: tuple[str, ...] = FEATURE_COLUMNS
+                  ) -> dict[str, float]:
+    """What multiplies each column of a CTR model in raw units (the scaler folded in), by
+    name, and its "intercept": e.g. named_weights(model)["ralm_logit"] is RALM's learned
+    weight. `model`: a fitted CtrModel or its `linear()` map."""
+    coef, intercept = model.linear() if hasattr(model, "linear") else model
+    if len(coef) != len(columns):
+        raise ValueError(f"the model has {len(coef)} columns, {len(columns)} named")
+    return {**{c: float(w) for c, w in zip(columns, coef, strict=True)}, "intercept": float(intercept)}
+
+
+def widened(model: CtrModel, columns: tuple[str, ...], to: tuple[str, ...]) -> CtrModel:
+    """`model`, fitted over `columns`, as a model over `to` (a superset) that gives the
+    columns it lacks weight 0: the same scores for the same rows."""
+    at = [to.index(c) for c in columns]
+    out = copy.deepcopy(model)
+    scaler, lr = out.scaler_, out.model_
+    mean, scale, var = np.zeros(len(to)), np.ones(len(to)), np.ones(len(to))
+    mean[at], scale[at], var[at] = scaler.mean_, scaler.scale_, scaler.var_
+    scaler.mean_, scaler.scale_, scaler.var_ = mean, scale, var
+    coef = np.zeros((1, len(to)))
+    coef[0, at] = lr.coef_[0]
+    lr.coef_ = coef
+    scaler.n_features_in_ = lr.n_features_in_ = out.n_features_in_ = len(to)
+    return out
+
+
+def fit_learned(x: np.ndarray, ralm_logit: np.ndarray, coldstart_logit: np.ndarray, y: np.ndarray,
+                time: np.ndarray, *, validation_from: float, seed: int = 0
+                ) -> tuple[dict[str, CtrModel | None], dict]:
+    """The learned-weight arms' models on the same rows (`assemble`'s (N, 5), the parts as in
+    `learned_rows`, clicks, times): {"ctr_feature": over FEATURE_COLUMNS, "ctr_noralm": over
+    NORALM_COLUMNS}, each None when the rows lack clicks or skips, and a report with each
+    one's rows, validation AUC and `weights` (`named_weights`). RALM's weight is never
+    negative: a fit that gives RALM's logit a negative weight is replaced by the `noralm`
+    model widened to FEATURE_COLUMNS (RALM's terms at 0), and the report says
+    `ralm_clamped` with the weight the fit gave (`ralm_weight_fitted`)."""
+    noralm, noralm_report = fit_ctr(learned_rows(x, ralm_logit, coldstart_logit, ralm=False), y, time,
+                                    validation_from=validation_from, seed=seed)
+    feature, feature_report = fit_ctr(learned_rows(x, ralm_logit, coldstart_logit), y, time,
+                                      validation_from=validation_from, seed=seed)
+    report = {"ctr_feature": feature_report, "ctr_noralm": noralm_report, "ralm_weight": None,
+              "warm_rows": int((~np.isnan(np.asarray(ralm_logit, np.float64))).sum())}
+    if noralm is not None:
+        noralm_report["weights"] = named_weights(noralm, NORALM_COLUMNS)
+    if feature is not None:
+        fitted = named_weights(feature, FEATURE_COLUMNS)["ralm_logit"]
+        feature_report["ralm_clamped"] = fitted < 0
+        if fitted < 0:
+            feature_report["ralm_weight_fitted"] = fitted
+            feature = widened(noralm, NORALM_COLUMNS, FEATURE_COLUMNS)
+            feature_report["val_auc"] = noralm_report["val_auc"]  # the model that serves is noralm's
+        feature_report["weights"] = named_weights(feature, FEATURE_COLUMNS)
+        report["ralm_weight"] = feature_report["weights"]["ralm_logit"]
+    return {"ctr_feature": feature, "ctr_noralm": noralm}, report
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recsys import ranker
 from recsys.calibration import PlattCalibrator
 from recsys.coldstart import ColdStartModel, pair_features
 from recsys.ctr import CtrModel
@@ -145,20 +146,68 @@ def fit_replay_ctr(inter: Interactions, cal: Calibration, *, seed: int = 0) -> C
     return CtrModel(random_state=seed).fit(x, y)
 
 
+def impression_parts(inter: Interactions, *, cal_from: float, cold_model: ColdStartModel, item_vectors: np.ndarray,
+                     ralm: LookalikeScorer, e_u: np.ndarray, seed_cap: int, threshold: int, reader: np.ndarray,
+                     item: np.ndarray, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The similarity's raw parts for logged (reader, item, time) impressions after cal_from,
+    with every model frozen as of cal_from: (RALM's logit, NaN where the story had fewer than
+    `threshold` seeds then; the cold-start logit), each (N,). The inputs of the learned-weight
+    ranker arms (recsys.ctr.fit_learned). The impressions of one reader at one time (a page)
+    are scored as one group."""
+    reader, item = np.asarray(reader, np.int64), np.asarray(item, np.int64)
+    time = np.asarray(time, np.float64)
+    n = len(item)
+    if not n:
+        return np.zeros(0), np.zeros(0)
+    has_then = np.bincount(inter.click_reader[inter.click_time < cal_from], minlength=inter.n_readers) >= 1
+    timeline = SeedTimeline.build(inter.click_reader, inter.click_item, inter.click_time, has_then, inter.n_items)
+    cold = ColdStart(cold_model, profiles_at(inter, item_vectors, cal_from), item_vectors, inter.item_category,
+                     inter.item_published)
+    look = Lookalike(ralm, e_u, timeline, seed_cap)
+    seeds = np.array([timeline.count(int(i), float(w)) for i, w in zip(item, time, strict=True)], np.int64)
+    groups, at = _pages(reader, time, item, seeds)
+    lin = cold(groups)[at]
+    ral = np.full(n, np.nan)
+    warm = np.flatnonzero(seeds >= threshold)
+    if len(warm):  # RALM scores the warm stories only, as it does when it serves
+        if ralm.mode == "attention":
+            # Every (story, seed count) state the rows need, clustered in batches as the
+            # serving refresh clusters them (one k-means per state would cost far more).
+            keys = sorted(set(zip(item[warm].tolist(), seeds[warm].tolist(), strict=True)))
+            states = ralm.item_states([timeline.seeds(i, count, seed_cap) for i, count in keys],
+                                      matrix=ralm.transform(np.asarray(e_u, np.float64)).astype(np.float32))
+            look._cache.update(zip(keys, states, strict=True))
+        groups, at = _pages(reader[warm], time[warm], item[warm], seeds[warm])
+        ral[warm] = look(groups)[at]
+    return ral, lin
+
+
+def _pages(reader: np.ndarray, time: np.ndarray, item: np.ndarray, seeds: np.ndarray
+           ) -> tuple[Groups, tuple[np.ndarray, np.ndarray]]:
+    """Rows (N,) as replay groups, one per (reader, time) (a page), its items packed from
+    column 0 and padded with -1; and each row's (group, column)."""
+    n = len(item)
+    order = np.lexsort((time, reader))
+    r, t = reader[order], time[order]
+    starts = np.flatnonzero(np.r_[True, (r[1:] != r[:-1]) | (t[1:] != t[:-1])])
+    page = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+    slot = np.arange(n) - starts[page]
+    items = np.full((len(starts), int(slot.max()) + 1), -1, np.int64)
+    counts = np.zeros(items.shape, np.int64)
+    items[page, slot], counts[page, slot] = item[order], seeds[order]
+    groups = Groups(view="impressions", reader=r[starts], time=t[starts], items=items, seeds=counts,
+                    pop=np.zeros(items.shape), bucket=np.zeros(len(starts), np.int64))
+    g, c = np.empty(n, np.int64), np.empty(n, np.int64)
+    g[order], c[order] = page, slot
+    return groups, (g, c)
+
+
 def impression_similarity(inter: Interactions, cal: Calibration, *, cal_from: float, cold_model: ColdStartModel,
                           item_vectors: np.ndarray, ralm: LookalikeScorer, e_u: np.ndarray, seed_cap: int,
                           reader: np.ndarray, item: np.ndarray, time: np.ndarray) -> np.ndarray:
     """The calibrated hybrid's P(click) of logged (reader, item, time) pairs after cal_from,
-    with every model frozen as of cal_from (the similarity input of the `feature` ranker's
-    CTR model, learned on the calibration slice like the maps themselves)."""
-    has_then = np.bincount(inter.click_reader[inter.click_time < cal_from], minlength=inter.n_readers) >= 1
-    timeline = SeedTimeline.build(inter.click_reader, inter.click_item, inter.click_time, has_then, inter.n_items)
-    hybrid = Hybrid(ColdStart(cold_model, profiles_at(inter, item_vectors, cal_from), item_vectors,
-                              inter.item_category, inter.item_published),
-                    Lookalike(ralm, e_u, timeline, seed_cap), cal.cold, cal.warm, cal.threshold)
-    seeds = np.array([timeline.count(int(i), float(t)) for i, t in zip(item, time, strict=True)], np.int64)
-    zeros = np.zeros(len(item), np.int64)
-    groups = Groups(view="impressions", reader=np.asarray(reader, np.int64), time=np.asarray(time, np.float64),
-                    items=np.asarray(item, np.int64)[:, None], seeds=seeds[:, None], pop=zeros[:, None],
-                    bucket=zeros)
-    return hybrid(groups)[:, 0]
+    with every model frozen as of cal_from: `impression_parts` through the calibration maps."""
+    ral, lin = impression_parts(inter, cal_from=cal_from, cold_model=cold_model, item_vectors=item_vectors, ralm=ralm,
+                                e_u=e_u, seed_cap=seed_cap, threshold=cal.threshold, reader=reader, item=item,
+                                time=time)
+    return ranker.similarity(lin, ral, cold_map=cal.cold, warm_map=cal.warm)

@@ -11,6 +11,9 @@ Per candidate it computes
   map (`similarity`). The maps are fitted on replay groups (a click against sampled skips),
   so the similarity sits on a lower scale than the CTR;
 - the CTR model's P(click) at the top of the page;
+- for a learned-weight arm (`feature`, `noralm`), its model's P(click) at the top of the
+  page: the CTR features with RALM's logit, whether RALM scored the story and the cold-start
+  logit as separate terms (`learned_ctr`; `noralm` reads the cold-start logit only);
 then ranks by what the arm says (recsys.arms), discounts stories the reader was shown
 recently, and fills the page best first with at most `per_group` stories of one
 subcategory. A blend with a budget checks the page against the CTR-only page and halves
@@ -29,7 +32,7 @@ from scipy.special import expit
 from recsys.arms import ARMS, Arm
 from recsys.calibration import PlattCalibrator
 from recsys.coldstart import reader_logits
-from recsys.ctr import with_similarity
+from recsys.ctr import learned_rows
 
 P = TypeVar("P")
 
@@ -76,7 +79,12 @@ class Models:
     cold_map: PlattCalibrator | None = None  # cold-start logit -> P(click); None: not calibrated
     warm_map: PlattCalibrator | None = None  # (RALM logit, cold-start logit) -> P(click)
     position_slope: float = 0.0  # the CTR model's weight on log1p(position) (0: it has no position term)
-    ctr_with_similarity: tuple[np.ndarray, float] | None = None  # the feature arm's CTR model
+    ctr_feature: tuple[np.ndarray, float] | None = None  # the `feature` arm's model over recsys.ctr.FEATURE_COLUMNS
+    ctr_noralm: tuple[np.ndarray, float] | None = None  # the `noralm` arm's model over recsys.ctr.NORALM_COLUMNS
+
+    def learned(self, arm: Arm) -> tuple[np.ndarray, float] | None:
+        """The learned-weight model a feature-kind arm ranks with (None: not fitted)."""
+        return self.ctr_feature if arm.ralm else self.ctr_noralm
 
     @property
     def calibrated(self) -> bool:
@@ -100,7 +108,7 @@ class Ranking:
     calibrated: bool
     weight: float | None = None  # a blend's w as the arm asks it
     weight_used: float | None = None  # the w the budget left the page
-    ctr_with_similarity: np.ndarray | None = None  # (N,) the feature arm's
+    learned_ctr: np.ndarray | None = None  # (N,) a learned-weight arm's P(click) (`learned_ctr`)
 
     def parts(self, k: int) -> dict[str, float | bool | str | None]:
         """What ranked candidate k, as the feed logs it with the impression."""
@@ -110,8 +118,8 @@ class Ranking:
                "seen": int(self.seen[k]), "calibrated": self.calibrated}
         if self.weight is not None:
             out |= {"weight": self.weight, "weight_used": self.weight_used}
-        if self.ctr_with_similarity is not None:
-            out["ctr_with_similarity"] = round(float(self.ctr_with_similarity[k]), 6)
+        if self.learned_ctr is not None:
+            out["learned_ctr"] = round(float(self.learned_ctr[k]), 6)
         if self.served_by != self.arm:
             out["served_by"] = self.served_by
         return out
@@ -161,17 +169,16 @@ def _rank(reader: Reader, cand: Candidates, scores: Scores, arm: Arm, models: Mo
     ctr_logit = cand.ctr_features.astype(np.float64) @ models.ctr[0] + models.ctr[1]
     ctr = expit(ctr_logit)
     served = arm
-    if arm.kind == "feature" and models.ctr_with_similarity is None:
+    if arm.kind == "feature" and models.learned(arm) is None:
         served = ARMS[arm.fallback]
-    with_sim = None
+    learned = None
     if served.kind == "feature":
-        w, b = models.ctr_with_similarity
-        with_sim = expit(with_similarity(cand.ctr_features, sim).astype(np.float64) @ w + b)
+        learned = learned_ctr(models.learned(served), cand.ctr_features, scores.ralm_logit, lin, ralm=served.ralm)
     repeat = served.repeat_discount ** np.asarray(cand.seen, np.float64)
 
     def page_for(weight: float) -> tuple[np.ndarray, np.ndarray]:
         """(final scores, the page) with blend weight `weight`."""
-        final = final_scores(served, ctr=ctr, similarity=sim, ctr_with_similarity=with_sim, limit=limit,
+        final = final_scores(served, ctr=ctr, similarity=sim, learned_ctr=learned, limit=limit,
                              weight=weight) * repeat
         return final, diversified_top(final, cand.group, limit=limit, per_group=served.per_group,
                                       tie_break=cand.ids)
@@ -194,10 +201,20 @@ def _rank(reader: Reader, cand: Candidates, scores: Scores, arm: Arm, models: Mo
     return Ranking(arm=arm.name, served_by=served.name, page=page, final=final, ctr=ctr, similarity=sim,
                    coldstart_logit=lin, ralm_logit=np.asarray(scores.ralm_logit, np.float64),
                    seen=np.asarray(cand.seen), calibrated=models.calibrated, weight=weight, weight_used=used,
-                   ctr_with_similarity=with_sim)
+                   learned_ctr=learned)
 
 
-def final_scores(arm: Arm, *, ctr: np.ndarray, similarity: np.ndarray, ctr_with_similarity: np.ndarray | None = None,
+def learned_ctr(model: tuple[np.ndarray, float], ctr_features: np.ndarray, ralm_logit: np.ndarray,
+                coldstart_logit: np.ndarray, *, ralm: bool = True) -> np.ndarray:
+    """A learned-weight arm's P(click) (N,): its linear map (coef, intercept) on the CTR
+    features (N, F) with the similarity's parts (recsys.ctr.learned_rows): RALM's logit
+    (NaN where RALM did not score the candidate) and the cold-start logit; `ralm` false: the
+    cold-start logit only (the `noralm` arm)."""
+    w, b = model
+    return expit(learned_rows(ctr_features, ralm_logit, coldstart_logit, ralm=ralm).astype(np.float64) @ w + b)
+
+
+def final_scores(arm: Arm, *, ctr: np.ndarray, similarity: np.ndarray, learned_ctr: np.ndarray | None = None,
                  limit: int = 10, weight: float | None = None) -> np.ndarray:
     """The score each candidate is ranked by under the arm (before the repeat discount);
     -inf for those a gate drops. `weight`: the blend's w, if not the arm's own."""
@@ -207,9 +224,9 @@ def final_scores(arm: Arm, *, ctr: np.ndarray, similarity: np.ndarray, ctr_with_
         w = arm.weight if weight is None else weight
         return (1.0 - w) * ctr + w * sim
     if arm.kind == "feature":
-        if ctr_with_similarity is None:
-            raise ValueError("the feature arm needs the CTR model with similarity as an input")
-        return np.asarray(ctr_with_similarity, np.float64).copy()
+        if learned_ctr is None:
+            raise ValueError("a feature arm needs its learned-weight model's P(click)")
+        return np.asarray(learned_ctr, np.float64).copy()
     passed = sim >= arm.threshold  # gate
     if passed.sum() < limit:  # too few pass: the most similar of the rest fill the recall set
         rest = np.flatnonzero(~passed)

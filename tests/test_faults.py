@@ -415,7 +415,7 @@ def test_a_broken_model_artifact_is_logged_and_the_feed_falls_back(small_trained
     tower = ModelRun.objects.get(kind=ModelKind.USER_TOWER, is_active=True)
     reader = Reader.objects.filter(source=Source.DEMO, vectors__model_run=tower).order_by("pk").first()
     healthy = client.get("/api/feed", {"reader": reader.pk, "limit": 400}).json()
-    assert healthy["degraded"] is False and healthy["arm"] == "blend" and _ralm(healthy)
+    assert healthy["degraded"] is False and healthy["arm"] == settings.FEED_ARM and _ralm(healthy)
     for kind, filename, how, error in BROKEN:
         path = Path(ModelRun.objects.get(kind=kind, is_active=True).artifact_path) / filename
         backup = path.with_name(path.name + ".bak")
@@ -442,10 +442,10 @@ def test_a_broken_model_artifact_is_logged_and_the_feed_falls_back(small_trained
                 assert set(page["items"][0]["score_parts"]) == {"popularity", "recency", "novelty"}
                 assert b'data-degraded="true"' in html.content
             elif kind == ModelKind.LOOKALIKE:  # the cold-start model scores every story
-                assert page["arm"] == "blend" and page["degraded"] is True and not _ralm(page), how
+                assert page["arm"] == settings.FEED_ARM and page["degraded"] is True and not _ralm(page), how
                 assert any(r.startswith("look-alike model unusable") for r in page["degraded_reasons"])
             else:  # the feed does not need the tower; the click is stored, the vector waits
-                assert page["arm"] == "blend" and page["degraded"] is False
+                assert page["arm"] == settings.FEED_ARM and page["degraded"] is False
                 assert Click.objects.filter(impression_id=page["items"][0]["impression"]).exists()
         finally:
             shutil.move(backup, path)

@@ -142,8 +142,13 @@ FEED_MAX_LIMIT = env.int("FEED_MAX_LIMIT", default=100)
 # Half-life of a story's freshness in the baseline ranker, hours.
 FEED_RECENCY_HALF_LIFE_HOURS = env.float("FEED_RECENCY_HALF_LIFE_HOURS", default=24.0)
 # The ranker arm that serves a feed unless a request names another (`arm=`): one of the
-# registry in recsys/arms.py (ctr, blend, feature, gate), which holds each arm's parameters.
-FEED_ARM = env.str("FEED_ARM", default="blend")
+# registry in recsys/arms.py (ctr, blend, feature, noralm, gate), which holds each arm's
+# parameters. `feature` weighs RALM's and the cold-start model's logits as learned from the
+# logged impressions, RALM's never below 0 (served by `blend` until the training fits it).
+FEED_ARM = env.str("FEED_ARM", default="feature")
+# The demo world whose hidden click model the simulator clicks by and the benches score against
+# (recsys.simulation.WORLDS; a name, optionally with overrides such as audiences:w_audience=1.2).
+DEMO_WORLD = env.str("DEMO_WORLD", default="audiences")
 FEED_CATALOG_TTL_SECONDS = env.float("FEED_CATALOG_TTL_SECONDS", default=30.0)  # per-process catalog copy
 # Above this many live stories the feed recalls candidates before ranking (webapp.feed.ranking),
 # and above this many item states the web processes keep a recall index instead of the states

@@ -25,11 +25,14 @@ from recsys.ranker import (
 
 
 def test_the_registry_names_every_arm_and_refuses_what_it_does_not_know():
-    assert list(ARMS) == ["ctr", "blend", "feature", "gate"]
+    assert list(ARMS) == ["ctr", "blend", "feature", "noralm", "gate"]
     assert ARMS["ctr"].kind == "blend" and ARMS["ctr"].weight == 0.0  # the reference: CTR alone
     assert ARMS["blend"].weight > 0 and 0 < ARMS["blend"].budget < 1 and ARMS["feature"].fallback == "blend"
+    # noralm: the feature arm's ablation, its model without RALM's terms
+    assert ARMS["noralm"].kind == "feature" and ARMS["feature"].ralm and not ARMS["noralm"].ralm
+    assert ARMS["noralm"].fallback == "blend"
     assert [a.name for a in arms("ctr, blend,gate")] == ["ctr", "blend", "gate"] and arms("") == []
-    with pytest.raises(UnknownArm, match="one of ctr, blend, feature, gate"):
+    with pytest.raises(UnknownArm, match="one of ctr, blend, feature, noralm, gate"):
         arm("magic")
     with pytest.raises(UnknownArm, match="named twice"):
         arms("ctr,blend,ctr")
@@ -132,13 +135,23 @@ def test_recently_shown_stories_are_discounted_and_a_page_takes_two_per_subcateg
 
 def test_feature_arm_reads_its_model_or_falls_back_and_says_so():
     reader, cand, scores, models = _world()
-    fell = rank(reader, cand, scores, arm=ARMS["feature"], models=models, limit=3)
-    assert fell.arm == "feature" and fell.served_by == "blend" and fell.parts(0)["served_by"] == "blend"
-    # A model that reads only the similarity's logit ranks by the similarity.
-    with_sim = dataclasses.replace(models, ctr_with_similarity=(np.array([0.0, 1.0]), 0.0))
-    f = rank(reader, cand, scores, arm=ARMS["feature"], models=with_sim, limit=3)
-    assert f.served_by == "feature" and f.page.tolist() == [5, 4, 3]
-    assert np.allclose(f.final, f.similarity) and "served_by" not in f.parts(5) and "weight" not in f.parts(5)
+    for name in ("feature", "noralm"):
+        fell = rank(reader, cand, scores, arm=ARMS[name], models=models, limit=3)
+        assert fell.arm == name and fell.served_by == "blend" and fell.parts(0)["served_by"] == "blend"
+    # Models over (CTR feature, ralm_logit, warm, coldstart_logit) and (CTR feature,
+    # coldstart_logit) that read only the cold-start logit rank by it: the similarity's order.
+    learned = dataclasses.replace(models, ctr_feature=(np.array([0.0, 0.0, 0.0, 1.0]), 0.0),
+                                  ctr_noralm=(np.array([0.0, 1.0]), 0.0))
+    for name in ("feature", "noralm"):
+        f = rank(reader, cand, scores, arm=ARMS[name], models=learned, limit=3)
+        assert f.served_by == name and f.page.tolist() == [5, 4, 3]
+        assert np.allclose(f.final, f.similarity) and "served_by" not in f.parts(5) and "weight" not in f.parts(5)
+        assert f.parts(5)["learned_ctr"] == pytest.approx(f.similarity[5], abs=1e-6)
+    # RALM's weight lifts the warm candidate it scores under `feature`, not under `noralm`.
+    warm = Scores(np.array([15.0] + [np.nan] * 5))  # cold-start logit -9 (the least similar), RALM +15
+    lifted = dataclasses.replace(learned, ctr_feature=(np.array([0.0, 1.0, 0.0, 1.0]), 0.0))
+    assert rank(reader, cand, warm, arm=ARMS["feature"], models=lifted, limit=3).page.tolist() == [0, 5, 4]
+    assert rank(reader, cand, warm, arm=ARMS["noralm"], models=lifted, limit=3).page.tolist() == [5, 4, 3]
 
 
 def test_rank_checks_its_inputs():

@@ -97,7 +97,7 @@ def test_metrics_after_feeds_clicks_a_refusal_a_degraded_answer_and_a_refresh(tr
     # Feed latency and candidates: one observation per answer (four through the API, one page).
     assert delta("ralm_feed_latency_seconds_count") == 5
     assert delta("ralm_feed_latency_seconds_count", arm="ctr") == 1
-    assert delta("ralm_feed_latency_seconds_count", arm="blend") == 4
+    assert delta("ralm_feed_latency_seconds_count", arm=settings.FEED_ARM) == 4  # the default arm
     assert 0 < delta("ralm_feed_latency_seconds_sum") < 60
     assert delta("ralm_feed_candidates_count") == 5
     assert delta("ralm_feed_candidates_sum") >= 5 * 10
@@ -107,7 +107,7 @@ def test_metrics_after_feeds_clicks_a_refusal_a_degraded_answer_and_a_refresh(tr
     assert delta("ralm_impressions_total", status="warm") >= ralm_scored > 0
     assert delta("ralm_impressions_total", status="cold") >= 10  # the degraded page's, at least
     # Clicks stored, and the one refused.
-    assert delta("ralm_clicks_total", arm="blend") == 2
+    assert delta("ralm_clicks_total", arm=settings.FEED_ARM) == 2
     assert delta("ralm_rate_limited_total", limit="clicks") == 1
     # The degraded answer, once, by its reason.
     assert delta("ralm_feed_degraded_answers_total") == 1

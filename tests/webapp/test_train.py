@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from recsys.artifacts import load_coldstart, load_lookalike, load_tower
+from recsys.artifacts import load_coldstart, load_ctr, load_lookalike, load_tower
+from recsys.ctr import FEATURE_COLUMNS, NORALM_COLUMNS, named_weights
 from webapp.common.connections import redis_client
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelRun, ReaderVector
@@ -28,6 +29,19 @@ def test_train_writes_runs_artifacts_and_every_readers_vector(trained, settings,
     saved = load_coldstart(tmp_path / "models" / cold.version / "coldstart")
     assert cold.metrics["samples"] > 0 and saved["model"].n_features_in_ == 384 + 4
     assert saved["meta"]["threshold"] == cold.config["threshold"]
+    # The learned-weight arms' models: each column's weight by name in the run's metrics, the
+    # same as the artifact's models give; RALM's never negative.
+    ctr = ModelRun.objects.get(kind="ctr", is_active=True)
+    feature, noralm = ctr.metrics["ctr_feature"], ctr.metrics["ctr_noralm"]
+    assert set(feature["weights"]) == {*FEATURE_COLUMNS, "intercept"}
+    assert set(noralm["weights"]) == {*NORALM_COLUMNS, "intercept"}
+    assert ctr.metrics["ralm_weight"] == feature["weights"]["ralm_logit"] >= 0
+    assert feature["rows"] == noralm["rows"] > 0 and isinstance(feature["ralm_clamped"], bool)
+    assert feature["ralm_clamped"] == ("ralm_weight_fitted" in feature)
+    assert ctr.metrics["warm_rows"] > 0 and ctr.config["learned"] == ["ctr_feature", "ctr_noralm"]
+    models = load_ctr(tmp_path / "models" / ctr.version / "ctr")
+    assert named_weights(models["ctr_feature"]) == pytest.approx(feature["weights"])
+    assert named_weights(models["ctr_noralm"], NORALM_COLUMNS) == pytest.approx(noralm["weights"])
 
     readers = set(Reader.objects.filter(source="demo").values_list("pk", flat=True))
     assert len(readers) >= 1000

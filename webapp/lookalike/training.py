@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from recsys.artifacts import save_coldstart, save_ctr, save_lookalike, save_tower
 from recsys.calibration import CalibrationError
-from recsys.ctr import FEATURES, fit_ctr, impression_features, with_similarity
-from recsys.hybrid import NotEnoughData, calibrate, fit_coldstart, impression_similarity
+from recsys.ctr import FEATURE_COLUMNS, FEATURES, NORALM_COLUMNS, fit_ctr, fit_learned, impression_features
+from recsys.hybrid import NotEnoughData, calibrate, fit_coldstart, impression_parts
 from recsys.interactions import Interactions, build_interactions
 from recsys.lookalike import LookalikeConfig
 from recsys.online import OnlineTower
@@ -84,17 +84,21 @@ def _item_vectors(inter: Interactions) -> np.ndarray:
     return out
 
 
-def _fit_ctr_models(inter: Interactions, cal, *, cuts: list[float], cold_model, item_vectors: np.ndarray,
+LEARNED_SLICE = 100_000  # logged impressions of the last window the learned-weight arms are fitted on, at most
+
+
+def _fit_ctr_models(inter: Interactions, *, cuts: list[float], cold_model, item_vectors: np.ndarray,
                     ralm: LookalikeScorer, e_u: np.ndarray, seed: int) -> tuple[dict, dict]:
-    """The CTR model on every logged impression (features as of the impression), and, when
-    the hybrid is calibrated, its `feature`-arm variant on the calibration slice, whose
-    similarity input comes from models frozen as of the slice's start."""
+    """The CTR model on every logged impression (features as of the impression), and the
+    learned-weight arms' models (`feature` and its ablation `noralm`, recsys.ctr.fit_learned)
+    on the last window's impressions, whose RALM and cold-start logits come from models
+    frozen as of the window's start."""
     reader_index = {int(k): n for n, k in enumerate(inter.reader_keys)}
     item_index = {int(k): n for n, k in enumerate(inter.item_keys)}
     rows = [(reader_index[r], item_index[i], p, t.timestamp(), c is not None)
             for r, i, p, t, c in Impression.objects.filter(reader_id__in=reader_index, item_id__in=item_index)
             .values_list("reader_id", "item_id", "position", "shown_at", "click__id").iterator(chunk_size=20_000)]
-    models: dict = {"ctr": None, "ctr_similarity": None}
+    models: dict = {"ctr": None, "ctr_feature": None, "ctr_noralm": None}
     if not rows:
         return models, {"error": "no impressions logged"}
     reader, item, position, when, clicked = (np.array(c) for c in zip(*rows, strict=True))
@@ -102,17 +106,20 @@ def _fit_ctr_models(inter: Interactions, cal, *, cuts: list[float], cold_model, 
                                    item_category=inter.item_category, item_published=inter.item_published,
                                    n_categories=len(inter.categories))
     models["ctr"], report = fit_ctr(x, clicked, when, validation_from=cuts[-1], seed=seed)
-    report = {"prior": prior, "ctr": report, "ctr_similarity": None}
+    report = {"prior": prior, "ctr": report, "ctr_feature": None, "ctr_noralm": None, "ralm_weight": None,
+              "columns": {"ctr_feature": list(FEATURE_COLUMNS), "ctr_noralm": list(NORALM_COLUMNS)}}
     late = np.flatnonzero(when >= cuts[-1])
-    if cal is not None and models["ctr"] is not None and len(late):
-        late = late[np.random.default_rng(seed).permutation(len(late))[:20_000]]
+    if models["ctr"] is not None and len(late):
+        late = late[np.random.default_rng(seed).permutation(len(late))[:LEARNED_SLICE]]
         late = late[np.argsort(when[late], kind="stable")]
-        sim = impression_similarity(inter, cal, cal_from=cuts[-1], cold_model=cold_model, item_vectors=item_vectors,
-                                    ralm=ralm, e_u=e_u, seed_cap=settings.SEED_CAP, reader=reader[late],
-                                    item=item[late], time=when[late])
-        half = float(np.median(when[late]))
-        models["ctr_similarity"], report["ctr_similarity"] = fit_ctr(
-            with_similarity(x[late], sim), clicked[late], when[late], validation_from=half, seed=seed)
+        ral, lin = impression_parts(inter, cal_from=cuts[-1], cold_model=cold_model, item_vectors=item_vectors,
+                                    ralm=ralm, e_u=e_u, seed_cap=settings.SEED_CAP,
+                                    threshold=settings.SEED_THRESHOLD, reader=reader[late], item=item[late],
+                                    time=when[late])
+        learned, learned_report = fit_learned(x[late], ral, lin, clicked[late], when[late],
+                                              validation_from=float(np.median(when[late])), seed=seed)
+        models |= learned
+        report |= learned_report
     return models, report
 
 
@@ -173,12 +180,18 @@ def model_train(
         log(f"calibration failed ({exc}); the feed will rank cold and warm items apart")
     seconds["coldstart"] = round(time.perf_counter() - t, 1)
 
-    # The CTR model of the ranker, and its variant with the similarity as an input.
+    # The CTR model of the ranker, and the learned-weight arms' models with RALM's and the
+    # cold-start model's logits as inputs.
     t = time.perf_counter()
-    ctr_models, ctr_report = _fit_ctr_models(inter, cal, cuts=cuts, cold_model=cold_model, item_vectors=item_vectors,
+    ctr_models, ctr_report = _fit_ctr_models(inter, cuts=cuts, cold_model=cold_model, item_vectors=item_vectors,
                                              ralm=LookalikeScorer.from_model(s2.model),
                                              e_u=reader_vectors(s1, before=cuts[-1]), seed=seed)
     seconds["ctr"] = round(time.perf_counter() - t, 1)
+    if ctr_report.get("ctr_feature"):
+        w = ctr_report["ctr_feature"]["weights"]
+        log(f"feature arm's learned weights: RALM's logit {w['ralm_logit']:.3f}"
+            f"{' (clamped: the fit gave it a negative one)' if ctr_report['ctr_feature']['ralm_clamped'] else ''}, "
+            f"warm {w['warm']:.3f}, cold-start logit {w['coldstart_logit']:.3f}")
 
     t = time.perf_counter()
     save_tower(folder / "tower", s1)
@@ -205,7 +218,8 @@ def model_train(
             metrics={"samples": n_cold, "seconds": seconds["coldstart"], "calibration": cal_report})
         ctr_run = ModelRun.objects.create(
             kind=ModelKind.CTR, version=f"{source}-{version}", artifact_path=str(folder / "ctr"),
-            config={"features": list(FEATURES), "with_similarity": ctr_models["ctr_similarity"] is not None},
+            config={"features": list(FEATURES), "learned": [k for k in ("ctr_feature", "ctr_noralm")
+                                                            if ctr_models[k] is not None]},
             finished_at=timezone.now(), metrics={**ctr_report, "seconds": seconds["ctr"]})
         reader_ids = [int(k) for k in inter.reader_keys]
         ReaderVector.objects.bulk_create(
