@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 
 from recsys.arms import ARMS
 from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
-from webapp.news.models import Item, ItemStatus, Reader
+from webapp.news.models import Click, Item, ItemStatus, Reader
 
 
 @pytest.fixture
@@ -35,6 +35,107 @@ def test_item_seed_view_shows_seeds_clusters_projection_and_scores_a_reader(trai
     assert staff.get("/admin/news/item/999999999/seeds/").status_code == 404
     # Linked from the change form and the list.
     assert f"/admin/news/item/{item.pk}/seeds/" in staff.get(f"/admin/news/item/{item.pk}/change/").content.decode()
+
+
+def test_the_seeds_page_says_what_each_cluster_holds_and_where_each_seed_is(trained, staff):
+    from collections import Counter
+
+    from webapp.lookalike.insight import seed_view
+
+    item = Item.objects.filter(status=ItemStatus.WARM).order_by("-pk").first()
+    view = seed_view(item=item)
+    ids = SeedSet.objects.get(item=item).seed_reader_ids
+    assert [c.seeds for c in view.clusters] == view.cluster_sizes
+    assert sum(c.share for c in view.clusters) == pytest.approx(100, abs=0.5)
+    assert sum(c.nearest for c in view.clusters) == len(ids)  # every seed has a vector, so a nearest centroid
+    # Each listed seed is in a cluster of the story.
+    assert [r.pk for r, _ in view.seed_rows] == ids[:100]
+    assert {c for _, c in view.seed_rows} <= set(range(len(view.clusters)))
+    # What a cluster's seeds read, this story left out, counted from the clicks themselves.
+    members = {r.pk for r, c in view.seed_rows if c == 0} | {i for i in ids[100:]}
+    if len(view.clusters) == 1:
+        counts = Counter(Click.objects.filter(reader_id__in=members).exclude(item=item)
+                         .values_list("item__category", flat=True))
+        total = sum(counts.values())
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        assert view.clusters[0].categories == [(c, round(100 * n / total, 1)) for c, n in top]
+    html = staff.get(f"/admin/news/item/{item.pk}/seeds/").content.decode()
+    top, share = view.clusters[0].categories[0]
+    assert f"{top} {share}%" in html and f'<td class="share">{view.clusters[0].share}%</td>' in html
+    assert html.count('<td class="cluster">') == len(view.seed_rows)
+
+
+def test_the_seeds_page_runs_the_feeds_readers_like_you_test_for_a_reader(trained, staff, monkeypatch):
+    """Scoring a reader shows the verdict of the feed's test (webapp.lookalike.serving), per
+    cluster and as the claim the feed may make, as the definition gives it."""
+    from tests.webapp.whycheck import Story, served_vector
+    from webapp.lookalike import insight
+    from webapp.lookalike.insight import seed_view
+
+    # The charts and the audience figures are not what this test reads, and cost most of a page.
+    monkeypatch.setattr(insight, "_audience", lambda item: [])
+    for chart in ("_history_svg", "_bars_svg", "_projection_svg"):
+        monkeypatch.setattr(insight, chart, lambda *a: "")
+    seen = set()
+    for item in Item.objects.filter(status=ItemStatus.WARM).order_by("pk")[:6]:
+        story = Story.of(item.pk)
+        for reader_id in SeedSet.objects.get(item=item).seed_reader_ids[:20]:
+            why, close = story.why(served_vector(reader_id))
+            view = seed_view(item=item, reader_id=reader_id)
+            assert [c.close for c in view.clusters] == close.tolist()
+            assert all(c.cosine is not None and c.bar is not None for c in view.clusters)
+            assert view.score["why"] == why.claim and view.score["chance"] == 5
+            seen.add(why.claim is not None)
+    assert seen == {True, False}  # both verdicts met among these seeds
+    item = Item.objects.filter(status=ItemStatus.WARM).order_by("pk").first()
+    reader = SeedSet.objects.get(item=item).seed_reader_ids[0]
+    html = staff.get(f"/admin/news/item/{item.pk}/seeds/?reader={reader}").content.decode()
+    assert 'id="why-test"' in html and 'id="score-logit"' in html and 'id="score-probability"' in html
+
+
+def test_the_seeds_page_gives_the_calibrated_probability_the_feed_gives(trained, staff, monkeypatch):
+    """Next to RALM's logit, the P(click) the feed's warm map gives the pair (the test world's
+    short history fits no maps, so maps are fitted here): the same figures as the feed's score
+    parts for a reader the story is shown to."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import numpy as np
+    from django.utils import timezone
+
+    from recsys.calibration import PlattCalibrator
+    from webapp.common.connections import redis_client
+    from webapp.feed import ranking
+    from webapp.feed.selectors import reader_history
+    from webapp.lookalike import insight
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    cold = PlattCalibrator().fit(x[:, :1], (x[:, 0] + rng.normal(size=400) > 1).astype(int))
+    warm = PlattCalibrator().fit(x, (x.sum(1) + rng.normal(size=400) > 1).astype(int))
+    real = ranking.models.get(redis_client())
+    fitted = dataclasses.replace(real, ranker=dataclasses.replace(real.ranker, cold_map=cold, warm_map=warm))
+    monkeypatch.setattr(ranking.models, "get", lambda r, pointers=None: fitted)  # the feed's maps
+    load = insight.load_coldstart  # the seeds page's: the same maps in the active run's artifact
+    monkeypatch.setattr(insight, "load_coldstart", lambda folder: load(folder) | {
+        "calibration": SimpleNamespace(cold=cold, warm=warm)})
+
+    item = Item.objects.filter(status=ItemStatus.WARM, source="demo").order_by("pk").first()
+    readers = Reader.objects.filter(source="demo", clicks__isnull=False).exclude(clicks__item=item).distinct()
+    reader = readers.order_by("pk").first()
+    now = timezone.now()
+    clicked, shown = reader_history(reader=reader, now=now)
+    ranked = ranking.rank(reader_id=reader.pk, source="demo", clicked=clicked, shown=shown, now=now, limit=10_000,
+                          arm=ARMS["blend"], topics=reader.topics)
+    parts = ranked.parts[[int(i) for i in ranked.item_ids].index(item.pk)]
+    assert parts["calibrated"] and parts["warm"]
+    html = staff.get(f"/admin/news/item/{item.pk}/seeds/?reader={reader.pk}").content.decode()
+    logit = float(html.split('id="score-logit">')[1].split("<")[0])
+    probability = float(html.split('id="score-probability">')[1].split("<")[0])
+    assert logit == pytest.approx(parts["ralm_logit"], abs=1e-3)
+    assert probability == pytest.approx(parts["similarity"], abs=1e-3)
+    assert f"cold-start logit {parts['coldstart_logit']}" in html or \
+        abs(float(html.split("cold-start logit ")[1].split()[0]) - parts["coldstart_logit"]) < 1e-3
 
 
 def test_the_seed_view_sets_the_storys_audience_against_the_simulated_truth(trained, staff):

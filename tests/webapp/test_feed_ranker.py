@@ -38,7 +38,7 @@ def test_the_trained_ranker_serves_the_feed_and_logs_its_parts(trained, client, 
     blend = ARMS["blend"]
     reader = _reader()
     clicked = set(Click.objects.filter(reader=reader).values_list("item_id", flat=True))
-    resp = client.get(f"/api/feed?reader={reader.pk}&limit=20")
+    resp = client.get(f"/api/feed?reader={reader.pk}&limit=20&arm=blend")
     assert resp.status_code == 200
     body = resp.json()
     assert body["arm"] == "blend" and len(body["items"]) == 20
@@ -76,7 +76,7 @@ def test_the_trained_ranker_serves_the_feed_and_logs_its_parts(trained, client, 
     assert len(sent) == 2, sent
 
 
-def test_arms_per_request(trained, client):
+def test_arms_per_request(trained, client, settings):
     reader = _reader()
     pages = {}
     for name in ARMS:
@@ -88,11 +88,21 @@ def test_arms_per_request(trained, client):
     for e in pages["ctr"]["items"]:
         assert e["score_parts"]["weight"] == 0.0 and e["score"] == pytest.approx(
             e["score_parts"]["ctr"] * ARMS["ctr"].repeat_discount ** e["score_parts"]["seen"], abs=1e-5)
-    served = {e["score_parts"].get("served_by", "feature") for e in pages["feature"]["items"]}
-    assert served in ({"feature"}, {"blend"})  # blend when the slice had too little to fit its model
+    for name in ("feature", "noralm"):
+        served = {e["score_parts"].get("served_by", name) for e in pages[name]["items"]}
+        assert served in ({name}, {"blend"})  # blend when the slice had too little to fit its model
+        if served == {name}:  # the learned-weight model's P(click), discounted if shown recently
+            for e in pages[name]["items"]:
+                p = e["score_parts"]
+                assert 0 < p["learned_ctr"] < 1 and "weight" not in p
+                assert e["score"] == pytest.approx(p["learned_ctr"] * ARMS[name].repeat_discount ** p["seen"],
+                                                   abs=1e-5)
     assert all("served_by" not in e["score_parts"] for name in ("blend", "ctr", "gate") for e in pages[name]["items"])
+    # The learned-weight arm serves unless a request names another.
+    assert settings.FEED_ARM == "feature"
+    assert client.get(f"/api/feed?reader={reader.pk}&limit=10").json()["arm"] == "feature"
     # No other ranker parameter is taken from a request.
-    plain = client.get(f"/api/feed?reader={reader.pk}&limit=10&w=1&n0=5&budget=0").json()
+    plain = client.get(f"/api/feed?reader={reader.pk}&limit=10&arm=blend&w=1&n0=5&budget=0").json()
     assert plain["arm"] == "blend" and {e["score_parts"]["weight"] for e in plain["items"]} == {ARMS["blend"].weight}
 
 
@@ -165,10 +175,12 @@ def test_the_replay_ranker_gives_the_feeds_scores_for_the_feeds_inputs(trained):
                     items=rows[None], seeds=np.where(warm, 20, 0)[None], pop=np.zeros((1, len(rows))),
                     bucket=np.zeros(1, np.int64))
     profile = Profiles(g.reader.profile[None], g.reader.affinity[None])
-    replay = Ranker(arm=ARMS["blend"], models=m.ranker, inter=inter, item_vectors=cat.vectors,
-                    profiles=lambda _: profile, ralm=lambda _: np.nan_to_num(g.scores.ralm_logit)[None],
-                    threshold=20, ctr_features=lambda _: g.candidates.ctr_features)
-    assert np.allclose(replay(groups)[0], direct.final, atol=1e-9)
+    for name in ("blend", "feature", "noralm"):
+        replay = Ranker(arm=ARMS[name], models=m.ranker, inter=inter, item_vectors=cat.vectors,
+                        profiles=lambda _: profile, ralm=lambda _: np.nan_to_num(g.scores.ralm_logit)[None],
+                        threshold=20, ctr_features=lambda _: g.candidates.ctr_features)
+        direct = ranker.rank(g.reader, g.candidates, g.scores, arm=ARMS[name], models=m.ranker, limit=len(g.rows))
+        assert np.allclose(replay(groups)[0], direct.final, atol=1e-9), name
 
 
 @pytest.mark.django_db
@@ -190,11 +202,11 @@ def test_a_feed_request_with_warm_caches_is_two_statements(trained, client, djan
     assert client.get(f"/api/feed?reader={reader.pk}&limit=10").status_code == 200
     with django_assert_num_queries(2) as ctx:
         body = client.get(f"/api/feed?reader={reader.pk}&limit=10").json()
-    assert body["arm"] == "blend" and len(body["items"]) == 10
+    assert body["arm"] == "feature" and len(body["items"]) == 10  # the default arm
     assert ctx.captured_queries[1]["sql"].lstrip().startswith("INSERT INTO news_impression")
     stored = Impression.objects.filter(request_id=body["request_id"]).order_by("position")
     assert [(i.pk, i.item_id, i.reader_id, i.arm) for i in stored] == \
-        [(e["impression"], e["item"]["id"], reader.pk, "blend") for e in body["items"]]
+        [(e["impression"], e["item"]["id"], reader.pk, "feature") for e in body["items"]]
     # A story deleted after this process copied the catalog (its impressions go with it, so it
     # still ranks first): the insert fails on it, the page is logged without it, the copy reloaded.
     gone = body["items"][0]["item"]["id"]
@@ -210,9 +222,10 @@ def test_a_feed_request_with_warm_caches_is_two_statements(trained, client, djan
     assert len(client.get(f"/api/feed?reader={reader.pk}&limit=10").json()["items"]) == 10  # from the reloaded copy
 
 
-def test_warm_stories_say_readers_like_you_and_cold_ones_name_the_topic(trained):
+def test_warm_stories_claim_readers_like_you_only_where_it_holds(trained):
     from django.utils import timezone
 
+    from tests.webapp.whycheck import assert_line_holds
     from webapp.feed import ranking
 
     reader = _reader()
@@ -223,9 +236,9 @@ def test_warm_stories_say_readers_like_you_and_cold_ones_name_the_topic(trained)
                           limit=10_000, arm=ARMS["blend"])
     warm_ids = set(Item.objects.filter(status=ItemStatus.WARM).values_list("pk", flat=True)) - set(clicked)
     assert warm_ids and {int(i) for i, w in zip(ranked.item_ids, ranked.warm, strict=True) if w} == warm_ids
-    for why, warm in zip(ranked.why, ranked.warm, strict=True):
+    for item_id, why, warm in zip(ranked.item_ids, ranked.why, ranked.warm, strict=True):
         if warm:
-            assert why.startswith("Readers like you read it:") and "share your taste" in why
+            assert_line_holds(why, int(item_id), reader.pk)
         else:
             assert why.startswith(("New story on a topic you read", "New in", "Popular in"))
     assert any(w.startswith("New story on a topic you read") for w in ranked.why)

@@ -266,12 +266,13 @@ class ModelCache:
         if ctr_model is None:
             return Models(key=key)
         coef, intercept = ctr_model.linear()
-        with_sim = ctr["ctr_similarity"]
+        # An artifact without a learned-weight model (too little to fit it, or written before
+        # there was one) lacks its key: that arm falls back.
+        learned = {k: ctr[k].linear() if ctr.get(k) is not None else None for k in ("ctr_feature", "ctr_noralm")}
         return Models(key=key, prior=float(ctr["meta"].get("prior", 0.05)), ranker=ranker.Models(
             coldstart=cold["model"].linear(), ctr=(coef, intercept),
             cold_map=cal.cold if cal is not None else None, warm_map=cal.warm if cal is not None else None,
-            position_slope=float(coef[FEATURES.index("position")]),
-            ctr_with_similarity=with_sim.linear() if with_sim is not None else None))
+            position_slope=float(coef[FEATURES.index("position")]), **learned))
 
 
 catalogs = CatalogCache()
@@ -425,17 +426,26 @@ def _nearest_click(cat: Catalog, history: list[int], row: int) -> str | None:
 
 def _why(item_id: int, warm: bool, scored: WarmScores, category: str, *, because: str | None, picked: bool,
          personal: bool, age_hours: float) -> str:
-    """Which of the reader's clicks or topics led to the story (or that nothing personal did)."""
+    """Which of the reader's clicks or topics led to the story (or that nothing personal did).
+    Every line holds for this reader: a warm story says "readers like you" only when the
+    reader passes its calibrated closeness test (webapp.lookalike.serving.closeness_bars), and
+    then claims exactly the seeds of the clusters they are close to; otherwise it says what
+    does hold (its readers, the topic the reader read or picked)."""
     if not personal:
         when = "New" if age_hours < 24 else "Popular"
         return f"{when} in {category}: the feed is popular and fresh stories until you click or pick topics."
     if warm:
         found = scored.why(item_id)
-        lead = "Readers like you read it"
-        if found:
-            near, total = found
-            lead = f"{lead}: {near} of its {total} recent readers share your taste"
-        return f"{lead}, as you read “{because}”." if because else f"{lead}."
+        claim = found.claim if found is not None else None
+        if claim:
+            return f"Readers like you read it: {claim}." + (f" You read “{because}” in {category}." if because
+                                                            else "")
+        readers = f"Read by {found.seeds} recent readers" if found is not None else "Read by recent readers"
+        if because:
+            return f"{readers}, on a topic you read ({category}), like “{because}”."
+        if picked:
+            return f"{readers}, on a topic you picked: {category}."
+        return f"{readers}, in {category}."
     if because:
         return f"New story on a topic you read ({category}), like “{because}”."
     if picked:

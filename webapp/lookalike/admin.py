@@ -103,8 +103,10 @@ class ItemAdmin(admin.ModelAdmin):
                 *super().get_urls()]
 
     def seeds_view(self, request, item_id: int):
-        """An item's seed readers, their clusters, a 2-D projection, the attention weights, and
-        "score this item for reader X"."""
+        """An item's seed readers and the cluster each is in, what each cluster holds (its share
+        of the seeds, what its readers read most), a 2-D projection, the attention weights, and
+        "score this item for reader X" (RALM's logit, the calibrated P(click), the feed's
+        "readers like you" test)."""
         item = get_object_or_404(Item, pk=item_id)
         form = ScoreForm(request.GET or None)
         reader_id = form.cleaned_data["reader"] if form.is_bound and form.is_valid() else None

@@ -18,10 +18,17 @@ on disk) the scores are the same from Postgres, not degraded, until the next ref
 rebuilds the store (workers.tasks.refresh_seeds). A look-alike model whose artifact cannot
 be loaded scores nothing (the ranker's cold-start model scores every story, degraded), is
 logged, and is tried again after a minute.
+
+The feed's "readers like you" line rests on a test that holds for the reader or is not made
+(`closeness_bars`, `WarmScores.why`): the reader is close to a seed cluster of the story when
+their leaning's cosine to its centroid's beats a bar calibrated on a fixed sample of readers,
+so that few readers pass by chance. The sample is read from Postgres once per run and process;
+a story's bars are set once per process for each set of centroids it has.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -33,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import redis
 from django.conf import settings
+from django.db.models import F
 
 from recsys.artifacts import ArtifactError, load_lookalike
 from recsys.clustering import pad_states
@@ -50,6 +58,13 @@ _ASK = object()  # "not read by the caller: ask Redis"
 STATE_CACHE_ITEMS = 20_000  # states a process keeps of a store too large to copy (100 MB at k = 20, h = 64)
 TRAINING_VECTORS = 60_000  # vectors the recall index is trained on (the first ones read)
 CHUNK = 2000  # states per Redis or Postgres read
+# The "readers like you" test (`closeness_bars`): the share of readers who pass a story's test
+# by chance, the readers it is calibrated on (a fixed sample of the active tower's), and the
+# fewest that can tell such a share apart (below it nobody is called close).
+CLOSE_SHARE = 0.05
+REFERENCE_READERS = 1000
+MIN_REFERENCE = 100
+BARS_KEPT = 2 * STATE_CACHE_ITEMS  # items whose bars a process keeps
 
 
 @dataclass
@@ -73,6 +88,11 @@ class _Copy:
     index: VectorIndex | None = None
     warm_ids: set[int] = field(default_factory=set)
     used: _Slab | None = None
+    # The "readers like you" test: its reference readers, and each item's bars with a digest of
+    # the centroids they were set for. Both dicts are per run and shared by every version's copy,
+    # so a refresh that leaves a story's centroids as they were keeps its bars.
+    reference: dict[str, Reference] = field(default_factory=dict)
+    bars: dict[int, tuple[bytes, np.ndarray]] = field(default_factory=dict)
 
     def pad(self) -> None:
         if self.index is not None:
@@ -92,6 +112,24 @@ class _Copy:
         self.cents, self.sizes, self.mask = cents.astype(np.float32), sizes.astype(np.float32), mask
         self.e_global = np.stack([s.e_global for _, s in warm]).astype(np.float32) if warm else \
             np.zeros((0, self.scorer.dim), np.float32)
+
+    def closeness_for(self, item_id: int, cents: np.ndarray) -> tuple[Reference, np.ndarray]:
+        """The reference readers and the item's closeness bars (`closeness_bars`) for its
+        centroids `cents` (k, h), computed at the first "why" that meets these centroids. The
+        reference readers are read from Postgres at the run's first "why" in this process (a
+        lost connection is the request's, as for its other database work)."""
+        reference = self.reference.get("readers")
+        if reference is None:
+            reference = self.reference["readers"] = reference_readers(self.scorer)
+        digest = hashlib.blake2b(np.ascontiguousarray(cents).tobytes(), digest_size=16).digest()
+        kept = self.bars.get(item_id)
+        if kept is not None and kept[0] == digest:
+            return reference, kept[1]
+        if len(self.bars) >= BARS_KEPT:  # items gone or changed long ago: start again
+            self.bars.clear()
+        bars = closeness_bars(reference, cents)
+        self.bars[item_id] = (digest, bars)
+        return reference, bars
 
     @staticmethod
     def vectors(state: ItemState) -> np.ndarray:
@@ -341,6 +379,124 @@ def _redis_down(exc: redis.RedisError) -> _Copy:
     return cache.durable()
 
 
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows of x (..., h) at unit length (zero rows stay zero)."""
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def reference_vectors(limit: int = REFERENCE_READERS) -> np.ndarray:
+    """E_u (R, h) of a fixed sample of readers under the active user tower: the first `limit`
+    reader ids that are multiples of a step, the step a power of two so that it changes only
+    when the readers double. The same readers in every process, so the feed and the admin
+    reach the same answer; (0, 0) when nothing is trained."""
+    rows = ReaderVector.objects.filter(model_run__kind=ModelKind.USER_TOWER, model_run__is_active=True)
+    step = 1 << max(0, (rows.count() // limit).bit_length() - 1)
+    if step > 1:
+        rows = rows.annotate(slot=F("reader_id") % step).filter(slot=0)
+    raws = [bytes(v) for v in rows.order_by("reader_id").values_list("vector", flat=True)[:limit]]
+    dims = {len(v) for v in raws}
+    if len(dims) != 1:  # nothing trained, or vectors of two widths (a switch half seen): no sample
+        return np.zeros((0, 0))
+    return np.frombuffer(b"".join(raws), "<f4").reshape(len(raws), -1).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The readers the "readers like you" test is calibrated on, in RALM's look-alike space.
+    A reader's *leaning* is their f(E_u) less the reference readers' mean, at unit length:
+    look-alike vectors share a large common part, and without it taken out the readers nearest
+    the average would be close to every story."""
+
+    center: np.ndarray  # (h,) the reference readers' mean f(E_r)
+    units: np.ndarray  # (R, h) their leanings
+
+    def leanings(self, x: np.ndarray) -> np.ndarray:
+        """Points of the look-alike space (..., h) as leanings (a centroid's: its seeds' mean)."""
+        return unit(np.asarray(x, np.float64) - self.center)
+
+
+def reference_readers(scorer: LookalikeScorer) -> Reference:
+    """The reference readers (`reference_vectors`) under the scorer's transform."""
+    x = reference_vectors()
+    if x.ndim != 2 or x.shape[1] != scorer.dim or not len(x):
+        return Reference(np.zeros(scorer.dim), np.zeros((0, scorer.dim)))
+    fx = scorer.transform(x)
+    center = fx.mean(0)
+    return Reference(center, unit(fx - center))
+
+
+def closeness_bars(reference: Reference, cents: np.ndarray) -> np.ndarray:
+    """The "readers like you" test of one story: a reader is close to its cluster j when the
+    cosine of their leaning (`Reference`) to the cluster centroid's exceeds bars[j]. `cents`
+    (k, h): the story's centroids in the look-alike space.
+
+    Calibrated on the reference readers: a cluster's bar is the cosine of the reader at rank m
+    of that cluster (ranks from the farthest, 0), with m the smallest rank for which at most
+    CLOSE_SHARE of the reference readers rank above it in some cluster of the story. So a
+    reader drawn at random is close to no cluster of the story with probability about
+    1 - CLOSE_SHARE however many clusters it has, and a reader close to a cluster matches its
+    leaning better than at least 1 - CLOSE_SHARE of the reference readers do (m >= R - 1 -
+    CLOSE_SHARE * R, since in each cluster only R - 1 - m readers rank above m). Infinite bars
+    (nobody close) without MIN_REFERENCE reference readers."""
+    units = reference.units
+    k, r = len(cents), len(units)
+    if r < MIN_REFERENCE or not k:
+        return np.full(k, np.inf)
+    cos = reference.leanings(cents) @ units.T  # (k, R): a cluster's row contiguous for the sort
+    order = np.argsort(cos, axis=1)
+    rank = np.empty_like(order)
+    rank[np.arange(k)[:, None], order] = np.arange(r)
+    at = r - 1 - int(CLOSE_SHARE * r)
+    m = np.partition(rank.max(0), at)[at]
+    # A hair above the rank-m reader's cosine: that reader, whose own cosine computed another
+    # way (one vector, not a batch) differs only by rounding, is never close in one process and
+    # not in another.
+    return cos[np.arange(k), order[:, m]] + 1e-9
+
+
+@dataclass(frozen=True)
+class Why:
+    """What a warm story's "why" line may claim for one reader (`WarmScores.why`)."""
+
+    seeds: int  # the story's seeds: its latest readers with a vector
+    close: int  # the seeds in the clusters the reader is close to (`closeness_bars`)
+    groups: int  # those clusters
+    percent: int  # a close reader matches such a cluster's leaning better than this share of readers do
+
+    @property
+    def claim(self) -> str | None:
+        """The sentence the test supports, or None when the reader is close to no cluster."""
+        if not self.close:
+            return None
+        if self.groups == 1 and self.close == self.seeds:  # one cluster: the story's whole audience
+            whom = f"its {self.seeds} recent readers"
+        elif self.groups == 1:
+            whom = f"a group of {self.close} of its {self.seeds} recent readers"
+        else:
+            whom = f"groups holding {self.close} of its {self.seeds} recent readers"
+        return f"you match the average leanings of {whom} better than {self.percent}% of readers do"
+
+
+def why_of(scorer: LookalikeScorer, reference: Reference, e_u: np.ndarray, cents: np.ndarray, sizes: np.ndarray,
+           bars: np.ndarray) -> tuple[Why, np.ndarray]:
+    """The Why of one story for E_u (h,), from its centroids (k, h), seeds per centroid (k,)
+    and closeness bars (k,); and which clusters the reader is close to (k,) bool."""
+    close = closeness(scorer, reference, e_u, cents) > bars
+    return _why(close, sizes), close
+
+
+def _why(close: np.ndarray, sizes: np.ndarray) -> Why:
+    seeds = np.asarray(sizes, np.float64)
+    return Why(seeds=int(round(seeds.sum())), close=int(round(seeds[close].sum())), groups=int(close.sum()),
+               percent=int(round(100 * (1 - CLOSE_SHARE))))
+
+
+def closeness(scorer: LookalikeScorer, reference: Reference, e_u: np.ndarray, cents: np.ndarray) -> np.ndarray:
+    """(k,) the cosine of the reader's leaning to each centroid's: what the bars are set on."""
+    return reference.leanings(cents) @ reference.leanings(scorer.transform(np.asarray(e_u, np.float64)))
+
+
 @dataclass
 class WarmScores:
     """RALM logits of one reader for the warm candidates among some item ids."""
@@ -353,19 +509,27 @@ class WarmScores:
     cents: np.ndarray | None = None  # (R, k, h) the padded states the logits came from
     sizes: np.ndarray | None = None
     mask: np.ndarray | None = None
+    copy: _Copy | None = None  # the serving copy they came from (its closeness bars)
+    leaning: np.ndarray | None = field(default=None, repr=False)  # the reader's (`Reference`), at the first why
 
     def as_dict(self) -> dict[int, float]:
         return {int(i): float(v) for i, v in zip(self.item_ids, self.logits, strict=True)}
 
-    def why(self, item_id: int) -> tuple[int, int] | None:
-        """(seeds in the cluster the local attention weighted most, all seeds) for a scored item."""
+    def why(self, item_id: int) -> Why | None:
+        """What the reader's "why" line may claim of a scored item: its seeds, and those in the
+        clusters the reader is close to by the story's calibrated test (`closeness_bars`).
+        Computed only for the page's stories: one (k, h) product each (`why_of`'s, with the
+        reader's leaning computed once), the bars once per process for the story's centroids."""
         found = np.flatnonzero(self.item_ids == item_id)
-        if self.scorer is None or self.e_u is None or not len(found):
+        if self.scorer is None or self.e_u is None or self.copy is None or not len(found):
             return None
         n = int(self.rows[found[0]])
-        sizes, mask = self.sizes[n : n + 1], self.mask[n : n + 1]
-        w = self.scorer.local_weights(self.e_u, self.cents[n : n + 1], sizes, mask)[0]
-        return int(round(float(sizes[0, int(np.argmax(w))]))), int(round(float(sizes[0][mask[0]].sum())))
+        keep = self.mask[n]
+        cents = self.cents[n][keep]  # as stored (float32): the digest reads half the bytes
+        reference, bars = self.copy.closeness_for(item_id, cents)
+        if self.leaning is None:
+            self.leaning = reference.leanings(self.scorer.transform(np.asarray(self.e_u, np.float64)))
+        return _why(reference.leanings(cents) @ self.leaning > bars, self.sizes[n][keep])
 
 
 NO_SCORES = WarmScores(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
@@ -412,13 +576,13 @@ class ReaderView:
         if copy.index is not None:
             ids, cents, sizes, mask, e_global = self._states(ids)
             logits = copy.scorer._score(e_u, cents, sizes, mask, e_global)
-            return WarmScores(ids, logits, np.arange(len(ids)), copy.scorer, e_u, cents, sizes, mask)
+            return WarmScores(ids, logits, np.arange(len(ids)), copy.scorer, e_u, cents, sizes, mask, copy)
         if 2 * len(rows) >= len(copy.row):
             # Most warm items are candidates: score them all in place rather than copy megabytes of centroids.
             logits = copy.scorer._score(e_u, copy.cents, copy.sizes, copy.mask, copy.e_global)[rows]
         else:
             logits = copy.scorer._score(e_u, copy.cents[rows], copy.sizes[rows], copy.mask[rows], copy.e_global[rows])
-        return WarmScores(ids, logits, rows, copy.scorer, e_u, copy.cents, copy.sizes, copy.mask)
+        return WarmScores(ids, logits, rows, copy.scorer, e_u, copy.cents, copy.sizes, copy.mask, copy)
 
     def _states(self, ids: np.ndarray) -> tuple[np.ndarray, ...]:
         """The items' padded states (ids that have one, centroids, sizes, mask, E_global): the
