@@ -206,6 +206,31 @@ def audience(r: dict) -> str:
     return md_table(("scorer", *(f"{k} seeds" for k in buckets)), rows)
 
 
+def _pm(d: dict | None) -> str:
+    if not d or d.get("diff") is None or d["diff"] != d["diff"]:
+        return "—"
+    return f"{d['diff']:+.3f} ± {d['se']:.3f}"
+
+
+def worlds(r: dict) -> str:
+    """Per world and view: what RALM adds to the count and to the default arm, against the truth."""
+    a = r["audience"]
+    rows = []
+    for name, w in a.get("worlds", {}).items():
+        if "feed_view" not in w:
+            continue
+        label = f"`{name}`" + (" (default)" if name == a.get("default_world") else "")
+        for view, v in (("feed", w["feed_view"]), ("audience, 20-99 seeds", w["buckets"].get("20-99"))):
+            if not v:
+                continue
+            weight = w.get("ralm_weight")
+            rows.append((label, view, _pm(v["arm_minus_ablation"]), _pm(v["count_plus_ralm"]), _pm(v["ceiling"]),
+                         _pm(v["count_plus"].get("oracle")), _pm(v["ralm_minus_seed_average"]),
+                         "—" if weight is None else f"{weight:.3f}"))
+    return md_table(("world", "view", "default arm − ablation", "count + RALM", "count + ceiling",
+                     "count + oracle", "RALM − seeds' mean E_u", "RALM's learned weight"), rows)
+
+
 def load(r: dict) -> str:
     lo = r["load"]
     keys = ("clients", "seconds", "requests", "requests_per_s", "p50_ms", "p99_ms", "errors_5xx", "rate_limited",
@@ -310,6 +335,8 @@ def blocks(r: dict, ev: dict | None) -> dict[str, str]:
     if "soak" in r:
         out["soak"] = soak(r)
     if "audience" in r:
+        if r["audience"].get("worlds"):
+            out["worlds"] = worlds(r)
         out["audience"] = audience(r)
     if ev:
         out |= {"evaluation": evaluation(ev), "evaluation_paired": evaluation_paired(ev),
@@ -397,6 +424,7 @@ def results_md(rendered: dict[str, str], images: list[str]) -> str:
     titles = {"numbers": "Numbers", "feed": "Feed latency (`bench/feed.py`)",
               "load": "Load (`bench/load.py`)", "soak": "Soak with faults (`bench/soak.py`)",
               "audience": "A story's audience against the truth (`bench/audience.py`)",
+              "worlds": "What RALM adds, per demo world (`bench/audience.py`)",
               "ab": "Ranker arms, paired (`bench/ab.py`)",
               "evaluation": "Replay evaluation on ml-latest-small, AUC (`bench/evaluate.py`)",
               "evaluation_paired": "Paired AUC differences",

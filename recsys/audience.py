@@ -74,3 +74,116 @@ def summarise(per_story: list[tuple[int, dict[str, dict[str, float]]]]) -> dict:
                                  "auc": round(float(au.mean()), 4), "auc_se": round(se(au), 4),
                                  "stories": len(rho)}
     return {"buckets": out}
+
+
+# ---------------------------------------------------------------------------------------------
+# Both views against the truth, over one (readers x warm stories) matrix per scorer.
+#
+# The feed's view ranks, for each reader, the warm stories they have not clicked; the audience
+# view ranks, for each warm story, the readers who have not clicked it. Each scorer is taken
+# alone and added to the count (z-scores within the ranked set, the added term weighted
+# ADDED_WEIGHT), and every comparison is a paired difference over the same readers or stories.
+
+ADDED_WEIGHT = 0.5
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """The mean of a - b over the units both have (not NaN), with its standard error."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return {"diff": float("nan"), "se": float("nan"), "n": int(len(d))}
+    return {"diff": round(float(d.mean()), 4), "se": round(float(d.std(ddof=1) / np.sqrt(len(d))), 4), "n": int(len(d))}
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    sd = float(x.std())
+    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+
+def view_rhos(truth: np.ndarray, scores: Mapping[str, np.ndarray], mask: np.ndarray, *, count: str = "count",
+              axis: int = 1, min_size: int = 10, added_weight: float = ADDED_WEIGHT) -> dict[str, np.ndarray]:
+    """Spearman's rho per unit (a reader when axis=1: a row; a story when axis=0: a column)
+    between each scorer and the truth over the unit's cells in `mask`, and the same for
+    `count + w * scorer` (key "+name"). NaN for a unit with fewer than `min_size` cells or a
+    scorer with NaN there. truth, scores and mask are (R, I)."""
+    if axis == 0:
+        truth, mask = truth.T, mask.T
+        scores = {k: v.T for k, v in scores.items()}
+    n_units = truth.shape[0]
+    out = {k: np.full(n_units, np.nan) for k in scores} | {f"+{k}": np.full(n_units, np.nan)
+                                                           for k in scores if k != count}
+    for u in range(n_units):
+        cells = np.flatnonzero(mask[u])
+        if len(cells) < min_size:
+            continue
+        t = truth[u, cells]
+        zc = _z(scores[count][u, cells]) if count in scores else None
+        for k, s in scores.items():
+            x = s[u, cells]
+            if not np.all(np.isfinite(x)):
+                continue
+            out[k][u] = spearman(x, t)
+            if zc is not None and k != count:
+                out[f"+{k}"][u] = spearman(zc + added_weight * _z(x), t)
+    return out
+
+
+def log_share(own: np.ndarray, total: np.ndarray, n: int) -> np.ndarray:
+    """The smoothed log share of a reader's clicks in a label (recsys.profiles.category_affinity)."""
+    share = (np.asarray(own, np.float64) + 1.0) / (np.asarray(total, np.float64)[..., None] + n)
+    return np.log(share * n)
+
+
+def count_scores(clicks: np.ndarray, item_category: np.ndarray, item_sub: np.ndarray,
+                 sub_weight: float = 0.5) -> np.ndarray:
+    """"The count": for every reader and story, the reader's smoothed log share of clicks in the
+    story's category plus `sub_weight` times the same for its subcategory. clicks: (R, I) 0/1."""
+    n_cat, n_sub = int(item_category.max()) + 1, int(item_sub.max()) + 1
+    by_cat = np.zeros((clicks.shape[0], n_cat))
+    by_sub = np.zeros((clicks.shape[0], n_sub))
+    np.add.at(by_cat.T, item_category, clicks.T.astype(np.float64))
+    np.add.at(by_sub.T, item_sub, clicks.T.astype(np.float64))
+    total = clicks.sum(1)
+    return log_share(by_cat, total, n_cat)[:, item_category] + sub_weight * log_share(by_sub, total, n_sub)[:, item_sub]
+
+
+def seed_lookalike(vectors: np.ndarray, seeds: list[np.ndarray], *, cosine: bool = False) -> np.ndarray:
+    """(R, I): each reader's vector against the mean vector of each story's seed readers (dot
+    product, or cosine); NaN for a story without seeds."""
+    out = np.full((len(vectors), len(seeds)), np.nan)
+    for i, s in enumerate(seeds):
+        if len(s):
+            out[:, i] = cosine_rows(vectors, vectors[s].mean(0)) if cosine else vectors @ vectors[s].mean(0)
+    return out
+
+
+def estimated_tastes(*, reader: np.ndarray, item: np.ndarray, clicked: np.ndarray, offsets: np.ndarray,
+                     item_hidden: np.ndarray, n_readers: int, l2: float = 1.0, iterations: int = 12) -> np.ndarray:
+    """What the logs can tell of each reader's hidden taste when every story's hidden features
+    are given: per reader, a logistic regression of their clicks on the shown stories' hidden
+    features (item_hidden, (I, H)) beside `offsets` (N, K) covariates that carry what is known
+    anyway (an intercept is added), ridge-penalised on the hidden part; Newton's method.
+    Returns (n_readers, H): the hidden part's coefficients (zeros for a reader never shown)."""
+    h = item_hidden.shape[1]
+    out = np.zeros((n_readers, h))
+    order = np.argsort(reader, kind="stable")
+    bounds = np.searchsorted(reader[order], np.arange(n_readers + 1))
+    for r in range(n_readers):
+        rows = order[bounds[r]:bounds[r + 1]]
+        y = clicked[rows].astype(np.float64)
+        if len(rows) < 5 or y.sum() == 0:
+            continue
+        x = np.hstack([np.ones((len(rows), 1)), offsets[rows], item_hidden[item[rows]]])
+        pen = np.r_[np.full(x.shape[1] - h, 1e-6), np.full(h, l2)]
+        beta = np.zeros(x.shape[1])
+        for _ in range(iterations):
+            p = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -30, 30)))
+            grad = x.T @ (y - p) - pen * beta
+            hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(pen)
+            step = np.linalg.solve(hess, grad)
+            beta += step
+            if np.abs(step).max() < 1e-6:
+                break
+        out[r] = beta[-h:]
+    return out

@@ -39,4 +39,10 @@ def test_every_benchmark_runs_in_tiny_mode(tmp_path):
     assert feed["warm_stories"] > 0 and 0 < scale["web_rss_mib"] < 4096
     assert {"ctr", "blend", "feature", "gate"} <= set(r["ab"]["paired"]) and r["demo"]["clicks"] > 0
     assert {"ralm", "hybrid", "ranker"} <= set(r["evaluation"]["auc"])
+    worlds = r["audience"]["worlds"]
+    assert set(worlds) == {"audiences", "labels"} and r["audience"]["default_world"] == "audiences"
+    for w in worlds.values():  # the tiny world has stories with a few seeds, so the audience view has rows
+        assert w["feed_view"]["units"] >= 0 and w["buckets"] and w["learned_weights"]["noralm"]
+        assert all({"arm_minus_ablation", "ralm_minus_seed_average", "ceiling", "count_plus_ralm"} <= set(b)
+                   for b in w["buckets"].values())
     assert (ROOT / "bench" / "results.json").read_bytes() == committed
