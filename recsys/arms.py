@@ -8,8 +8,9 @@ name.
            (1 - budget) of the clicks the CTR model expects of the ctr page (recsys.ranker)
   feature  the CTR model that reads the similarity's parts as inputs, each with a weight learned
            from the logged impressions: RALM's logit (where RALM scored the story), whether
-           it did, and the cold-start model's logit; RALM's weight is never negative
-           (recsys.ctr.fit_learned). Served by `blend` when the training could not fit it
+           it did, and the cold-start model's logit; RALM's terms stay only with a positive
+           weight that lowers the held-out log loss (recsys.ctr.fit_learned). Served by
+           `blend` when the training could not fit it
   noralm   the ablation of `feature`: the same model fitted on the same impressions without
            RALM's terms, so its similarity comes from the cold-start model alone (served by
            `blend` when the training could not fit it)

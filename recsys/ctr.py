@@ -169,7 +169,9 @@ def fit_learned(x: np.ndarray, ralm_logit: np.ndarray, coldstart_logit: np.ndarr
     one's rows, validation AUC and `weights` (`named_weights`). RALM's weight is never
     negative: a fit that gives RALM's logit a negative weight is replaced by the `noralm`
     model widened to FEATURE_COLUMNS (RALM's terms at 0), and the report says
-    `ralm_clamped` with the weight the fit gave (`ralm_weight_fitted`)."""
+    `ralm_clamped` with the weight the fit gave (`ralm_weight_fitted`); so is one whose RALM
+    terms do not lower the held-out log loss beyond two standard errors (`heldout_gain`,
+    `ralm_dropped`)."""
     noralm, noralm_report = fit_ctr(learned_rows(x, ralm_logit, coldstart_logit, ralm=False), y, time,
                                     validation_from=validation_from, seed=seed)
     feature, feature_report = fit_ctr(learned_rows(x, ralm_logit, coldstart_logit), y, time,
@@ -180,14 +182,42 @@ def fit_learned(x: np.ndarray, ralm_logit: np.ndarray, coldstart_logit: np.ndarr
         noralm_report["weights"] = named_weights(noralm, NORALM_COLUMNS)
     if feature is not None:
         fitted = named_weights(feature, FEATURE_COLUMNS)["ralm_logit"]
+        gain = heldout_gain(learned_rows(x, ralm_logit, coldstart_logit, ralm=False),
+                            learned_rows(x, ralm_logit, coldstart_logit), y, time,
+                            validation_from=validation_from, seed=seed)
+        feature_report["heldout_gain"] = gain
+        # RALM's terms stay only where they predict held-out clicks better than the model
+        # without them, beyond two standard errors: a weight fitted to noise is set to 0.
         feature_report["ralm_clamped"] = fitted < 0
-        if fitted < 0:
+        feature_report["ralm_dropped"] = not (gain is not None and gain["diff"] > 2 * gain["se"])
+        if fitted < 0 or feature_report["ralm_dropped"]:
             feature_report["ralm_weight_fitted"] = fitted
             feature = widened(noralm, NORALM_COLUMNS, FEATURE_COLUMNS)
             feature_report["val_auc"] = noralm_report["val_auc"]  # the model that serves is noralm's
         feature_report["weights"] = named_weights(feature, FEATURE_COLUMNS)
         report["ralm_weight"] = feature_report["weights"]["ralm_logit"]
     return {"ctr_feature": feature, "ctr_noralm": noralm}, report
+
+
+def heldout_gain(without: np.ndarray, with_: np.ndarray, y: np.ndarray, time: np.ndarray, *,
+                 validation_from: float, seed: int = 0) -> dict | None:
+    """What the extra columns of `with_` buy on the rows from `validation_from` on, both models
+    fitted on the rows before: the mean per-row log loss without them minus with them (> 0:
+    they help), with its standard error over rows. None without clicks and skips on both sides."""
+    from scipy.special import log_expit
+
+    y = np.asarray(y, np.float64)
+    early = np.asarray(time) < validation_from
+    late = ~early
+    if not early.any() or not late.any() or not 0 < y[early].mean() < 1 or not 0 < y[late].mean() < 1:
+        return None
+
+    def loss(x: np.ndarray) -> np.ndarray:
+        z = CtrModel(random_state=seed).fit(x[early], y[early]).decision_function(x[late])
+        return -(y[late] * log_expit(z) + (1 - y[late]) * log_expit(-z))
+
+    d = loss(without) - loss(with_)
+    return {"diff": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))), "rows": int(len(d))}
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float | None:

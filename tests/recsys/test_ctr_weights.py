@@ -85,12 +85,19 @@ def test_ralm_weight_is_about_zero_when_its_logit_is_noise():
     # predicts the clicks) adds nothing beyond it either.
     _, echoed = _fit(0.0, echo=1.0)
     assert 0.0 <= echoed["ralm_weight"] < 0.06
+    # Neither lowers the held-out log loss beyond its noise, so RALM's terms are dropped: the
+    # weight served is exactly 0, and the arm ranks as its ablation does.
+    for r in (report, echoed):
+        gain = r["ctr_feature"]["heldout_gain"]
+        assert r["ctr_feature"]["ralm_dropped"] is True and gain["diff"] <= 2 * gain["se"] and r["ralm_weight"] == 0.0
     assert echoed["ctr_feature"]["weights"]["affinity"] == pytest.approx(0.8, abs=0.1)
 
 
 def test_ralm_weight_is_positive_when_its_logit_carries_clicks_beyond_the_others():
     models, report = _fit(0.7)
     assert report["ralm_weight"] == pytest.approx(0.7, abs=0.12) and report["ctr_feature"]["ralm_clamped"] is False
+    gain = report["ctr_feature"]["heldout_gain"]
+    assert report["ctr_feature"]["ralm_dropped"] is False and gain["diff"] > 2 * gain["se"] > 0
     # It carries what the other inputs do not: the model with it predicts the later half better.
     assert report["ctr_feature"]["val_auc"] > report["ctr_noralm"]["val_auc"] + 0.01
     assert report["warm_rows"] == int((~np.isnan(_log(0.7)[1])).sum())

@@ -111,12 +111,13 @@ def test_simulated_clicks_follow_hidden_interests(demo_db):
 def test_in_the_audiences_world_readers_click_their_groups_stories_more(demo_db):
     """The hidden audience groups move clicks as the world says, and no label carries them:
     within the same favourite categories, a story written for one of the reader's groups is
-    clicked several times as often as one written for another group."""
+    clicked more than twice as often as one written for another group (the world's e^3 odds,
+    on click rates of about a third)."""
     from fixtures.corpus import click_model, load_readers
     from recsys.simulation import item_truth, reader_audiences
 
     model = click_model("audiences")
-    demo_history(sessions=600, hours=12, seed=5, world="audiences")
+    demo_history(sessions=3000, hours=12, seed=5, world="audiences")
     truth = {r.id: r.truth for r in load_readers()}
     mine, theirs = [0, 0], [0, 0]  # [clicks, impressions], favourite categories only
     for ext, story, cat, sub, clicked in Impression.objects.filter(reader__source="demo").values_list(
@@ -127,8 +128,8 @@ def test_in_the_audiences_world_readers_click_their_groups_stories_more(demo_db)
         bucket = mine if reader_audiences(truth[ext], model.config)[group] else theirs
         bucket[0] += clicked is not None
         bucket[1] += 1
-    assert mine[1] > 100 and theirs[1] > 500
-    assert mine[0] / mine[1] > 4 * theirs[0] / theirs[1]
+    assert mine[1] > 300 and theirs[1] > 1500
+    assert mine[0] / mine[1] > 2 * theirs[0] / theirs[1]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -37,7 +37,9 @@ def test_train_writes_runs_artifacts_and_every_readers_vector(trained, settings,
     assert set(noralm["weights"]) == {*NORALM_COLUMNS, "intercept"}
     assert ctr.metrics["ralm_weight"] == feature["weights"]["ralm_logit"] >= 0
     assert feature["rows"] == noralm["rows"] > 0 and isinstance(feature["ralm_clamped"], bool)
-    assert feature["ralm_clamped"] == ("ralm_weight_fitted" in feature)
+    assert (feature["ralm_clamped"] or feature["ralm_dropped"]) == ("ralm_weight_fitted" in feature)
+    assert feature["ralm_dropped"] == (feature["heldout_gain"] is None
+                                       or feature["heldout_gain"]["diff"] <= 2 * feature["heldout_gain"]["se"])
     assert ctr.metrics["warm_rows"] > 0 and ctr.config["learned"] == ["ctr_feature", "ctr_noralm"]
     models = load_ctr(tmp_path / "models" / ctr.version / "ctr")
     assert named_weights(models["ctr_feature"]) == pytest.approx(feature["weights"])
