@@ -69,7 +69,7 @@ def one_world(world: str, *, default: bool) -> dict:
         from webapp.feed.truth import measure
         from webapp.lookalike.audience import AudienceWorld
         from webapp.lookalike.models import ModelKind, ModelRun
-        from webapp.news.models import Click
+        from webapp.news.models import Click, Reader
 
         redis_client().flushdb()
         started = time.perf_counter()
@@ -82,7 +82,8 @@ def one_world(world: str, *, default: bool) -> dict:
         out |= {"learned_weights": weights, "ralm_weight": metrics.get("ralm_weight"),
                 "stage1_val_auc": trained.tower_run.metrics["val_auc"],
                 "stage2_val_auc": trained.lookalike_run.metrics["val_auc"],
-                "clicks": Click.objects.count(), "world_seconds": steps}
+                "clicks": Click.objects.count(), "readers": Reader.objects.filter(source="demo").count(),
+                "world_seconds": steps}
         if "feed_view" in out:
             out["feed_view"]["ralm_weight"] = out["ralm_weight"]
             out["feed_view"]["ralm_share_of_ceiling"] = share_of_ceiling(out["feed_view"])
@@ -112,7 +113,8 @@ def main(argv: list[str]) -> None:
     per_story = main_world.get("per_story", {})
     result |= {"buckets": per_story.get("buckets", {}), "stage1_val_auc": main_world["stage1_val_auc"],
                "stage2_val_auc": main_world["stage2_val_auc"], "seconds": round(time.perf_counter() - started, 1),
-               "clicks_per_reader": round(main_world["clicks"] / 1200, 1), "world": main_world["world_seconds"]}
+               "clicks_per_reader": round(main_world["clicks"] / max(main_world["readers"], 1), 1),
+               "world": main_world["world_seconds"]}
     if argv:  # a world of one's own is printed, not saved over the committed figures
         print("(worlds named on the command line: results.json left alone)")
     else:
