@@ -172,19 +172,17 @@ def fit_learned(x: np.ndarray, ralm_logit: np.ndarray, coldstart_logit: np.ndarr
     `ralm_clamped` with the weight the fit gave (`ralm_weight_fitted`); so is one whose RALM
     terms do not lower the held-out log loss beyond two standard errors (`heldout_gain`,
     `ralm_dropped`)."""
-    noralm, noralm_report = fit_ctr(learned_rows(x, ralm_logit, coldstart_logit, ralm=False), y, time,
-                                    validation_from=validation_from, seed=seed)
-    feature, feature_report = fit_ctr(learned_rows(x, ralm_logit, coldstart_logit), y, time,
-                                      validation_from=validation_from, seed=seed)
+    noralm, noralm_report, noralm_late = _fit(learned_rows(x, ralm_logit, coldstart_logit, ralm=False), y, time,
+                                              validation_from=validation_from, seed=seed)
+    feature, feature_report, feature_late = _fit(learned_rows(x, ralm_logit, coldstart_logit), y, time,
+                                                 validation_from=validation_from, seed=seed)
     report = {"ctr_feature": feature_report, "ctr_noralm": noralm_report, "ralm_weight": None,
               "warm_rows": int((~np.isnan(np.asarray(ralm_logit, np.float64))).sum())}
     if noralm is not None:
         noralm_report["weights"] = named_weights(noralm, NORALM_COLUMNS)
     if feature is not None:
         fitted = named_weights(feature, FEATURE_COLUMNS)["ralm_logit"]
-        gain = heldout_gain(learned_rows(x, ralm_logit, coldstart_logit, ralm=False),
-                            learned_rows(x, ralm_logit, coldstart_logit), y, time,
-                            validation_from=validation_from, seed=seed)
+        gain = heldout_gain(noralm_late, feature_late, y, time, validation_from=validation_from)
         feature_report["heldout_gain"] = gain
         # RALM's terms stay only where they predict held-out clicks better than the model
         # without them, beyond two standard errors: a weight fitted to noise is set to 0.
@@ -199,22 +197,20 @@ def fit_learned(x: np.ndarray, ralm_logit: np.ndarray, coldstart_logit: np.ndarr
     return {"ctr_feature": feature, "ctr_noralm": noralm}, report
 
 
-def heldout_gain(without: np.ndarray, with_: np.ndarray, y: np.ndarray, time: np.ndarray, *,
-                 validation_from: float, seed: int = 0) -> dict | None:
-    """What the extra columns of `with_` buy on the rows from `validation_from` on, both models
-    fitted on the rows before: the mean per-row log loss without them minus with them (> 0:
-    they help), with its standard error over rows. None without clicks and skips on both sides."""
+def heldout_gain(without: np.ndarray | None, with_: np.ndarray | None, y: np.ndarray, time: np.ndarray, *,
+                 validation_from: float) -> dict | None:
+    """What the extra columns of one model buy on the rows from `validation_from` on: the
+    logits there of the two models fitted on the rows before (`_fit`'s third value), as the
+    mean per-row log loss without them minus with them (> 0: they help), with its standard
+    error over rows. None without such logits or without clicks and skips in those rows."""
     from scipy.special import log_expit
 
-    y = np.asarray(y, np.float64)
-    early = np.asarray(time) < validation_from
-    late = ~early
-    if not early.any() or not late.any() or not 0 < y[early].mean() < 1 or not 0 < y[late].mean() < 1:
+    y = np.asarray(y, np.float64)[np.asarray(time) >= validation_from]
+    if without is None or with_ is None or not 0 < y.mean() < 1:
         return None
 
-    def loss(x: np.ndarray) -> np.ndarray:
-        z = CtrModel(random_state=seed).fit(x[early], y[early]).decision_function(x[late])
-        return -(y[late] * log_expit(z) + (1 - y[late]) * log_expit(-z))
+    def loss(z: np.ndarray) -> np.ndarray:
+        return -(y * log_expit(z) + (1 - y) * log_expit(-z))
 
     d = loss(without) - loss(with_)
     return {"diff": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))), "rows": int(len(d))}
@@ -234,12 +230,21 @@ def fit_ctr(x: np.ndarray, y: np.ndarray, time: np.ndarray, *, validation_from: 
             seed: int = 0) -> tuple[CtrModel | None, dict]:
     """Fit on the rows before `validation_from`, report AUC on the rest, then refit on all.
     None when the rows lack clicks or skips."""
+    model, report, _ = _fit(x, y, time, validation_from=validation_from, seed=seed)
+    return model, report
+
+
+def _fit(x: np.ndarray, y: np.ndarray, time: np.ndarray, *, validation_from: float,
+         seed: int = 0) -> tuple[CtrModel | None, dict, np.ndarray | None]:
+    """`fit_ctr`, and the logits of its early model on the rows from `validation_from` on
+    (None where it reports no validation AUC)."""
     y = np.asarray(y, np.float64)
     if len(y) == 0 or y.min() == y.max():
-        return None, {"rows": int(len(y)), "error": "no clicks and skips to learn from"}
+        return None, {"rows": int(len(y)), "error": "no clicks and skips to learn from"}, None
     early = np.asarray(time) < validation_from
     report: dict = {"rows": int(len(y)), "clicks": int(y.sum()), "val_auc": None}
+    late_logits = None
     if early.any() and (~early).any() and 0 < y[early].mean() < 1:
-        early_model = CtrModel(random_state=seed).fit(x[early], y[early])
-        report["val_auc"] = auc(y[~early], early_model.decision_function(x[~early]))
-    return CtrModel(random_state=seed).fit(x, y), report
+        late_logits = CtrModel(random_state=seed).fit(x[early], y[early]).decision_function(x[~early])
+        report["val_auc"] = auc(y[~early], late_logits)
+    return CtrModel(random_state=seed).fit(x, y), report, late_logits

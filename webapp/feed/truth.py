@@ -81,35 +81,35 @@ def matrices(world: str | None = None, *, progress: bool = False) -> Matrices | 
         return None
     states = {s.item_id: s for s in LookalikeState.objects.filter(model_run=look, item__source=Source.DEMO,
                                                                    item__published_at__isnull=False)}
-    items = list(Item.objects.filter(pk__in=list(states)).order_by("pk")
-                 .values_list("pk", "external_id", "category", "subcategory", "status"))
-    if not items:
+    if not states:
         return None
+    # Every demo story (the count and the ceiling read all their clicks and impressions); the
+    # matrices' columns are the stories with a state.
+    every = list(Item.objects.filter(source=Source.DEMO).order_by("pk")
+                 .values_list("pk", "external_id", "category", "subcategory", "status"))
+    all_ids = np.array([i[0] for i in every])
+    all_row = {int(pk): n for n, pk in enumerate(all_ids)}
+    cats, subs = sorted({i[2] for i in every}), sorted({i[3] for i in every})
+    all_cat = np.array([cats.index(i[2]) for i in every])
+    all_sub = np.array([subs.index(i[3]) for i in every])
+    cols = np.array([n for n, i in enumerate(every) if i[0] in states])
+    item_ids = all_ids[cols]
+    item_row = {int(pk): n for n, pk in enumerate(item_ids)}
     reader_ids = np.array([pk for pk, _ in readers])
     reader_row = {int(pk): n for n, pk in enumerate(reader_ids)}
-    item_ids = np.array([i[0] for i in items])
-    item_row = {int(pk): n for n, pk in enumerate(item_ids)}
     n_r, n_i = len(reader_ids), len(item_ids)
-    item_truths = [item_truth(external_id=i[1], category=i[2], subcategory=i[3], config=model.config) for i in items]
-    truth = TruthMatrix.build(model, [truth_of[ext] for _, ext in readers], item_truths)
+    all_truths = [item_truth(external_id=i[1], category=i[2], subcategory=i[3], config=model.config) for i in every]
+    truth = TruthMatrix.build(model, [truth_of[ext] for _, ext in readers], all_truths)
 
-    # Clicks on every demo story, for the count; the matrix keeps the stories with states.
-    every = dict(Item.objects.filter(source=Source.DEMO).values_list("pk", "category"))
-    every_sub = dict(Item.objects.filter(source=Source.DEMO).values_list("pk", "subcategory"))
-    all_ids = np.array(sorted(every))
-    all_row = {int(pk): n for n, pk in enumerate(all_ids)}
-    cats, subs = sorted(set(every.values())), sorted(set(every_sub.values()))
-    all_cat = np.array([cats.index(every[i]) for i in all_ids])
-    all_sub = np.array([subs.index(every_sub[i]) for i in all_ids])
     all_clicks = np.zeros((n_r, len(all_ids)))
     history: list[list[int]] = [[] for _ in range(n_r)]  # newest first, as the feed reads it
     for r, i in Click.objects.filter(reader_id__in=reader_ids.tolist(), item__source=Source.DEMO) \
             .order_by("-clicked_at", "-pk").values_list("reader_id", "item_id"):
         all_clicks[reader_row[r], all_row[i]] = 1.0
         history[reader_row[r]].append(int(i))
-    cols = np.array([all_row[int(i)] for i in item_ids])
     clicked = all_clicks[:, cols] > 0
-    count = count_scores(all_clicks, all_cat, all_sub)[:, cols]
+    full_count = count_scores(all_clicks, all_cat, all_sub)
+    count = full_count[:, cols]
 
     seed_lists = dict(SeedSet.objects.filter(item_id__in=item_ids.tolist()).values_list("item_id", "seed_reader_ids"))
     seed_rows = [np.array([reader_row[s] for s in (seed_lists.get(int(i)) or []) if s in reader_row], np.int64)
@@ -120,13 +120,13 @@ def matrices(world: str | None = None, *, progress: bool = False) -> Matrices | 
     n_seeds = np.array([len(seed_lists.get(int(i)) or []) for i in item_ids])
 
     # E_u under the active tower; RALM's logit for every reader from each story's state.
-    e_u = np.zeros((n_r, int(tower.config.get("dim", 64)) if isinstance(tower.config, dict) else 64))
+    vectors = {pk: np.frombuffer(bytes(v), "<f4") for pk, v in ReaderVector.objects.filter(
+        model_run=tower, reader_id__in=reader_ids.tolist()).values_list("reader_id", "vector")}
+    if not vectors:
+        return None
+    e_u = np.zeros((n_r, len(next(iter(vectors.values())))))
     has = np.zeros(n_r, bool)
-    for pk, v in ReaderVector.objects.filter(model_run=tower, reader_id__in=reader_ids.tolist()) \
-            .values_list("reader_id", "vector"):
-        vec = np.frombuffer(bytes(v), "<f4")
-        if e_u.shape[1] != len(vec):
-            e_u = np.zeros((n_r, len(vec)))
+    for pk, vec in vectors.items():
         e_u[reader_row[pk]], has[reader_row[pk]] = vec, True
     scorer = scorer_for(look)
     ralm = np.full((n_r, n_i), np.nan)
@@ -152,31 +152,25 @@ def matrices(world: str | None = None, *, progress: bool = False) -> Matrices | 
             oracle[:, i] = truth.reader_hidden @ truth.reader_traits[s].mean(0)
 
     # The ceiling: reader tastes estimated from the logged impressions, true item features given.
-    imp = np.array(list(Impression.objects.filter(reader_id__in=reader_ids.tolist(), item__source=Source.DEMO)
-                        .values_list("reader_id", "item_id", "position", "click__id")
-                        .iterator(chunk_size=50_000)), dtype=object)
+    imp = list(Impression.objects.filter(reader_id__in=reader_ids.tolist(), item__source=Source.DEMO)
+               .values_list("reader_id", "item_id", "position", "click__id").iterator(chunk_size=50_000))
     ceiling = np.full((n_r, n_i), np.nan)
-    if len(imp):
-        ir = np.array([reader_row[int(x)] for x in imp[:, 0]])
-        keep = np.array([int(x) in all_row for x in imp[:, 1]])
-        ir, ii = ir[keep], np.array([all_row[int(x)] for x in imp[keep, 1]])
-        pos, hit = imp[keep, 2].astype(np.float64), np.array([c is not None for c in imp[keep, 3]])
-        all_truths = [item_truth(external_id=e, category=every[pk], subcategory=every_sub[pk], config=model.config)
-                      for pk, e in Item.objects.filter(pk__in=all_ids.tolist()).order_by("pk")
-                      .values_list("pk", "external_id")]
-        hidden = np.stack([np.r_[t.taste, np.eye(model.config.n_audiences)[t.audience]
-                                 if t.audience >= 0 else np.zeros(model.config.n_audiences)] for t in all_truths])
+    if imp:
+        ir = np.array([reader_row[r] for r, _, _, _ in imp])
+        ii = np.array([all_row[i] for _, i, _, _ in imp])
+        pos = np.array([p for _, _, p, _ in imp], np.float64)
+        hit = np.array([c is not None for _, _, _, c in imp])
         quality = np.array([t.quality for t in all_truths])
-        full_count = count_scores(all_clicks, all_cat, all_sub)
         offsets = np.stack([np.log1p(pos), full_count[ir, ii], quality[ii]], 1)
-        beta = estimated_tastes(reader=ir, item=ii, clicked=hit, offsets=offsets, item_hidden=hidden, n_readers=n_r)
+        beta = estimated_tastes(reader=ir, item=ii, clicked=hit, offsets=offsets, item_hidden=truth.item_hidden,
+                                n_readers=n_r)
         ceiling = seed_lookalike(beta, seed_rows)
 
     # The default arm and its ablation, as a feed request scores the reader's candidates.
     arm_name = settings.FEED_ARM
     ablation_name = ABLATIONS.get(arm_name)
     arm_s, abl_s = np.full((n_r, n_i), np.nan), np.full((n_r, n_i), np.nan)
-    warm = np.array([i[4] == "warm" for i in items])  # without a ranker: the durable status
+    warm = np.array([every[c][4] == "warm" for c in cols])  # without a ranker: the durable status
     r = redis_client()
     pointers = store.pointers_get(r=r)
     m = ranking.models.get(r, pointers)
@@ -201,7 +195,7 @@ def matrices(world: str | None = None, *, progress: bool = False) -> Matrices | 
             warm[cols_of[take]] |= ~np.isnan(g.scores.ralm_logit[take])
     scores = {"count": count, "ralm": ralm, "seed_average": seed_average, "als": als, "arm": arm_s,
               "ablation": abl_s, "ceiling": ceiling, "oracle": oracle}
-    return Matrices(truth=truth.base, scores=scores, clicked=clicked, seeded=seeded, warm=warm, seeds=n_seeds,
+    return Matrices(truth=truth.base[:, cols], scores=scores, clicked=clicked, seeded=seeded, warm=warm, seeds=n_seeds,
                     arm=arm_name, ablation=ablation_name or "")
 
 

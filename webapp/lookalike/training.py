@@ -187,10 +187,12 @@ def model_train(
                                              ralm=LookalikeScorer.from_model(s2.model),
                                              e_u=reader_vectors(s1, before=cuts[-1]), seed=seed)
     seconds["ctr"] = round(time.perf_counter() - t, 1)
-    if ctr_report.get("ctr_feature"):
-        w = ctr_report["ctr_feature"]["weights"]
-        log(f"feature arm's learned weights: RALM's logit {w['ralm_logit']:.3f}"
-            f"{' (clamped: the fit gave it a negative one)' if ctr_report['ctr_feature']['ralm_clamped'] else ''}, "
+    if "weights" in (ctr_report.get("ctr_feature") or {}):  # not when the slice had no clicks to fit
+        f = ctr_report["ctr_feature"]
+        w = f["weights"]
+        why = " (set to 0: the fit gave it a negative one)" if f["ralm_clamped"] else \
+            " (set to 0: no held-out gain)" if f.get("ralm_dropped") else ""
+        log(f"feature arm's learned weights: RALM's logit {w['ralm_logit']:.3f}{why}, "
             f"warm {w['warm']:.3f}, cold-start logit {w['coldstart_logit']:.3f}")
 
     t = time.perf_counter()
