@@ -1,6 +1,6 @@
 """The feed's "why this story" line for a warm story holds for the reader it is shown to: it
 says "readers like you" only when the reader passes the story's calibrated closeness test
-(webapp.lookalike.serving.closeness_bars), and then claims exactly the seeds of the clusters
+(webapp.lookalike.closeness.closeness_bars), and then claims exactly the seeds of the clusters
 they are close to."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.factories import ReaderFactory
 from tests.webapp.whycheck import CLAIM, READ_BY, Story, assert_line_holds, served_vector
 from webapp.feed import ranking
 from webapp.feed.selectors import reader_history
-from webapp.lookalike import serving, store
+from webapp.lookalike import closeness, serving, store
 from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.news.models import Item, ItemStatus, Reader
 
@@ -25,8 +25,8 @@ def _population(n: int, rng: np.random.Generator) -> np.ndarray:
     return 5.0 * np.eye(8)[0] + rng.normal(size=(n, 8))
 
 
-def _reference(x: np.ndarray) -> serving.Reference:
-    return serving.Reference(x.mean(0), serving.unit(x - x.mean(0)))
+def _reference(x: np.ndarray) -> closeness.Reference:
+    return closeness.Reference(x.mean(0), closeness.unit(x - x.mean(0)))
 
 
 IDENTITY = LookalikeScorer(w=np.eye(8), b=np.zeros(8), slope=1.0, w_g=np.eye(8), v_g=np.ones(8), w_l=np.eye(8),
@@ -41,41 +41,41 @@ def test_the_bars_let_few_random_readers_through_and_only_close_ones(k):
     # Each centroid the mean of a group of 20 readers who lean one way.
     cents = np.stack([_population(20, rng).mean(0) + rng.normal(size=8) for _ in range(k)])
     sizes = np.full(k, 20.0)
-    bars = serving.closeness_bars(reference, cents)
+    bars = closeness.closeness_bars(reference, cents)
     cos = reference.units @ reference.leanings(cents).T
     # At most CLOSE_SHARE of the reference readers are close to some cluster, however many
     # clusters the story has; each close one matches it better than 1 - CLOSE_SHARE of them.
-    assert (cos > bars).any(1).mean() <= serving.CLOSE_SHARE
+    assert (cos > bars).any(1).mean() <= closeness.CLOSE_SHARE
     for j in range(k):
-        assert (cos[:, j] <= bars[j]).mean() >= 1 - serving.CLOSE_SHARE
+        assert (cos[:, j] <= bars[j]).mean() >= 1 - closeness.CLOSE_SHARE
     # Fresh readers of the same population pass about as rarely.
-    passed = [serving.why_of(IDENTITY, reference, x, cents, sizes, bars)[0].close > 0
+    passed = [closeness.why_of(IDENTITY, reference, x, cents, sizes, bars)[0].close > 0
               for x in _population(4000, rng)]
-    assert np.mean(passed) < 2 * serving.CLOSE_SHARE
+    assert np.mean(passed) < 2 * closeness.CLOSE_SHARE
     # A reader at a centroid is close to it (and the claim counts its seeds); the average
     # reader, close to every centroid in plain distance, is close to none; nor is one leaning
     # the other way.
-    why, close = serving.why_of(IDENTITY, reference, cents[0], cents, sizes, bars)
+    why, close = closeness.why_of(IDENTITY, reference, cents[0], cents, sizes, bars)
     assert close[0] and why.close == 20 * close.sum() and why.groups == close.sum() and why.seeds == 20 * k
-    assert not serving.why_of(IDENTITY, reference, reference.center, cents, sizes, bars)[1].any()
-    assert not serving.why_of(IDENTITY, reference, 2 * reference.center - cents[0], cents, sizes, bars)[1][0]
+    assert not closeness.why_of(IDENTITY, reference, reference.center, cents, sizes, bars)[1].any()
+    assert not closeness.why_of(IDENTITY, reference, 2 * reference.center - cents[0], cents, sizes, bars)[1][0]
 
 
 def test_too_few_reference_readers_call_nobody_close():
     rng = np.random.default_rng(0)
     cents = rng.normal(size=(2, 8))
-    assert np.isinf(serving.closeness_bars(_reference(_population(serving.MIN_REFERENCE - 1, rng)), cents)).all()
-    assert serving.closeness_bars(_reference(_population(500, rng)), np.zeros((0, 8))).shape == (0,)
+    assert np.isinf(closeness.closeness_bars(_reference(_population(closeness.MIN_REFERENCE - 1, rng)), cents)).all()
+    assert closeness.closeness_bars(_reference(_population(500, rng)), np.zeros((0, 8))).shape == (0,)
 
 
 def test_the_claim_says_what_the_test_found():
-    assert serving.Why(seeds=26, close=0, groups=0, percent=95).claim is None
-    whole = serving.Why(seeds=26, close=26, groups=1, percent=95).claim
+    assert closeness.Why(seeds=26, close=0, groups=0, percent=95).claim is None
+    whole = closeness.Why(seeds=26, close=26, groups=1, percent=95).claim
     assert whole == "you match the average leanings of its 26 recent readers better than 95% of readers do"
-    part = serving.Why(seeds=60, close=21, groups=1, percent=95).claim
+    part = closeness.Why(seeds=60, close=21, groups=1, percent=95).claim
     assert part == "you match the average leanings of a group of 21 of its 60 recent readers better than 95% of " \
         "readers do"
-    several = serving.Why(seeds=60, close=40, groups=2, percent=95).claim
+    several = closeness.Why(seeds=60, close=40, groups=2, percent=95).claim
     assert several == "you match the average leanings of groups holding 40 of its 60 recent readers better than 95% " \
         "of readers do"
     for claim in (whole, part, several):

@@ -1,6 +1,6 @@
 """The "readers like you" test recomputed from the durable copy (Postgres states, the reader's
 vector in the serving store), for tests that hold the feed's "why" lines and the seeds page
-to its definition (webapp.lookalike.serving.closeness_bars)."""
+to its definition (webapp.lookalike.closeness.closeness_bars)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 
 from recsys.serving import LookalikeScorer
 from webapp.lookalike import store
+from webapp.lookalike.closeness import CLOSE_SHARE, Reference, Why, closeness, closeness_bars, reference_readers, why_of
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun
 from webapp.lookalike.refresh import scorer_for
-from webapp.lookalike.serving import CLOSE_SHARE, Reference, Why, closeness, closeness_bars, reference_readers, why_of
 
 CLAIM = re.compile(r"^Readers like you read it: you match the average leanings of (?:its (\d+)|a group of (\d+) of its "
                    r"(\d+)|groups holding (\d+) of its (\d+)) recent readers better than (\d+)% of readers do")

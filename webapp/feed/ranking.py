@@ -428,7 +428,7 @@ def _why(item_id: int, warm: bool, scored: WarmScores, category: str, *, because
          personal: bool, age_hours: float) -> str:
     """Which of the reader's clicks or topics led to the story (or that nothing personal did).
     Every line holds for this reader: a warm story says "readers like you" only when the
-    reader passes its calibrated closeness test (webapp.lookalike.serving.closeness_bars), and
+    reader passes its calibrated closeness test (webapp.lookalike.closeness.closeness_bars), and
     then claims exactly the seeds of the clusters they are close to; otherwise it says what
     does hold (its readers, the topic the reader read or picked)."""
     if not personal:

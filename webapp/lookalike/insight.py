@@ -18,9 +18,9 @@ from recsys.profiles import PROFILE_HISTORY, reader_profiles
 from recsys.ranker import similarity
 from recsys.serving import LookalikeScorer
 from recsys.text import DIM as TEXT_DIM
+from webapp.lookalike.closeness import closeness, closeness_bars, reference_readers, why_of
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import scorer_for
-from webapp.lookalike.serving import closeness, closeness_bars, reference_readers, why_of
 from webapp.news.models import Click, Item, Reader, Source
 
 TOP_LABELS = 3  # categories and subcategories named per cluster
@@ -60,8 +60,8 @@ class ClusterRow:
     nearest: int = 0  # seed readers whose nearest centroid it is now
     global_weight: float = 0.0
     local_weight: float | None = None  # the chosen reader's local attention
-    cosine: float | None = None  # the chosen reader's leaning to the centroid's (serving.Reference)
-    bar: float | None = None  # the "readers like you" test's bar (serving.closeness_bars)
+    cosine: float | None = None  # the chosen reader's leaning to the centroid's (closeness.Reference)
+    bar: float | None = None  # the "readers like you" test's bar (closeness.closeness_bars)
     close: bool | None = None  # cosine > bar
 
 
