@@ -6,7 +6,11 @@ import factory
 import numpy as np
 from django.utils import timezone
 
+from webapp.feed.clients import address_key
 from webapp.news.models import Click, Impression, Item, Reader, Source
+
+# The client key of Django's test client (and of any request from 127.0.0.1 with no session).
+TEST_CLIENT = address_key("127.0.0.1")
 
 
 class ReaderFactory(factory.django.DjangoModelFactory):
@@ -42,6 +46,7 @@ class ImpressionFactory(factory.django.DjangoModelFactory):
     item = factory.SubFactory(ItemFactory)
     request_id = factory.Sequence(lambda n: f"req-{n}")
     position = 0
+    client = TEST_CLIENT  # shown to Django's test client, which may click it
 
 
 class ClickFactory(factory.django.DjangoModelFactory):

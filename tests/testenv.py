@@ -8,5 +8,6 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 # suite within a minute; the tests of those limits set them (tests/webapp/test_hostile.py).
 os.environ.setdefault("FEED_CLIENT_RATE_LIMIT", "off")
 os.environ.setdefault("CLICK_CLIENT_RATE_LIMIT", "off")
+os.environ.setdefault("READER_CLIENT_RATE_LIMIT", "off")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -6,6 +6,7 @@ DEBUG is off. `make demo` and `make test` write a random one into `.env` on firs
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_beat",
     "django_prometheus",
+    "axes",
     "webapp.news",
     "webapp.lookalike",
     "webapp.feed",
@@ -60,6 +62,7 @@ WORKER_METRICS_ADDR = env.str("WORKER_METRICS_ADDR", default="127.0.0.1")
 MIDDLEWARE = [
     "webapp.common.logs.RequestLog",
     "webapp.feed.middleware.ApiErrors",
+    "webapp.common.security.SecureResponses",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -71,6 +74,19 @@ MIDDLEWARE = [
 ]
 if METRICS_ENABLED:  # django-prometheus's request metrics, the two that matter (webapp.common.metrics)
     MIDDLEWARE = [*MIDDLEWARE, "webapp.common.metrics.RequestMetrics"]
+MIDDLEWARE = [*MIDDLEWARE, "axes.middleware.AxesMiddleware"]  # last, as django-axes asks
+
+# Log-in throttling (django-axes), on the site's log-in and the admin's: after
+# LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is locked
+# out for LOGIN_LOCKOUT_MINUTES, even with the right password; a success clears the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "webapp.common.addresses.client_address"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "webapp.urls"
 WSGI_APPLICATION = "webapp.wsgi.application"
@@ -160,6 +176,10 @@ CLICK_RATE_LIMIT = env.str("CLICK_RATE_LIMIT", default="30/minute")
 # Per client (browser session, else address; webapp/feed/clients.py), besides the per-reader limit.
 FEED_CLIENT_RATE_LIMIT = env.str("FEED_CLIENT_RATE_LIMIT", default="300/minute")
 CLICK_CLIENT_RATE_LIMIT = env.str("CLICK_CLIENT_RATE_LIMIT", default="120/minute")
+# New readers ("Start reading", sign-up) one address may create.
+READER_CLIENT_RATE_LIMIT = env.str("READER_CLIENT_RATE_LIMIT", default="20/hour")
+# Peers whose X-Forwarded-For names the client (webapp/common/addresses.py): the reverse proxy.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1/32", "::1/128"])
 # The reader simulator sends it (X-Simulator-Token) to be one client per simulated reader,
 # outside the per-client limits; empty: no request is the simulator's.
 SIMULATOR_TOKEN = env.str("SIMULATOR_TOKEN", default="")
@@ -231,11 +251,28 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": logs.formatter()},
+    "filters": {"brief": {"()": "webapp.common.logs.Brief"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"faiss.loader": {"level": "WARNING"}},  # which CPU build it picked, at every start
+    "loggers": {
+        "faiss.loader": {"level": "WARNING"},  # which CPU build it picked, at every start
+        "axes": {"level": "WARNING"},  # a line per log-in attempt otherwise; lockouts are warnings
+        # A Host header this site does not serve: one short line, no traceback.
+        "django.security.DisallowedHost": {"handlers": ["console"], "filters": ["brief"], "propagate": False},
+    },
 }
 
+# HTTPS (webapp/common/security.py). The reverse proxy says which scheme the client used.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# On when the site is served over HTTPS only: plain HTTP is redirected (except the health check
+# and the metrics, which the probes and Prometheus read inside the deployment), and the
+# cookies are Secure always, not just on HTTPS requests.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT
+# HSTS, sent over HTTPS only: a browser that once reached the site over HTTPS keeps to it.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 86400)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

@@ -15,6 +15,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.factories import TEST_CLIENT
 from webapp.common.connections import redis_client
 from webapp.feed import ranking, services
 from webapp.lookalike import online, refresh, serving, store
@@ -142,7 +143,8 @@ def test_a_promotion_counts(trained, settings):
     item = Item.objects.filter(status=ItemStatus.COLD).first()
     readers = list(Reader.objects.filter(vectors__model_run__is_active=True).order_by("pk")[:25])
     for reader in readers:
-        shown = Impression.objects.create(reader=reader, item=item, request_id=f"t-{reader.pk}", position=0)
+        shown = Impression.objects.create(reader=reader, item=item, request_id=f"t-{reader.pk}", position=0,
+                                          client=TEST_CLIENT)
         Client().post("/api/clicks", {"impression": shown.pk, "reader": reader.pk}, content_type="application/json")
     while refresh.seeds_refresh()["remaining"]:
         pass

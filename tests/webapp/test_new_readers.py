@@ -186,9 +186,8 @@ def test_profile_page_changes_only_known_values(demo_db, client):
 def test_admin_lists_new_readers_with_their_vectors_age(trained, client):
     web = _start(Client())
     reader_vector_refresh(reader_id=web.pk)
-    get_user_model().objects.create_user("editor", password="pw-editor-1", is_staff=True, is_superuser=True)
     admin = Client()
-    admin.login(username="editor", password="pw-editor-1")
+    admin.force_login(get_user_model().objects.create_user("editor", is_staff=True, is_superuser=True))
     page = admin.get("/admin/news/reader/?new=web").content.decode()
     assert web.name in page and "Vector age" in page and " s ago" in page
     assert Client().get("/admin/news/reader/").status_code == 302  # staff only

@@ -87,8 +87,7 @@ def test_the_admin_needs_a_staff_login(demo_db, client):
     for url in ("/admin/", "/admin/dashboard/", f"/admin/news/item/{item.pk}/seeds/", "/admin/news/reader/"):
         r = client.get(url)
         assert r.status_code == 302 and r.headers["Location"].startswith("/admin/login/"), url
-    User.objects.create_user("joe", password="correct-horse-9")  # a reader's account, not staff
-    client.login(username="joe", password="correct-horse-9")
+    client.force_login(User.objects.create_user("joe", password="correct-horse-9"))  # a reader's, not staff
     r = client.get("/admin/news/reader/")
     assert r.status_code == 302 and r.headers["Location"].startswith("/admin/login/")
 

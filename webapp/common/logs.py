@@ -89,3 +89,14 @@ class RequestLog:
                 ms=round((time.perf_counter() - start) * 1000, 2))
         structlog.contextvars.clear_contextvars()
         return response
+
+
+class Brief(logging.Filter):
+    """A line without its traceback, its message cut short: for events a client causes at will
+    (a Host header this site does not serve), whose stack says nothing and whose text the
+    client writes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = str(record.getMessage())[:200], None
+        record.exc_info = record.exc_text = None
+        return True

@@ -9,8 +9,10 @@ cannot be probed.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import SessionAuthentication
 
 from webapp.news.models import Reader, Source
@@ -52,6 +54,16 @@ class SessionReader(SessionAuthentication):
         self.enforce_csrf(request)
         user = getattr(django_request, "user", None)
         return (user if user is not None and user.is_authenticated else AnonymousUser()), reader_id
+
+
+class SessionReaderScheme(OpenApiAuthenticationExtension):
+    """SessionReader in the OpenAPI schema: Django's session cookie."""
+
+    target_class = SessionReader
+    name = "session"
+
+    def get_security_definition(self, auto_schema) -> dict:
+        return {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME}
 
 
 def context(request: HttpRequest) -> dict:

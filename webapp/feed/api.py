@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from recsys.arms import ARMS
+from webapp.common.ids import ID_MAX, IntegerApiField
 from webapp.feed import selectors, services
 from webapp.feed.clients import client_keys, client_throttle
 from webapp.lookalike.selectors import item_seed_stats
@@ -67,8 +68,8 @@ def _visible(request: Request, reader: Reader | None, reader_id: int) -> Reader:
 
 
 class FeedQuerySerializer(serializers.Serializer):
-    reader = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
-    limit = serializers.IntegerField(min_value=1, required=False)
+    reader = IntegerApiField(min_value=1, max_value=ID_MAX)
+    limit = IntegerApiField(min_value=1, required=False)
     arm = serializers.ChoiceField(choices=list(ARMS), required=False)
 
     def validate(self, attrs: dict) -> dict:
@@ -132,6 +133,9 @@ class FeedSerializer(serializers.Serializer):
 
 
 class FeedView(APIView):
+    # GET only: a page logs its impressions, and a HEAD request must write nothing.
+    http_method_names = ["get", "options"]
+
     @extend_schema(
         parameters=[
             OpenApiParameter("reader", int, required=True, description="Reader id"),
@@ -163,7 +167,8 @@ class SeedStatsSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField(allow_null=True)
     clusters = serializers.ListField(child=serializers.IntegerField(), help_text="seeds per k-means cluster")
     computed_at = serializers.DateTimeField(allow_null=True)
-    sample = serializers.ListField(child=serializers.IntegerField(), help_text="the latest seed readers' ids")
+    sample = serializers.ListField(child=serializers.IntegerField(), help_text=(
+        "the latest seed readers' ids, public personas only (readers created on the web are counted, never named)"))
 
 
 class ItemDetailSerializer(ItemSerializer):
@@ -228,8 +233,8 @@ class ReaderView(APIView):
 
 
 class ClickInSerializer(serializers.Serializer):
-    impression = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
-    reader = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    impression = IntegerApiField(min_value=1, max_value=ID_MAX)
+    reader = IntegerApiField(min_value=1, max_value=ID_MAX, required=False)
 
 
 class ClickOutSerializer(serializers.Serializer):

@@ -1,7 +1,8 @@
 """Which client a request comes from: the browser session, else the address, or the reader
-simulator (which proves itself with SIMULATOR_TOKEN). It keys the per-client limits on feeds
-and clicks, besides the per-reader one, and ties each impression to the client it was shown
-to, so that one client cannot click other clients' pages or warm any story it likes."""
+simulator (which proves itself with SIMULATOR_TOKEN). It keys the per-client limits on feeds,
+clicks and new readers, besides the per-reader click limit, and ties each impression to the
+client it was shown to, so that one client cannot click other clients' pages or warm any
+story it likes."""
 
 from __future__ import annotations
 
@@ -11,15 +12,34 @@ import hmac
 from django.conf import settings
 from django.http import HttpRequest
 
+from webapp.common.addresses import client_address
 from webapp.feed import ratelimit
 from webapp.feed.services import RateLimited
 
 SIMULATOR = "sim"
 HEADER = "X-Simulator-Token"
+# What each scope counts, and the setting that limits it.
+LIMITS = {"feeds": "FEED_CLIENT_RATE_LIMIT", "clicks": "CLICK_CLIENT_RATE_LIMIT",
+          "readers": "READER_CLIENT_RATE_LIMIT"}
 
 
 def _digest(value: str) -> str:
     return hashlib.blake2b(value.encode(), digest_size=8, key=settings.SECRET_KEY.encode()[:64]).hexdigest()
+
+
+def address_key(address: str) -> str:
+    return f"a:{_digest(address)}"
+
+
+def _session_key(request: HttpRequest) -> str | None:
+    """The key of a session Django has loaded and found. Before it is loaded a session's key
+    is whatever the cookie says; loading a cookie that names no stored session, or an expired
+    one, leaves no key, so a made-up cookie is no client of its own."""
+    session = getattr(request, "session", None)
+    if session is None:
+        return None
+    session.keys()  # loads it
+    return session.session_key
 
 
 def client_keys(request: HttpRequest) -> tuple[str, ...]:
@@ -30,21 +50,23 @@ def client_keys(request: HttpRequest) -> tuple[str, ...]:
     token, given = settings.SIMULATOR_TOKEN, request.headers.get(HEADER, "")
     if token and given and hmac.compare_digest(given.encode(), token.encode()):
         return (SIMULATOR,)
-    session = getattr(request, "session", None)
-    keys = [f"s:{_digest(session.session_key)}"] if session is not None and session.session_key else []
-    return (*keys, f"a:{_digest(request.META.get('REMOTE_ADDR', ''))}")
+    session = _session_key(request)
+    keys = [f"s:{_digest(session)}"] if session else []
+    return (*keys, address_key(client_address(request)))
 
 
 def client_throttle(keys: tuple[str, ...], *, scope: str) -> None:
-    """Count one request of `scope` ("feeds" or "clicks") for the client; RateLimited over
-    FEED_CLIENT_RATE_LIMIT or CLICK_CLIENT_RATE_LIMIT. The simulator is not limited."""
+    """Count one request of `scope` (a key of LIMITS) for the client; RateLimited over its
+    setting. Feeds and clicks count per session, else address; new readers per address, since
+    each starts a session of its own. The simulator is not limited."""
     if keys[0] == SIMULATOR:
         return
-    text = settings.FEED_CLIENT_RATE_LIMIT if scope == "feeds" else settings.CLICK_CLIENT_RATE_LIMIT
-    rate = ratelimit.rate_parse(text)
+    rate = ratelimit.rate_parse(getattr(settings, LIMITS[scope]))
     if rate is None:
         return
-    retry_after = ratelimit.hit(scope=f"client-{scope}", key=keys[0], rate=rate)
+    key = keys[-1] if scope == "readers" else keys[0]
+    retry_after = ratelimit.hit(scope=f"client-{scope}", key=key, rate=rate)
     if retry_after is not None:
-        raise RateLimited(f"Too many {scope} from this client: at most {rate.text}. Try again in {retry_after} s.",
+        what = "new readers" if scope == "readers" else scope
+        raise RateLimited(f"Too many {what} from this client: at most {rate.text}. Try again in {retry_after} s.",
                           limit=rate.text, retry_after=retry_after)

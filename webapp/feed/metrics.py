@@ -11,7 +11,6 @@ reached leaves its metrics out and sets ralm_metrics_source_up to 0; the scrape 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import os
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from webapp.common.addresses import is_loopback
 from webapp.common.connections import redis_client
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelRun, SeedSet
@@ -129,13 +129,6 @@ class _Exported:
         yield from StateCollector().collect()
 
 
-def _loopback(request: HttpRequest) -> bool:
-    try:
-        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
-    except ValueError:
-        return False
-
-
 def allowed(request: HttpRequest) -> bool:
     """A bearer of METRICS_TOKEN, a staff user, or (with no token set) a client on this machine."""
     token = settings.METRICS_TOKEN
@@ -144,7 +137,7 @@ def allowed(request: HttpRequest) -> bool:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated and user.is_staff:
         return True
-    return not token and _loopback(request)
+    return not token and is_loopback(request)
 
 
 @require_GET

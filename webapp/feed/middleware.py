@@ -7,6 +7,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from webapp.common.ids import ascii_digits
+
 JSON_PATHS = ("/api/", "/healthz", "/metrics")
 MAX_URL = 4096  # characters of path and query; gunicorn.conf.py lets longer lines through to here
 KEPT_HEADERS = ("Allow", "Retry-After")
@@ -29,10 +31,10 @@ class ApiErrors:
             return self.get_response(request)
         if len(request.get_full_path()) > MAX_URL:
             return _json_error(414, f"URL longer than {MAX_URL} characters.")
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
+        text = request.META.get("CONTENT_LENGTH") or "0"
+        if not ascii_digits(text):
             return _json_error(400, "Content-Length is not a number.")
+        length = int(text)
         if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             return _json_error(413, f"Body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
         response = self.get_response(request)

@@ -183,22 +183,24 @@ def click_record(
     nothing new and returns the first one. `web_reader`: the web reader the caller acts as;
     an impression shown to a web reader exists only for that reader (webapp.feed.access).
     `throttle` (the web's requests): a new click over the reader's CLICK_RATE_LIMIT raises
-    RateLimited and stores nothing (a repeated click is answered as before). `client`: the
-    caller's client keys (webapp.feed.clients); an impression shown to another client is
-    refused."""
+    RateLimited and stores nothing (a repeated click is answered as before); it counts per
+    reader and client, so that nobody else can spend the clicks of a reader whose page they
+    were not shown. `client`: the caller's client keys (webapp.feed.clients), given by every
+    request over HTTP; an impression shown to another client, or to none (the backfill's, an
+    import's, the in-process simulator's), is refused."""
     impression = Impression.objects.select_related("reader").filter(pk=impression_id).first()
     if impression is None or (impression.reader.source == Source.WEB and impression.reader_id != web_reader):
         raise NotFound(f"Impression {impression_id} not found.")
     if reader_id is not None and impression.reader_id != reader_id:
         raise Rejected("This impression was shown to another reader.", field="reader")
-    if client is not None and impression.client and impression.client not in client:
-        raise Rejected("This impression was shown to another client.", field="impression")
+    if client is not None and impression.client not in client:
+        raise Rejected("This impression was not shown to this client.", field="impression")
     rate = ratelimit.rate_parse(settings.CLICK_RATE_LIMIT) if throttle else None
     if rate is not None:
         existing = Click.objects.filter(impression=impression).first()
         if existing is not None:
             return ClickResult(click=existing, created=False)
-        retry_after = ratelimit.hit(scope="clicks", key=impression.reader_id, rate=rate)
+        retry_after = ratelimit.hit(scope="clicks", key=f"{impression.reader_id}:{impression.client}", rate=rate)
         if retry_after is not None:
             raise RateLimited(f"Too many clicks: at most {rate.text} per reader. Try again in {retry_after} s.",
                               limit=rate.text, retry_after=retry_after)

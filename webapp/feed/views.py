@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from recsys.arms import ARMS
+from webapp.common.ids import ID_MAX, IntegerFormField
 from webapp.feed import selectors, services
 from webapp.feed.access import SESSION_KEY, may_act_as, session_reader_id
 from webapp.feed.clients import client_keys, client_throttle
@@ -45,17 +46,17 @@ class OnceForm(forms.Form):
 
 
 class ReaderForm(OnceForm):
-    reader = forms.IntegerField(min_value=1, max_value=2**63 - 1)
+    reader = IntegerFormField(min_value=1, max_value=ID_MAX)
 
 
 class FeedForm(OnceForm):
-    reader = forms.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    reader = IntegerFormField(min_value=1, max_value=ID_MAX, required=False)
     arm = forms.ChoiceField(choices=[(a, a) for a in ARMS], required=False)
 
 
 class ClickForm(OnceForm):
-    reader = forms.IntegerField(min_value=1, max_value=2**63 - 1)
-    impression = forms.IntegerField(min_value=1, max_value=2**63 - 1)
+    reader = IntegerFormField(min_value=1, max_value=ID_MAX)
+    impression = IntegerFormField(min_value=1, max_value=ID_MAX)
 
 
 @require_GET
@@ -107,7 +108,7 @@ def feed(request: HttpRequest) -> HttpResponse:
 
 
 def _rate_limited(request: HttpRequest, exc: services.RateLimited) -> HttpResponse:
-    response = render(request, "feed/rate_limited.html", {"limit": exc.limit, "retry_after": exc.retry_after},
+    response = render(request, "feed/rate_limited.html", {"detail": str(exc)},
                       status=429)
     response["Retry-After"] = str(exc.retry_after)
     return response
@@ -180,6 +181,10 @@ def start(request: HttpRequest) -> HttpResponse:
     """"Start reading": a reader tied to this browser session (kept if they sign up)."""
     reader_id = session_reader_id(request)
     if reader_id is None or not Reader.objects.filter(pk=reader_id).exists():
+        try:
+            client_throttle(client_keys(request), scope="readers")
+        except services.RateLimited as exc:
+            return _rate_limited(request, exc)
         reader = news_services.reader_start()
         request.session[SESSION_KEY] = reader.pk
     return redirect("feed:topics")
@@ -226,11 +231,15 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = UserCreationForm(request.POST or None)
     if request.method == "POST":
         if form.is_valid():
+            try:  # an account, and a reader unless the session has one
+                client_throttle(client_keys(request), scope="readers")
+            except services.RateLimited as exc:
+                return _rate_limited(request, exc)
             with transaction.atomic():
                 user = form.save()
                 session_reader = _reader_for(request, None)
                 reader = news_services.reader_claim(reader=session_reader, user=user)
-            login(request, user)
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             request.session[SESSION_KEY] = reader.pk
             return redirect("feed:topics" if not reader.topics else "feed:feed")
         return render(request, "registration/signup.html", {"form": form}, status=400)

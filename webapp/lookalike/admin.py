@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from webapp.common.catalog import catalog_changed
+from webapp.common.ids import ID_MAX, IntegerFormField
 from webapp.lookalike.insight import seed_view
 from webapp.lookalike.models import LookalikeState, ModelRun, ReaderVector, SeedSet
 from webapp.news.models import Click, Item, Reader, Source
@@ -27,7 +28,7 @@ from webapp.news.services import item_edited
 
 
 class ScoreForm(forms.Form):
-    reader = forms.IntegerField(min_value=1, max_value=2**63 - 1, label="Score for reader id")
+    reader = IntegerFormField(min_value=1, max_value=ID_MAX, label="Score for reader id")
 
 
 class NewReaderFilter(admin.SimpleListFilter):
