@@ -21,6 +21,7 @@ from schemathesis.checks import not_a_server_error
 
 from webapp.feed import services
 from webapp.feed.access import SESSION_KEY
+from webapp.feed.clients import address_key
 from webapp.news.models import Item, Reader, Source
 from webapp.news.services import reader_start
 
@@ -31,7 +32,8 @@ EXAMPLES = 40  # per operation and generation mode
 def _real_ids() -> dict:
     """Ids of the demo data: public readers, stories, impressions shown to them; and a web
     reader with a browser session of its own (cookie and CSRF token), which alone may read,
-    click as and change that reader."""
+    click as and change that reader. The pages are shown to the client schemathesis's
+    requests are (their WSGI environ names no address), which alone may click them."""
     readers = list(Reader.objects.filter(source=Source.DEMO).order_by("pk")[:5])
     web = reader_start()
     session = SessionStore()
@@ -40,7 +42,7 @@ def _real_ids() -> dict:
     token = get_random_string(32)
     as_web = {"cookies": {settings.SESSION_COOKIE_NAME: session.session_key, settings.CSRF_COOKIE_NAME: token},
               "headers": {"X-CSRFToken": token}}
-    shown = {r.pk: [e.impression_id for e in services.feed_build(reader=r, limit=5).entries]
+    shown = {r.pk: [e.impression_id for e in services.feed_build(reader=r, limit=5, client=address_key("")).entries]
              for r in [*readers[:3], web]}
     return {"readers": [(r.pk, {}) for r in readers] + [(web.pk, {}), (web.pk, as_web)],
             "items": list(Item.objects.order_by("pk").values_list("pk", flat=True)[:5]),
