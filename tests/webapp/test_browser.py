@@ -249,3 +249,25 @@ def test_the_dashboard_and_seeds_pages_fit_a_phone(trained, live_server, browser
     page.wait_for_selector("#seed-view")
     widths["seeds"] = page.evaluate("document.documentElement.scrollWidth")
     assert widths == {"dashboard": 390, "seeds": 390}, widths
+
+
+def test_no_page_breaks_its_content_security_policy(trained, live_server, browser):
+    """Every page the site and the admin render keeps to the policy it sends: the browser
+    reports no refused script, style, image or form."""
+    reader = Reader.objects.filter(source="demo").order_by("pk").first()
+    item = Item.objects.filter(status=ItemStatus.WARM).order_by("-pk").first()
+    page = browser.new_page()
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    page.add_init_script("document.addEventListener('securitypolicyviolation', "
+                         "e => console.error('Content Security Policy: ' + e.violatedDirective))")
+    for path in ("/", f"/feed/?reader={reader.pk}", f"/items/{item.pk}/?reader={reader.pk}", "/accounts/login/",
+                 "/accounts/signup/"):
+        response = page.goto(f"{live_server.url}{path}")
+        assert "script-src 'self'" in response.headers["content-security-policy"], path
+    _staff_login(page, live_server, "/admin/", "#content")
+    for path in ("/admin/dashboard/", f"/admin/news/item/{item.pk}/seeds/", "/admin/news/item/",
+                 f"/admin/news/item/{item.pk}/change/", "/admin/news/reader/"):
+        page.goto(f"{live_server.url}{path}")
+        page.wait_for_load_state("load")
+    assert refused == []
