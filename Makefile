@@ -8,15 +8,15 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-test browser services db serve bench lint clean
+.PHONY: demo test install install-test browser nginx services db serve bench lint clean
 
-demo: install .env services db  ## set up everything and run web, worker, beat and the simulator
+demo: install nginx .env services db  ## set up everything and run web, proxy, worker, beat and the simulator
 	$(BIN)/python manage.py load_demo
 	$(BIN)/python manage.py simulate --backfill-hours 36 --sessions 100000 --skip-if-history
 	$(BIN)/python manage.py train
 	PORT=$(PORT) $(BIN)/python manage.py rundemo
 
-test: install-test browser .env services  ## run the whole suite against the real Postgres and Redis
+test: install-test browser nginx .env services  ## run the whole suite against the real Postgres and Redis
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -40,6 +40,12 @@ browser:  ## Debian's Chromium for the browser test (Playwright drives /usr/bin/
 	  $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 \
 	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
 
+# RUNLEVEL=1: the package's install starts no system-wide nginx on port 80 (invoke-rc.d).
+nginx:  ## Debian's nginx, the proxy in front of gunicorn (manage.py proxy runs it as this user)
+	@test -x /usr/sbin/nginx || command -v nginx >/dev/null || { echo "installing nginx (apt-get)"; \
+	  $(SUDO) env RUNLEVEL=1 apt-get install -y -q nginx >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) env RUNLEVEL=1 apt-get install -y -q nginx >/dev/null; }; }
+
 .env: | $(BIN)/python  ## random secrets for this checkout (DEBUG stays off); docker compose reads them too
 	$(BIN)/python -c "import secrets; t = secrets.token_urlsafe; print(f'SECRET_KEY={t(50)}\nSIMULATOR_TOKEN={t(32)}\nMETRICS_TOKEN={t(32)}\nGRAFANA_ADMIN_PASSWORD={t(16)}')" > $@
 
@@ -52,10 +58,10 @@ db: install .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
-serve: install .env db  ## the web process alone
-	PORT=$(PORT) $(BIN)/python manage.py rundemo --only web
+serve: install nginx .env db  ## the web process and the proxy in front of it
+	PORT=$(PORT) $(BIN)/python manage.py rundemo --only web proxy
 
-bench: install-test .env services db  ## every benchmark, then bench/results.md and the README's numbers
+bench: install-test nginx .env services db  ## every benchmark, then bench/results.md and the README's numbers
 	$(BIN)/python bench/run.py
 
 lint: install-test

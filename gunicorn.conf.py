@@ -11,8 +11,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from webapp.common import logs  # noqa: E402 -- after the path
 
 # Request lines up to gunicorn's maximum reach Django, which answers a URL over its own limit
-# with a JSON 414 (webapp/feed/middleware.py) rather than gunicorn's HTML page.
+# with a JSON 414 (webapp/feed/middleware.py) rather than gunicorn's HTML page. The proxy in
+# front (ops/nginx) refuses longer lines itself, in the API's JSON shape.
 limit_request_line = 8190
+# The proxy's limits on header lines and on the header block (ops/nginx) bind first and answer
+# in the API's shape: gunicorn's sit above them, so that it refuses no header the proxy passed
+# (the proxy may add a byte to a line it forwards, and its 32 KB block holds fewer lines than this).
+limit_request_field_size = 8300
+limit_request_fields = 10000
+# The proxy keeps idle connections to gunicorn for 60 s and closes them itself: gunicorn waits
+# longer, so that it never closes one the proxy is about to send a request on.
+keepalive = 75
 
 # gunicorn's own lines (its start, each worker's boot and exit, a timeout) are JSON objects
 # like the application's, on the same stream, so that a log collector reads one format.

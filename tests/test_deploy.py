@@ -16,14 +16,18 @@ from webapp.news.management.commands.rundemo import read_procfile
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 PROCFILE = read_procfile(ROOT / "Procfile")
-# Where the two deployments legitimately differ: host names, ports and paths.
+# Where the two deployments legitimately differ: host names, ports and paths. Locally gunicorn
+# listens on a unix socket behind the proxy; between containers, on the compose network.
+WEB_SOCKET = "unix:var/web-${PORT:-8000}.sock"
 COMPOSE_TO_LOCAL = {
-    "0.0.0.0:8000": "127.0.0.1:${PORT:-8000}",
-    "http://web:8000": "http://127.0.0.1:${PORT:-8000}",
+    "0.0.0.0:8000": WEB_SOCKET,
+    "web:8000": WEB_SOCKET,
+    "0.0.0.0:8080": "${LISTEN_HOST:-127.0.0.1}:${PORT:-8000}",
+    "http://proxy:8080": "http://127.0.0.1:${PORT:-8000}",
     "--address=0.0.0.0": "--address=127.0.0.1",
     "--port=5555": "--port=${FLOWER_PORT:-5555}",
 }
-APP = ("web", "worker", "beat", "simulator", "flower")  # the processes of our image (and of the Procfile)
+APP = ("web", "proxy", "worker", "beat", "simulator", "flower")  # the processes of our image (and of the Procfile)
 
 
 def _steps(command: str) -> list[list[str]]:
@@ -53,10 +57,32 @@ def test_compose_has_every_service_from_one_image():
     assert set(services) == {"postgres", "redis", *APP, "prometheus", "grafana"}
     app = [services[s] for s in APP]
     assert len({(s["build"], s["image"]) for s in app}) == 1
-    for s in app:
+    for name, s in zip(APP, app, strict=True):
         assert s["environment"]["DATABASE_URL"].startswith("postgres://")
         assert s["environment"]["REDIS_URL"].startswith("redis://redis:")
-        assert set(s["depends_on"]) == {"postgres", "redis"}
+        assert set(s["depends_on"]) == ({"web"} if name == "proxy" else {"postgres", "redis"})
+
+
+def test_compose_publishes_the_proxy_not_gunicorn():
+    """Clients reach the app through nginx only; gunicorn trusts the proxy's forwarded headers."""
+    services = COMPOSE["services"]
+    assert "ports" not in services["web"]
+    listen = _steps(services["proxy"]["command"])[-1]
+    assert services["proxy"]["ports"] == [f"8000:{listen[listen.index('--listen') + 1].rpartition(':')[2]}"]
+    upstream = listen[listen.index("--upstream") + 1]
+    gunicorn = _steps(services["web"]["command"])[-1]
+    assert gunicorn[gunicorn.index("--bind") + 1] == f"0.0.0.0:{upstream.rpartition(':')[2]}"
+    assert services["web"]["environment"]["TRUSTED_PROXIES"] and services["web"]["environment"]["FORWARDED_ALLOW_IPS"]
+    assert "proxy" in services["web"]["environment"]["ALLOWED_HOSTS"].split(",")
+
+
+def test_the_procfile_proxy_fronts_the_procfile_web():
+    """The proxy's upstream is the socket gunicorn binds, and it listens where the simulator and
+    rundemo's announcement go."""
+    web, proxy = shlex.split(PROCFILE["web"]), shlex.split(PROCFILE["proxy"])
+    assert web[web.index("--bind") + 1] == proxy[proxy.index("--upstream") + 1] == WEB_SOCKET
+    assert proxy[proxy.index("--listen") + 1].endswith(":${PORT:-8000}")
+    assert "http://127.0.0.1:${PORT:-8000}" in PROCFILE["simulator"]
 
 
 def test_compose_commands_are_the_procfile_processes():
@@ -90,6 +116,16 @@ def test_dockerfile_installs_pinned_requirements_offline():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "-r requirements.txt" in dockerfile and "HF_HUB_OFFLINE=1" in dockerfile
     assert "torch==2.13.0" in (ROOT / "requirements.txt").read_text().split()
+    assert re.search(r"apt-get install -y [^\n]*\bnginx\b", dockerfile)  # the proxy runs from the app image
+    assert '"rundemo", "--only", "web", "proxy"' in dockerfile  # alone, it serves through the proxy too
+
+
+def test_make_installs_nginx_for_demo_and_test():
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("demo", "test", "serve"):
+        assert re.search(rf"^{target}:[^#\n]*\bnginx\b", makefile, re.M), target
+    recipe = re.search(r"^nginx:.*?\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert "RUNLEVEL=1 apt-get install -y -q nginx" in recipe and "apt-get update" in recipe
 
 
 def test_ci_runs_make_test_and_starts_services():

@@ -1,5 +1,6 @@
-"""Run every process of the Procfile (web, worker, beat, simulator) in the foreground, with
-prefixed output; print the URL once the web answers /healthz; Ctrl-C stops them all."""
+"""Run every process of the Procfile (web, proxy, worker, beat, simulator, flower) in the
+foreground, with prefixed output; print the URL once the proxy answers /healthz (gunicorn
+listens on a unix socket behind it); Ctrl-C stops them all."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def read_procfile(path: Path) -> dict[str, str]:
 
 
 class Command(BaseCommand):
-    help = "Start web, worker, beat and the reader simulator from the Procfile; Ctrl-C stops all."
+    help = "Start web, proxy, worker, beat and the reader simulator from the Procfile; Ctrl-C stops all."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--procfile", type=Path, default=Path(settings.BASE_DIR) / "Procfile")
@@ -64,8 +65,11 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # even if started with SIGINT ignored
             signal.signal(sig, lambda *_: stop.set())
-        if "web" in children:
+        if "proxy" in children:  # the front door: its URL is the demo's
             threading.Thread(target=self._announce, args=(port, lock, stop), daemon=True).start()
+        elif "web" in children:
+            self.stdout.write("no proxy: the web answers only on the socket the Procfile binds it to "
+                              "(add `proxy` to --only to serve it over HTTP)")
         failed = None
         while not stop.is_set() and failed is None:
             failed = next((n for n, c in children.items() if c.poll() is not None), None)
