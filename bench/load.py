@@ -1,20 +1,27 @@
-"""Load: 50 concurrent simulated readers for 60 s against gunicorn (as the Procfile runs it:
-2 workers × 4 threads), Postgres and Redis on loopback. Each reader asks for a feed
-(GET /api/feed), reads for a while, and now and then clicks a story it was shown
-(POST /api/clicks), at a human rate (a few seconds between pages, well under the click rate
-limit). Required: no 5xx, no dropped connection, no error in gunicorn's log, and every click
-the API acknowledged is in Postgres afterwards (new rows of the Click table = clicks
-acknowledged, and each acknowledged click id is there).
+"""Load: 50 concurrent simulated readers for 60 s against the web as the Procfile runs it (the
+proxy, nginx, in front of gunicorn's 2 workers × 4 threads on a unix socket; bench/front.py),
+Postgres and Redis on loopback. Each reader asks for a feed (GET /api/feed), reads for a while,
+and now and then clicks a story it was shown (POST /api/clicks), at a human rate (a few seconds
+between pages, well under the click rate limit). Required: no 5xx, no dropped connection, no
+error in gunicorn's or nginx's log, and every click the API acknowledged is in Postgres
+afterwards (new rows of the Click table = clicks acknowledged, and each acknowledged click id
+is there).
 
 Then, on the same server and database, the feed's throughput: 16 closed-loop clients (no think
 time, a keep-alive connection each) ask GET /api/feed for a random demo reader, one request
 after another, for 15 s; any 5xx or dropped connection there fails the run too. Its numbers go
 to results.json["load"]["throughput"].
 
+Last, what the proxy costs: 4 closed-loop clients ask for each feed twice in a row, once through
+the proxy and once straight from the same gunicorn (also bound to a port of its own), the order
+alternating, for 20 s. The p50/p99 of both and the p50 difference with its bootstrap standard
+error go to results.json["load"]["proxy"]; a 5xx, a dropped connection, or (full size) a p50
+through the proxy over 1 ms above direct fails the run.
+
 On a scratch database (and Redis db 13, flushed before and after): the demo corpus, a short
 simulated history, models trained as `make demo` trains them. Writes results.json["load"];
 exits non-zero if a requirement fails. Tiny mode (bench/common.py): 4 readers for 2 s, 2
-closed-loop clients for 1 s, on the tiny demo world."""
+closed-loop clients for 1 s, 2 paired clients for 1 s, on the tiny demo world."""
 
 from __future__ import annotations
 
@@ -35,15 +42,17 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from common import LOAD_REDIS_URL, ROOT, demo_world, save, scratch_database, sized, table
+from common import LOAD_REDIS_URL, ROOT, TINY, demo_world, save, scratch_database, sized, table
+from front import THREADS, WORKERS, PairedClient, paired_result, proxy_command, proxy_errors, web_command
 from tqdm import tqdm
 
 CLIENTS, SECONDS = sized(50, 4), sized(60, 2)
-WORKERS, THREADS = 2, 4  # the Procfile's web process (WEB_CONCURRENCY defaults to 2)
 CLICK_SHARE = 0.6  # pages after which the reader clicks a story
 READ_S, THINK_S = (1.0, 3.0), (0.5, 2.0)  # seconds reading a page before the next one; before a click
-IDLE_S = 1.5  # a connection idle this long is not reused (gunicorn's keep-alive is 2 s)
+IDLE_S = 1.5  # a connection idle this long is not reused (as a browser with a short keep-alive)
 THROUGHPUT_CLIENTS, THROUGHPUT_SECONDS = sized(16, 2), sized(15, 1)  # the closed-loop phase after the readers
+PAIRED_CLIENTS, PAIRED_SECONDS = sized(4, 2), sized(20, 1)  # the proxy against direct, last
+PROXY_BAR_MS = 1.0  # the most the proxy may add to the feed's p50
 # The admin phase: paced feed clients alone, then with two admins reloading the dashboard in a
 # loop (as fast as it answers): what watching the demo costs the feed.
 ADMIN_FEED_CLIENTS, ADMIN_SECONDS, ADMIN_PACE_S, DASHBOARDS = sized(8, 2), sized(12, 1), 0.05, 2
@@ -79,7 +88,7 @@ class SimReader(threading.Thread):
         data = json.dumps(body).encode() if body is not None else None
         started = time.perf_counter()
         if self.conn is not None and time.monotonic() - self.last_used > IDLE_S:
-            self.conn.close()  # gunicorn closes keep-alive connections idle for 2 s: start a new one
+            self.conn.close()  # a connection idle a while may be closing at the server's end: start a new one
             self.conn = None
         for attempt in (1, 2):
             reused = self.conn is not None
@@ -97,7 +106,7 @@ class SimReader(threading.Thread):
                 if self.conn is not None:
                     self.conn.close()
                 self.conn = None
-                # A request sent just as gunicorn closes an idle keep-alive connection is never
+                # A request sent just as the server closes an idle keep-alive connection is never
                 # read; clients send it again on a new connection (as urllib3 and browsers do; a
                 # repeated click is answered with the first one, so POST too).
                 stale = isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
@@ -276,7 +285,7 @@ def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90.0) -> N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             conn.request("GET", "/healthz")
@@ -287,7 +296,7 @@ def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90.0) -> N
         except OSError:
             pass
         time.sleep(0.3)
-    raise RuntimeError("gunicorn did not answer /healthz")
+    raise RuntimeError(f"nothing answered /healthz on port {port}")
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -300,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="closed-loop clients in the throughput phase (default %(default)s)")
     ap.add_argument("--throughput-seconds", type=float, default=THROUGHPUT_SECONDS,
                     help="length of the throughput phase (default %(default)s)")
+    ap.add_argument("--paired-clients", type=int, default=PAIRED_CLIENTS,
+                    help="closed-loop clients timing the proxy against direct (default %(default)s)")
+    ap.add_argument("--paired-seconds", type=float, default=PAIRED_SECONDS,
+                    help="length of the proxy-against-direct phase (default %(default)s)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: static files not collected here
     os.environ["REDIS_URL"] = LOAD_REDIS_URL
@@ -321,20 +334,22 @@ def main(argv: list[str] | None = None) -> int:
         clicks_before = Click.objects.count()
         connections.close_all()
 
-        port = _free_port()
-        log = Path(os.environ["MODEL_DIR"]) / "gunicorn.log"
+        port, direct = _free_port(), _free_port()  # the proxy's; gunicorn's own, for the paired phase
+        folder = Path(os.environ["MODEL_DIR"])
+        log, proxy_log, sock = folder / "gunicorn.log", folder / "proxy.log", folder / "web.sock"
         from django.conf import settings
 
         # The bench's own key: the staff session it wrote must verify in the server.
         env = {**os.environ, "DEBUG": "0", "PYTHONUNBUFFERED": "1", "SIMULATOR_TOKEN": TOKEN,
                "SECRET_KEY": settings.SECRET_KEY}
-        gunicorn = [str(Path(sys.executable).parent / "gunicorn"), "webapp.wsgi", "--bind", f"127.0.0.1:{port}",
-                    "--workers", str(WORKERS), "--threads", str(THREADS), "--timeout", "30",
-                    "--no-control-socket"]  # gunicorn's control socket path is shared: leave a demo's alone
-        with log.open("w") as out:
-            proc = subprocess.Popen(gunicorn, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        with log.open("w") as out, proxy_log.open("w") as proxy_out:
+            proc = subprocess.Popen(web_command(sock, f"127.0.0.1:{direct}"), cwd=ROOT, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT)
+            proxy = subprocess.Popen(proxy_command(port, sock, folder / "proxy"), cwd=ROOT, env=env,
+                                     stdout=proxy_out, stderr=subprocess.STDOUT)
         try:
-            _wait_healthy(port, proc)
+            _wait_healthy(direct, proc)
+            _wait_healthy(port, proxy)
             # Every worker loads its models and catalog copy before the measured run.
             warm = [SimReader(rid, port, 0.0, seed=n) for n, rid in enumerate(reader_ids[:2 * WORKERS * THREADS])]
             threads = [threading.Thread(target=w._call, args=("feed", "GET", f"/api/feed?reader={w.reader_id}"))
@@ -346,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             if any(s != 200 for w in warm for _, s, _ in w.timings):
                 raise RuntimeError(f"warm-up failed: {[p for w in warm for p in w.problems][:5]}")
             setup_s = time.monotonic() - setup_started
-            print(f"setup {setup_s:.0f} s; {CLIENTS} readers for {SECONDS} s against gunicorn "
-                  f"({WORKERS} workers × {THREADS} threads) on port {port}", flush=True)
+            print(f"setup {setup_s:.0f} s; {CLIENTS} readers for {SECONDS} s through the proxy on port {port} "
+                  f"to gunicorn ({WORKERS} workers × {THREADS} threads)", flush=True)
 
             started = time.monotonic()
             deadline = started + SECONDS
@@ -365,13 +380,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"admin: {ADMIN_ROUNDS} rounds of {ADMIN_FEED_CLIENTS} paced feed clients, {ADMIN_SECONDS} s "
                   f"alone and {ADMIN_SECONDS} s with {DASHBOARDS} dashboards reloading in a loop", flush=True)
             admin = _admin_phase(port, demo, cookie)
+
+            print(f"proxy vs direct: {args.paired_clients} closed-loop clients, each feed asked through the proxy "
+                  f"and straight from gunicorn in turn, for {args.paired_seconds:g} s", flush=True)
+            started = time.monotonic()
+            deadline = started + args.paired_seconds
+            paired = [PairedClient({"proxy": SimReader(0, port, deadline, seed=3000 + n),
+                                    "direct": SimReader(0, direct, deadline, seed=3000 + n)}, demo, deadline, 3000 + n)
+                      for n in range(args.paired_clients)]
+            versus = paired_result(paired, _drive(paired, args.paired_seconds, started))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            for p in (proxy, proc):
+                p.terminate()
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
 
         acked = sorted({c for t in readers for c in t.acked})
         clicks_stored = Click.objects.count() - clicks_before
@@ -412,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
         "keepalive_retries": sum(t.retries for t in loop),
         "status_codes": {str(k): v for k, v in sorted(loop_codes.items())}}
     result["admin"] = admin
+    proxy_logged = proxy_errors(proxy_log.read_text(errors="replace"))
+    result["proxy_errors_logged"] = len(proxy_logged)
+    versus |= {"bar_ms": PROXY_BAR_MS, "within_bar": "p50_diff_ms" in versus and versus["p50_diff_ms"] <= PROXY_BAR_MS}
+    result["proxy"] = versus
     save("load", result)
     print(table([
         ("requests (feeds + clicks)", f"{len(timings):,}"),
@@ -419,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         ("p50 / p99 ms, all requests", f"{result['p50_ms']:.1f} / {result['p99_ms']:.1f}"),
         ("p50 / p99 ms, GET /api/feed", f"{result['feed_ms']['p50']:.1f} / {result['feed_ms']['p99']:.1f}"),
         ("p50 / p99 ms, POST /api/clicks", f"{result['click_ms']['p50']:.1f} / {result['click_ms']['p99']:.1f}"),
-        ("5xx / dropped connections / errors in gunicorn's log", f"{errors_5xx} / {dropped} / {len(logged)}"),
+        ("5xx / dropped connections / errors in gunicorn's log, nginx's",
+         f"{errors_5xx} / {dropped} / {len(logged)}, {len(proxy_logged)}"),
         ("sent again after a stale keep-alive connection", retries),
         ("rate limited (429)", result["rate_limited"]),
         ("clicks acknowledged / stored in Postgres", f"{len(acked)} / {clicks_stored}"),
@@ -443,14 +473,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"feed p95 with {DASHBOARDS} dashboards / idle: {admin['p95_ratio']} pooled; per round "
           f"{admin['p95_ratio_mean']} ± {admin['p95_ratio_se']} (SE, {admin['rounds']} rounds: "
           f"{', '.join(map(str, admin['p95_ratio_rounds']))})")
+    if "proxy" in versus:
+        print()
+        print(table([("through the proxy", versus["proxy"]["p50_ms"], versus["proxy"]["p99_ms"]),
+                     ("straight to gunicorn", versus["direct"]["p50_ms"], versus["direct"]["p99_ms"]),
+                     ("proxy − direct", f"{versus['p50_diff_ms']:+.3f} ± {versus['p50_diff_se_ms']:.3f} (SE)",
+                      f"mean {versus['mean_diff_ms']:+.3f} ± {versus['mean_diff_se_ms']:.3f}")],
+                    (f"GET /api/feed, {versus['rounds']:,} paired rounds of {versus['clients']} clients", "p50 ms",
+                     "p99 ms")))
     problems = [p for t in readers + loop for p in t.problems]
-    failed = (errors_5xx or dropped or logged or len(acked) != clicks_stored or clicks_missing
+    problems += [p for c in paired for t in c.via.values() for p in t.problems]
+    if not versus["within_bar"]:
+        problems.append(f"the proxy adds {versus.get('p50_diff_ms')} ms to the feed's p50 (at most {PROXY_BAR_MS})")
+    failed = (errors_5xx or dropped or logged or proxy_logged or len(acked) != clicks_stored or clicks_missing
               or loop_5xx or loop_dropped or any(admin[n]["errors_5xx"] or admin[n]["dropped"]
                                                  for n in ("idle", "dashboards"))
-              or admin["dashboards"]["dashboard_ok"] < admin["dashboards"]["dashboards"])
+              or admin["dashboards"]["dashboard_ok"] < admin["dashboards"]["dashboards"]
+              or versus["errors_5xx"] or versus["dropped"] or not versus["rounds"]
+              or (not TINY and not versus["within_bar"]))
     if failed:
         print("FAILED:", *problems[:20], sep="\n  ", file=sys.stderr)
         print(f"--- gunicorn log (last 3,000 characters)\n{server_log[-3000:]}", file=sys.stderr)
+        print("--- nginx's errors", *proxy_logged[-20:], sep="\n", file=sys.stderr)
     return 1 if failed else 0
 
 

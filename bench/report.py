@@ -112,8 +112,11 @@ def numbers(r: dict, ev: dict | None) -> str:
             tp = lo["throughput"]
             value += (f"; closed loop, {tp['clients']} clients: {tp['requests_per_s']:,.0f} feeds/s, p50 "
                       f"{ms(tp['p50_ms'])} ms, p99 {ms(tp['p99_ms'])} ms, {tp['errors_5xx']} × 5xx")
-        rows.append((f"load: {lo['clients']} concurrent readers for {lo['seconds']} s against gunicorn "
-                     "(feeds and clicks, `bench/load.py`)", value))
+        px = lo.get("proxy", {})
+        if "p50_diff_ms" in px:
+            value += f"; the proxy adds {pm(px['p50_diff_ms'], px['p50_diff_se_ms'])} ms to the feed's p50"
+        rows.append((f"load: {lo['clients']} concurrent readers for {lo['seconds']} s against "
+                     f"{'nginx in front of ' if px else ''}gunicorn (feeds and clicks, `bench/load.py`)", value))
     if "soak" in r:
         so = r["soak"]
         ph = so["phases"]
@@ -252,6 +255,13 @@ def load(r: dict) -> str:
             + ([("p95 with the dashboards / alone", "", "", f"{ad['p95_ratio']} pooled; per round "
                  f"{ad['p95_ratio_mean']} ± {ad['p95_ratio_se']} ({ad['rounds']} rounds)", "", "")]
                if ad.get("rounds") else []))
+    px = lo.get("proxy", {})
+    if "p50_diff_ms" in px:  # each feed asked through the proxy and straight from gunicorn in turn
+        out += "\n\n" + md_table(
+            (f"GET /api/feed, {px['rounds']:,} rounds of {px['clients']} closed-loop clients", "p50 ms", "p99 ms"),
+            [("through the proxy (nginx)", ms(px["proxy"]["p50_ms"]), ms(px["proxy"]["p99_ms"])),
+             ("straight to gunicorn, the same server", ms(px["direct"]["p50_ms"]), ms(px["direct"]["p99_ms"])),
+             ("proxy − direct (± SE)", pm(px["p50_diff_ms"], px["p50_diff_se_ms"]), "")])
     return out
 
 

@@ -1,6 +1,7 @@
 """Soak with faults: 100 human-paced simulated readers for 10 minutes against the whole
-platform as the Procfile runs it (gunicorn 2 × 4, a Celery worker, beat), on a Redis server
-of the soak's own, while the parts fail one after another:
+platform as the Procfile runs it (the proxy, nginx, in front of gunicorn 2 × 4 on a unix
+socket; a Celery worker; beat), on a Redis server of the soak's own, while the parts fail one
+after another:
 
     steady             nothing happens
     worker killed      the Celery worker gets SIGKILL (inside a refresh when it can catch one),
@@ -20,8 +21,8 @@ process of the platform still running. Anything else fails the run (exit 1).
 The shared Redis (127.0.0.1:6379) and Postgres server are never stopped; only this soak's
 Redis, worker and connections are. Beat runs the refresh every REFRESH_S seconds instead of
 every minute, so that the faults land on running refreshes and the catch-up is seen within
-the soak. Writes results.json["soak"]. Tiny mode (bench/common.py): 8 readers, phases of
-2-3 s, on the tiny demo world."""
+the soak. Errors in nginx's log fail the run too. Writes results.json["soak"]. Tiny mode
+(bench/common.py): 8 readers, phases of 2-3 s, on the tiny demo world."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import ROOT, demo_world, save, scratch_database, sized, table
+from front import proxy_command, proxy_errors, web_command
 from load import TOKEN, SimReader, _drive, _pct, _wait_healthy
 
 sys.path.insert(0, str(ROOT))
@@ -88,8 +90,8 @@ class SoakReader(SimReader):
 
 
 class Platform:
-    """gunicorn, a Celery worker and beat on the scratch database and the soak's Redis, each
-    logging to a file of its own."""
+    """gunicorn behind the proxy (on `port`), a Celery worker and beat on the scratch database
+    and the soak's Redis, each logging to a file of its own."""
 
     def __init__(self, env: dict[str, str], folder: Path, port: int) -> None:
         self.env, self.folder, self.port = env, folder, port
@@ -98,8 +100,8 @@ class Platform:
 
     def start(self, name: str) -> None:
         commands = {
-            "web": [str(Path(sys.executable).parent / "gunicorn"), "webapp.wsgi", "--bind", f"127.0.0.1:{self.port}",
-                    "--workers", "2", "--threads", "4", "--timeout", "30", "--no-control-socket"],
+            "web": web_command(self.folder / "web.sock"),
+            "proxy": proxy_command(self.port, self.folder / "web.sock", self.folder / "proxy"),
             "worker": [*CELERY, "worker", "--loglevel", "INFO", "--concurrency", "2", "--without-mingle",
                        "--without-gossip", "-n", f"soak{self.starts['worker']}@%h"],
             "beat": [*CELERY, "beat", "--loglevel", "INFO"]}
@@ -248,9 +250,9 @@ def main() -> int:
                    "LOOKALIKE_REFRESH_SECONDS": str(REFRESH_S), "PROMOTE_REFRESH_SECONDS": str(REFRESH_S)}
             port = free_port()
             platform = Platform(env, folder, port)
-            for name in ("web", "worker", "beat"):
+            for name in ("web", "proxy", "worker", "beat"):
                 platform.start(name)
-            _wait_healthy(port, platform.procs["web"])
+            _wait_healthy(port, platform.procs["proxy"])
             setup_s = time.monotonic() - setup_started
             total = sum(s for _, s in PHASES)
             print(f"setup {setup_s:.0f} s; {CLIENTS} readers for {total} s, phases: "
@@ -280,7 +282,7 @@ def main() -> int:
             outage = (start + notes["redis down"]["at_s"] + 0.1, start + notes["redis back"]["at_s"])
             rows = _phase_rows(readers, start, stored, outage)
             timeline = _timeline(readers, start, total)
-            logs = {name: platform.log(name) for name in ("web", "worker", "beat")}
+            logs = {name: platform.log(name) for name in ("web", "proxy", "worker", "beat")}
             connections.close_all()
     finally:
         if platform is not None:
@@ -295,7 +297,8 @@ def main() -> int:
               "processes_dead": dead, "setup_s": round(setup_s, 1),
               "worker_task_failures": worker_log.count("] raised unexpected:"),
               "web_errors_logged": sum(1 for line in logs["web"].splitlines()
-                                       if "[ERROR]" in line or "Traceback" in line)}
+                                       if "[ERROR]" in line or "Traceback" in line),
+              "proxy_errors_logged": len(proxy_errors(logs["proxy"]))}
     save("soak", result)
     print(table([(r["phase"], r["seconds"], f"{r['requests']:,}", r["errors_5xx"], r["dropped"],
                   f"{r['feeds_200']}/{r['feeds']}", r["feeds_degraded"],
@@ -326,6 +329,8 @@ def main() -> int:
         problems.append("the refresh did not catch up after the readers stopped")
     if dead:
         problems.append(f"processes died: {', '.join(dead)}")
+    if result["proxy_errors_logged"]:
+        problems.append(f"{result['proxy_errors_logged']} errors in nginx's log")
     if problems:
         print("FAILED:", *problems, *[p for t in readers for p in t.problems][:20], sep="\n  ", file=sys.stderr)
         for name, text in logs.items():
