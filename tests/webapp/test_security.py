@@ -6,6 +6,8 @@ refused by ruff's S608 in `make test`; the click rate limit has tests of its own
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import subprocess
 import sys
 
@@ -123,3 +125,22 @@ def test_ruff_refuses_sql_built_by_string_formatting():
     r = subprocess.run([str(ROOT / ".venv" / "bin" / "ruff"), "check", "--select", "S608", "--stdin-filename",
                         "x.py", "-"], input=bad, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "S608" in r.stdout
+
+
+def _deploy_warnings(**env: str) -> set[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "SECURE_SSL_REDIRECT")}
+    env = {**base, "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), **env}
+    out = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert "Traceback" not in out.stderr, out.stderr
+    return set(re.findall(r"\(([\w.]+\.[WE]\d+)\)", out.stdout + out.stderr))
+
+
+def test_check_deploy_warns_of_only_what_docs_security_explains():
+    """docs/security.md (which the README points to) explains each warning left."""
+    explained = (ROOT / "docs" / "security.md").read_text()
+    https_only = _deploy_warnings(SECURE_SSL_REDIRECT="1")
+    assert https_only == {"security.W005", "security.W021"}
+    both = _deploy_warnings()
+    assert both == https_only | {"security.W008", "security.W012", "security.W016"}
+    assert all(f"`{code}`" in explained or f"`{code.split('.')[1]}`" in explained for code in both)

@@ -1,10 +1,10 @@
 """The address a request comes from.
 
 Behind the reverse proxy (ops/nginx) every request reaches gunicorn from the proxy, so the
-peer address names the proxy, not the client. The proxy appends the address it saw to
-X-Forwarded-For; that last entry is believed only from a peer in TRUSTED_PROXIES (or over a
-unix socket, which only processes on this machine reach), so that a client talking to
-gunicorn directly cannot choose its own address. The per-client limits, the login lockout
+peer address names the proxy, not the client. The proxy sets X-Forwarded-For to the address
+it saw (a proxy that appends it instead leaves it last); that last entry is believed only from
+a peer in TRUSTED_PROXIES (or over a unix socket, which only processes on this machine reach),
+so that a client talking to gunicorn directly cannot choose its own address. The per-client limits, the login lockout
 and the loopback-only metrics all key on this address.
 """
 
