@@ -25,6 +25,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: static files not collected here
     os.environ["REDIS_URL"] = REDIS_URL
     os.environ["MODEL_DIR"] = tempfile.mkdtemp(prefix="ralm-bench-readers-")
+    # Every new reader here comes from one address, past the limit a stranger gets.
+    os.environ["READER_CLIENT_RATE_LIMIT"] = "off"
     with scratch_database("ralm_feed_bench_readers"):
         from django.test import Client
 
