@@ -87,7 +87,8 @@ def ab_summary(*, arm: np.ndarray, request: np.ndarray, item: np.ndarray, clicke
     of shape (N,)): impressions, clicks, CTR, the share of impressions that went to cold
     items and to tail items (`tail_mask`: outside the most popular 1 - tail_share of the
     catalog by `popularity`, the exposure before these impressions; without it, by these
-    impressions), the exposure Gini over the catalog, and distinct categories per page;
+    impressions), the exposure Gini over the catalog, coverage (distinct items shown per 1,000
+    impressions) and distinct categories per page;
     `*_se` are page-clustered standard errors. `expected`: each impression's click
     probability under a known click model (the demo's simulated readers; NaN where it does
     not know the reader), averaged into `expected_ctr`, free of the noise of the clicks
@@ -113,6 +114,7 @@ def ab_summary(*, arm: np.ndarray, request: np.ndarray, item: np.ndarray, clicke
             out[m][name] = round(mean, digits) if mean is not None else None
             out[m][f"{name}_se"] = round(se, digits) if se is not None else None
         out[m] |= {"exposure_gini": round(exposure_gini(per_item), 4),
+                   "coverage": round(1000.0 * int((per_item > 0).sum()) / n, 2) if n else None,
                    "categories_per_page": round(float(np.mean([len(v) for v in pages.values()])), 2) if pages else None,
                    "pages": len(pages)}
     return out
@@ -239,3 +241,73 @@ def _mean_se(d: np.ndarray, moments: np.ndarray) -> float:
     over pages (each page its own cluster)."""
     clusters = moments if len(np.unique(moments)) > 1 else np.arange(len(d))
     return clustered_mean(d, clusters)[1]
+
+
+# The closed loop's figures (webapp.feed.closedloop runs each arm in a copy of the world):
+# per copy, then each arm against the reference within a replicate (the copies of one
+# replicate share their arrivals, publications and click draws), then mean and standard
+# error over replicates, the independent draws.
+LOOP_RELATIVE = ("expected_ctr", "tail_exposure")  # compared as a relative change
+LOOP_DIFFERENCE = ("minutes_to_warm", "never_warm_share", "cold_share", "categories_per_page", "exposure_gini",
+                   "coverage")  # compared as a difference
+
+
+def loop_figures(run: dict) -> dict[str, float]:
+    """One copy's figures from its result (closedloop.LoopResult.to_json()): expected CTR
+    under the hidden click model and the shares of impressions to tail and to cold stories
+    (per impression), the median minutes from publication to warm of the stories published
+    during the run (a story that never turned warm counts as never: the median is infinite
+    when over half did not) and the share that never did, distinct categories per page,
+    the exposure Gini over every story live during the run, and coverage: distinct stories
+    shown per 1,000 impressions."""
+    size = np.asarray(run["size"], np.float64)
+    n = size.sum()
+    if n == 0:
+        raise ValueError(f"arm {run['arm']}: the run served no page")
+    warm = np.array([np.inf if m is None else m for m in run["minutes_to_warm"].values()], np.float64)
+    shown = {int(k): v for k, v in run["shown"].items()}
+    live = sorted(set(int(i) for i in run["live"]) | set(shown))
+    return {"expected_ctr": float(np.dot(run["expected"], size) / n),
+            "tail_exposure": float(np.sum(run["tail"]) / n),
+            "cold_share": float(np.sum(run["cold"]) / n),
+            "minutes_to_warm": float(np.median(warm)) if len(warm) else float("nan"),
+            "never_warm_share": float(np.isinf(warm).mean()) if len(warm) else float("nan"),
+            "categories_per_page": float(np.mean(run["categories"])),
+            "exposure_gini": exposure_gini(np.array([shown.get(i, 0) for i in live])),
+            "coverage": 1000.0 * len(shown) / n,
+            "impressions": float(n)}
+
+
+def loop_compare(replicates: list[dict[str, dict]], reference: str = "ctr") -> dict[str, dict]:
+    """Per arm: each figure's mean over replicates with its standard error, and against
+    `reference` the mean of the per-replicate changes (`<figure>_rel` relative for
+    LOOP_RELATIVE, `<figure>_diff` for LOOP_DIFFERENCE) with their standard error over
+    replicates (None with one replicate, or where a difference is undefined: both medians
+    infinite). `replicates`: one {arm: copy result} per replicate, every arm in each."""
+    figures = [{a: loop_figures(r) for a, r in rep.items()} for rep in replicates]
+    arms = list(figures[0]) if figures else []
+    out: dict[str, dict] = {}
+    for a in arms:
+        row: dict = {}
+        for key in figures[0][a]:
+            row[key], row[f"{key}_se"] = _mean_and_se([f[a][key] for f in figures])
+        if a != reference and reference in figures[0]:
+            vs = {}
+            for key in LOOP_RELATIVE:
+                vs[f"{key}_rel"], vs[f"{key}_rel_se"] = _mean_and_se(
+                    [f[a][key] / f[reference][key] - 1.0 if f[reference][key] else float("nan") for f in figures])
+            for key in LOOP_DIFFERENCE:
+                vs[f"{key}_diff"], vs[f"{key}_diff_se"] = _mean_and_se(
+                    [f[a][key] - f[reference][key] for f in figures])
+            row[f"vs_{reference}"] = vs
+        out[a] = row
+    return out
+
+
+def _mean_and_se(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and standard error of finite values (None where there is none, or one for the SE)."""
+    v = np.asarray(values, np.float64)
+    if not len(v) or not np.isfinite(v).all():
+        return (float(v.mean()) if len(v) and not np.isnan(v).any() and np.isfinite(v.mean()) else None), None
+    se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
+    return round(float(v.mean()), 6), None if se is None else round(se, 6)

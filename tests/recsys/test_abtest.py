@@ -13,6 +13,8 @@ from recsys.abtest import (
     ab_within_readers,
     arm_label,
     exposure_gini,
+    loop_compare,
+    loop_figures,
     tail_mask,
     was_cold,
 )
@@ -114,3 +116,44 @@ def test_labels_name_a_fallback_and_cold_comes_from_the_log():
     assert arm_label("blend", {"weight": 0.05}) == "blend" and arm_label("baseline", None) == "baseline"
     assert was_cold({"warm": True}, "cold") is False and was_cold({"warm": False}, "warm") is True
     assert was_cold({}, "cold") is True and was_cold(None, "warm") is False  # logged before the ranker said
+
+
+def _run(arm, *, expected, tail, warm, shown, categories=(3, 3)):
+    size = [10] * len(expected)
+    return {"arm": arm, "expected": expected, "size": size, "tail": tail, "cold": [5] * len(expected),
+            "categories": list(categories), "minutes_to_warm": warm, "shown": shown, "live": [1, 2, 3, 4],
+            "served_by": {arm: len(expected)}}
+
+
+def test_loop_figures_of_one_copy():
+    f = loop_figures(_run("a", expected=[0.1, 0.2], tail=[2, 4], warm={"7": 10.0, "8": 30.0, "9": None},
+                          shown={"1": 15, "2": 5}))
+    assert f["expected_ctr"] == pytest.approx(0.15) and f["tail_exposure"] == pytest.approx(0.3)
+    assert f["cold_share"] == pytest.approx(0.5) and f["categories_per_page"] == 3
+    assert f["minutes_to_warm"] == 30.0 and f["never_warm_share"] == pytest.approx(1 / 3)  # never counts as never
+    assert f["coverage"] == pytest.approx(1000 * 2 / 20)  # distinct stories per 1,000 impressions
+    assert 0 < f["exposure_gini"] < 1  # stories 3 and 4 were live and never shown
+    with pytest.raises(ValueError, match="served no page"):
+        loop_figures(_run("a", expected=[], tail=[], warm={}, shown={}, categories=()))
+
+
+def test_loop_compare_pairs_arms_within_replicates_and_errs_over_replicates():
+    reps = []
+    for r, (base, lift) in enumerate([(0.10, 0.02), (0.20, 0.06), (0.15, 0.03)]):
+        reps.append({"ctr": _run("ctr", expected=[base, base], tail=[5, 5], warm={"7": 20.0 + r},
+                                 shown={"1": 20}),
+                     "x": _run("x", expected=[base * (1 + lift)] * 2, tail=[6, 6], warm={"7": 15.0 + r},
+                               shown={"1": 20}, categories=(4, 4))})
+    out = loop_compare(reps)
+    vs = out["x"]["vs_ctr"]
+    lifts = np.array([0.02, 0.06, 0.03])
+    assert vs["expected_ctr_rel"] == pytest.approx(lifts.mean(), abs=1e-6)
+    assert vs["expected_ctr_rel_se"] == pytest.approx(lifts.std(ddof=1) / np.sqrt(3), abs=1e-6)
+    assert vs["tail_exposure_rel"] == pytest.approx(0.2) and vs["tail_exposure_rel_se"] == pytest.approx(0, abs=1e-9)
+    assert vs["minutes_to_warm_diff"] == pytest.approx(-5.0) and vs["categories_per_page_diff"] == pytest.approx(1.0)
+    assert "vs_ctr" not in out["ctr"] and out["ctr"]["expected_ctr_se"] > 0
+    # A median that is infinite in a replicate (over half never warm) has no difference to average.
+    reps[0]["x"]["minutes_to_warm"] = {"7": None}
+    vs = loop_compare(reps)["x"]["vs_ctr"]
+    assert vs["minutes_to_warm_diff"] is None and vs["minutes_to_warm_diff_se"] is None
+    assert loop_compare(reps[:1])["x"]["vs_ctr"]["expected_ctr_rel_se"] is None  # one replicate: no error

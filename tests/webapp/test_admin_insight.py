@@ -203,6 +203,9 @@ def test_dashboard_shows_the_w_the_ctr_budget_left_each_blend_arm(trained, staff
     assert arm["pages"] == 4 and arm["mean_w"] == pytest.approx(sum(used) / 4)
     assert arm["full_share"] == used.count(full) / 4 and arm["zero_share"] == used.count(0.0) / 4
     assert rows["ctr"]["budget"] is None
+    # Four pages of ten distinct stories each: coverage is 1,000 x distinct stories / impressions.
+    assert rows["blend"]["impressions"] == 40 and 0 <= rows["blend"]["tail"] <= 1 and 0 <= rows["blend"]["cold"] <= 1
+    assert 250 <= rows["blend"]["coverage"] <= 1000
     html = staff.get("/admin/dashboard/").content.decode()
     assert "<td>blend</td>" in html and "of\n4 pages" in html
 

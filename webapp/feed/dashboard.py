@@ -129,7 +129,8 @@ def dashboard(*, minutes: int = 60, now: datetime | None = None) -> Dashboard:
 
     budget = _budget_use(imps)
     arm_rows = [{"arm": m, "impressions": v["impressions"], "clicks": v["clicks"], "ctr": v["ctr"],
-                 "budget": budget.get(m)} for m, v in by_arm.items()]
+                 "tail": v["tail_share"], "cold": v["cold_share"], "coverage": v["coverage"], "budget": budget.get(m)}
+                for m, v in by_arm.items()]
 
     recent = (Item.objects.filter(published_at__gt=now - timedelta(hours=6), published_at__lte=now)
               .annotate(clickers=Count("clicks__reader", distinct=True)).order_by("-published_at")[:25])

@@ -114,10 +114,14 @@ def reader_profile(*, reader_id: int, recent: int = 5) -> dict | None:
             "vector_computed_at": reader_vector_computed_at(reader_id=reader.pk)}
 
 
+TAIL_WINDOW = timedelta(hours=24)  # the long tail: outside the most shown over the trailing day
+
+
 def exposure_before(*, catalog: np.ndarray, before: datetime, source: str | None = None) -> np.ndarray:
-    """Impressions of each catalog item (sorted ids) before a time: the popularity that
-    fixes the long tail before the traffic being compared (recsys.abtest.tail_mask)."""
-    rows = Impression.objects.filter(shown_at__lt=before)
+    """Impressions of each catalog item (sorted ids) over the TAIL_WINDOW before a time: the
+    popularity that fixes the long tail before the traffic being compared
+    (recsys.abtest.tail_mask), as the closed loop fixes it (webapp.feed.closedloop)."""
+    rows = Impression.objects.filter(shown_at__lt=before, shown_at__gte=before - TAIL_WINDOW)
     if source is not None:
         rows = rows.filter(item__source=source)
     counts = dict(rows.values("item_id").annotate(n=Count("id")).values_list("item_id", "n"))

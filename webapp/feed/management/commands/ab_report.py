@@ -1,4 +1,5 @@
-"""Compare the ranker arms on the logged traffic: python manage.py ab_report [--minutes M | --hours H]."""
+"""Compare the ranker arms on the logged traffic: python manage.py ab_report [--minutes M | --hours H];
+or in the closed loop from a snapshot of this database: python manage.py ab_report --closed-loop HOURS."""
 
 from __future__ import annotations
 
@@ -9,18 +10,29 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 from django.utils import timezone
 from tqdm import tqdm
 
 from fixtures.corpus import CorpusError, click_model, load_readers
-from recsys.abtest import PairedPages, ab_compare, ab_summary, ab_within_readers, arm_label, tail_mask, was_cold
+from recsys.abtest import (
+    PairedPages,
+    ab_compare,
+    ab_summary,
+    ab_within_readers,
+    arm_label,
+    loop_compare,
+    tail_mask,
+    was_cold,
+)
 from recsys.arms import ARMS, REFERENCE, UnknownArm, arms
+from webapp.feed import closedloop
 from webapp.feed.abtest import head_of, impressions_expected, pages_rank
 from webapp.feed.selectors import exposure_before
 from webapp.feed.simulator import LocalTransport, Simulator
 from webapp.news.models import Impression, Item, Source
 
-COLUMNS = ("impressions", "clicks", "ctr", "expected_ctr", "cold_share", "tail_share", "exposure_gini",
+COLUMNS = ("impressions", "clicks", "ctr", "expected_ctr", "cold_share", "tail_share", "exposure_gini", "coverage",
            "categories_per_page")
 
 
@@ -45,13 +57,25 @@ class Command(BaseCommand):
         parser.add_argument("--every", type=float, default=60.0, metavar="SECONDS",
                             help="seconds between --snapshots (default 60)")
         parser.add_argument("--arms", default=",".join(ARMS),
-                            help=f"the arms --paired compares, of {', '.join(ARMS)} (the first is the reference)")
+                            help=f"the arms --paired and --closed-loop compare, of {', '.join(ARMS)} (the first "
+                                 "is the reference)")
+        parser.add_argument("--closed-loop", type=float, default=0.0, metavar="HOURS",
+                            help="instead of reading the log: from a snapshot of this database now, run every arm "
+                                 "HOURS simulated hours in a copy of its own, its clicks making seeds and the "
+                                 "minute's refresh turning them into exposure (webapp.feed.closedloop); the same "
+                                 "arrivals and click draws in every copy")
+        parser.add_argument("--replicates", type=int, default=3, metavar="R",
+                            help="with --closed-loop: runs with different arrivals and draws; the figures are means "
+                                 "with standard errors over them (default 3)")
 
     def handle(self, *args, **o) -> None:
         if o["hours"] <= 0 or o["minutes"] < 0 or o["paired"] < 0:
             raise CommandError("--hours must be positive and --minutes and --paired not negative")
         if o["snapshots"] < 1 or not 0 <= o["every"] < float("inf"):
             raise CommandError("--snapshots must be at least 1 and --every a number of seconds >= 0")
+        if o["closed_loop"]:
+            self._closed_loop(o)
+            return
         paired = self._paired(o) if o["paired"] else None
         span = timedelta(minutes=o["minutes"]) if o["minutes"] else timedelta(hours=o["hours"])
         since = timezone.now() - span
@@ -114,8 +138,8 @@ class Command(BaseCommand):
                 cells = ([_pct(c, "expected_ctr_change")] if expected is not None else []) + \
                     [_pts(c, "cold_share_diff"), _pts(c, "tail_share_diff"), str(c["readers"])]
                 self.stdout.write(m.ljust(width) + "".join(x.rjust(24) for x in cells))
-        note = (f"\nlast {label}; tail = stories outside the 20% of the catalog most shown before the window; "
-                "cold = cold when shown")
+        note = (f"\nlast {label}; tail = stories outside the 20% of the catalog most shown over the 24 hours before "
+                "the window; cold = cold when shown; coverage = distinct stories per 1,000 impressions")
         if expected is not None:
             note += ("; expected CTR = mean click probability of the shown stories under the simulated readers' "
                      "hidden click model (their impressions only)")
@@ -149,6 +173,45 @@ class Command(BaseCommand):
                 bar.update()
         bar.close()
         return pages.summary(catalog, reference=chosen[0].name)
+
+    def _closed_loop(self, o: dict) -> None:
+        if not 0 < o["closed_loop"] <= 48 or not 1 <= o["replicates"] <= 20:
+            raise CommandError("--closed-loop takes 0 < HOURS <= 48 and --replicates 1 to 20")
+        if o["source"] != Source.DEMO:
+            raise CommandError("--closed-loop needs the demo's simulated readers (--source demo)")
+        try:
+            chosen = [a.name for a in arms(o["arms"])]
+        except UnknownArm as exc:
+            raise CommandError(f"--arms: {exc}") from None
+        if not chosen:
+            raise CommandError("--arms: name at least one arm")
+        if not Item.objects.filter(source=Source.DEMO, status="warm").exists():
+            raise CommandError("no warm demo stories: load the demo and train first (make demo)")
+        now = timezone.now()
+        snapshot = f"{connection.settings_dict['NAME']}_loop_snapshot"
+        self.stderr.write(f"snapshot of this database into {snapshot} ...")
+        try:
+            closedloop.snapshot_make(snapshot)
+            plans = [closedloop.plan_make(start=now, hours=o["closed_loop"], seed=r,
+                                          sessions_per_hour=closedloop.SESSIONS_PER_HOUR)
+                     for r in range(o["replicates"])]
+            runs = closedloop.copies_run(template=snapshot, redis_dbs=closedloop.REDIS_DBS, jobs=[
+                {"arm": a, "world": settings.DEMO_WORLD, "plan": p.to_json(), "model_dir": str(settings.MODEL_DIR)}
+                for p in plans for a in chosen])
+        finally:
+            closedloop.database_drop(snapshot)
+        replicates = [{a: runs[r * len(chosen) + i] for i, a in enumerate(chosen)} for r in range(o["replicates"])]
+        figures = loop_compare(replicates, reference=chosen[0])
+        if o["json"]:
+            self.stdout.write(json.dumps({"closed_loop": {"hours": o["closed_loop"], "replicates": o["replicates"],
+                                                          "world": settings.DEMO_WORLD, "arms": figures}}, indent=2))
+            return
+        self.stdout.write(f"closed loop from now, world {settings.DEMO_WORLD}: {o['replicates']} replicates x "
+                          f"{o['closed_loop']:g} simulated hours, each arm in a copy of its own; against "
+                          f"{chosen[0]}, mean ± standard error over replicates")
+        self.stdout.write(closedloop.loop_table(figures, reference=chosen[0]))
+        self.stdout.write("tail = stories outside the 20% most shown over the trailing 24 hours; minutes to warm = "
+                          "median over the stories published during the run (never: over half never turned warm)")
 
     def _paired_table(self, paired: dict, o: dict) -> None:
         if o["snapshots"] == 1:
