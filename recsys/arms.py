@@ -16,6 +16,9 @@ name.
            `blend` when the training could not fit it)
   gate     recall keeps the candidates with similarity >= threshold (topped up by the most
            similar of the rest), then CTR ranks them: the paper's exposure gate
+  explore  `feature` with an exploration budget: a page holds at least `explore` cold stories
+           that have not yet had the exposure a story needs to find its seeds, the best of
+           them by the arm's score (recsys.ranker.explored)
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Arm:
     ralm: bool = True  # feature: its model reads RALM's terms (recsys.ctr.FEATURE_COLUMNS), else not (NORALM_COLUMNS)
     per_group: int = 2  # stories of one subcategory on a page
     repeat_discount: float = 0.5  # a story shown to the reader recently scores this much per showing
+    explore: int = 0  # cold stories a page holds at least (the best of them by the arm's score), when there are any
 
     def __post_init__(self) -> None:
         assert self.kind in KINDS, f"arm {self.name}: kind must be one of {KINDS}"
@@ -49,6 +53,7 @@ class Arm:
         assert 0.0 <= self.budget < 1.0, f"arm {self.name}: budget must be within [0, 1)"
         assert self.budget_steps >= 0 and self.per_group >= 1, f"arm {self.name}: bad budget_steps or per_group"
         assert 0.0 < self.repeat_discount <= 1.0, f"arm {self.name}: repeat_discount must be within (0, 1]"
+        assert self.explore >= 0, f"arm {self.name}: explore must not be negative"
         assert self.kind != "feature" or self.fallback, f"arm {self.name}: a feature arm needs a fallback"
 
 
@@ -58,6 +63,7 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("feature", "feature", fallback="blend"),
     Arm("noralm", "feature", fallback="blend", ralm=False),
     Arm("gate", "gate", threshold=0.02),
+    Arm("explore", "feature", fallback="blend", explore=5),
 )}
 assert all(a.fallback in (None, *ARMS) for a in ARMS.values())
 # An arm's ablation: the arm that scores as it does without RALM's terms (what RALM adds is

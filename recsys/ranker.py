@@ -32,9 +32,11 @@ from scipy.special import expit
 from recsys.arms import ARMS, Arm
 from recsys.calibration import PlattCalibrator
 from recsys.coldstart import reader_logits
-from recsys.ctr import learned_rows
+from recsys.ctr import FEATURES, learned_rows
 
 P = TypeVar("P")
+EXPOSURE = FEATURES.index("exposure")  # the CTR features' log1p(impressions) column
+UNEXPLORED_IMPRESSIONS = 500.0  # a cold story with fewer impressions gets an arm's exploration slots
 
 
 @dataclass(frozen=True)
@@ -176,12 +178,19 @@ def _rank(reader: Reader, cand: Candidates, scores: Scores, arm: Arm, models: Mo
         learned = learned_ctr(models.learned(served), cand.ctr_features, scores.ralm_logit, lin, ralm=served.ralm)
     repeat = served.repeat_discount ** np.asarray(cand.seen, np.float64)
 
+    # Exploration goes to cold stories that have not yet had the exposure a story needs to find
+    # its seeds; a cold story shown that often already had its chance.
+    cold = None
+    if served.explore:
+        impressions = np.expm1(np.asarray(cand.ctr_features[:, EXPOSURE], np.float64))
+        cold = np.isnan(np.asarray(scores.ralm_logit, np.float64)) & (impressions < UNEXPLORED_IMPRESSIONS)
+
     def page_for(weight: float) -> tuple[np.ndarray, np.ndarray]:
         """(final scores, the page) with blend weight `weight`."""
         final = final_scores(served, ctr=ctr, similarity=sim, learned_ctr=learned, limit=limit,
                              weight=weight) * repeat
-        return final, diversified_top(final, cand.group, limit=limit, per_group=served.per_group,
-                                      tie_break=cand.ids)
+        page = diversified_top(final, cand.group, limit=limit, per_group=served.per_group, tie_break=cand.ids)
+        return final, page if cold is None else explored(page, final, cold, slots=min(served.explore, limit))
 
     weight = used = None
     if served.kind == "blend":
@@ -232,6 +241,27 @@ def final_scores(arm: Arm, *, ctr: np.ndarray, similarity: np.ndarray, learned_c
         rest = np.flatnonzero(~passed)
         passed[rest[np.argsort(-sim[rest], kind="stable")[: limit - int(passed.sum())]]] = True
     return np.where(passed, ctr, -np.inf)
+
+
+def explored(page: np.ndarray, final: np.ndarray, cold: np.ndarray, *, slots: int) -> np.ndarray:
+    """The page with at least `slots` cold candidates where there are that many: the best
+    cold ones off the page (by `final`) take the places of its lowest-scored warm ones, and
+    the page is sorted by `final` again. A cold story reaches its first readers, and so its
+    seeds, only through exposure; the slots buy that exposure at a bounded cost per page."""
+    page = np.asarray(page, np.int64)
+    missing = slots - int(cold[page].sum())
+    if missing <= 0:
+        return page
+    on = np.zeros(len(final), bool)
+    on[page] = True
+    off = np.flatnonzero(cold & ~on & np.isfinite(final))
+    add = off[np.argsort(-final[off], kind="stable")[:missing]]
+    if not len(add):
+        return page
+    warm = page[~cold[page]]
+    drop = set(warm[np.argsort(final[warm], kind="stable")[:len(add)]].tolist())
+    kept = np.array([i for i in page.tolist() if i not in drop] + add.tolist(), np.int64)
+    return kept[np.argsort(-final[kept], kind="stable")]
 
 
 def weight_ladder(weight: float, steps: int) -> list[float]:

@@ -17,6 +17,7 @@ from recsys.ranker import (
     Scores,
     diversified_top,
     expected_page_clicks,
+    explored,
     final_scores,
     rank,
     weight_ladder,
@@ -25,14 +26,14 @@ from recsys.ranker import (
 
 
 def test_the_registry_names_every_arm_and_refuses_what_it_does_not_know():
-    assert list(ARMS) == ["ctr", "blend", "feature", "noralm", "gate"]
+    assert list(ARMS) == ["ctr", "blend", "feature", "noralm", "gate", "explore"]
     assert ARMS["ctr"].kind == "blend" and ARMS["ctr"].weight == 0.0  # the reference: CTR alone
     assert ARMS["blend"].weight > 0 and 0 < ARMS["blend"].budget < 1 and ARMS["feature"].fallback == "blend"
     # noralm: the feature arm's ablation, its model without RALM's terms
     assert ARMS["noralm"].kind == "feature" and ARMS["feature"].ralm and not ARMS["noralm"].ralm
     assert ARMS["noralm"].fallback == "blend"
     assert [a.name for a in arms("ctr, blend,gate")] == ["ctr", "blend", "gate"] and arms("") == []
-    with pytest.raises(UnknownArm, match="one of ctr, blend, feature, noralm, gate"):
+    with pytest.raises(UnknownArm, match="one of ctr, blend, feature, noralm, gate, explore"):
         arm("magic")
     with pytest.raises(UnknownArm, match="named twice"):
         arms("ctr,blend,ctr")
@@ -281,3 +282,17 @@ def test_reader_logits_equal_the_models_decision_function():
     fast = reader_logits(*model.linear(), profile=profiles.vectors[0],
                          affinity=profiles.category_affinity[0][category], item_vectors=vectors, age_hours=ages0)
     assert np.allclose(fast, expected, atol=1e-4)
+
+
+def test_exploration_slots_give_the_best_cold_stories_the_places_of_the_weakest_warm_ones():
+    final = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    cold = np.array([False, False, False, True, False, True, True, False])
+    page = np.array([0, 1, 2, 4])  # no cold story on it
+    # Two slots: the two best cold stories off the page (3, then 5) replace the two weakest warm ones (2, 4),
+    # and the page is in score order again.
+    assert explored(page, final, cold, slots=2).tolist() == [0, 1, 3, 5]
+    assert explored(np.array([0, 3, 5, 1]), final, cold, slots=2).tolist() == [0, 3, 5, 1]  # enough already
+    assert explored(page, final, np.zeros(8, bool), slots=2).tolist() == page.tolist()  # none to give them to
+    dropped = final.copy()
+    dropped[[3, 5]] = -np.inf  # a gate's dropped candidates are never explored
+    assert explored(page, dropped, cold, slots=2).tolist() == [0, 1, 2, 6]
