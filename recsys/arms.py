@@ -71,6 +71,7 @@ assert all(a.fallback in (None, *ARMS) for a in ARMS.values())
 ABLATIONS: dict[str, str] = {"feature": "noralm"}
 assert all(k in ARMS and v in ARMS and not ARMS[v].ralm for k, v in ABLATIONS.items())
 REFERENCE = "ctr"  # what A/B comparisons measure the other arms against
+DEFAULT_ARM = "feature"  # the arm the feed serves unless FEED_ARM says otherwise (webapp/settings.py)
 
 
 def arm(name: str) -> Arm:

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from recsys import ranker
-from recsys.arms import ARMS, REFERENCE
+from recsys.arms import ARMS, DEFAULT_ARM, REFERENCE
 from recsys.baselines import ItemKNN, fit_als, reader_item_matrix
 from recsys.calibration import CalibrationError
 from recsys.datasets import READERS, DatasetError, read_dataset
@@ -33,6 +33,7 @@ from recsys.hybrid import (
     calibrate,
     fit_coldstart,
     fit_replay_ctr,
+    fit_replay_learned,
     labelled,
     profiles_at,
     reliability,
@@ -237,8 +238,13 @@ def build_models(inter: Interactions, args, log) -> tuple[dict[str, Callable], d
         except NotEnoughData as exc:
             log(f"no ranker: {exc}")
         else:
+            try:  # the learned-weight arms' models; without them those arms serve by their fallback
+                learned = fit_replay_learned(inter, cal, cold=cold, ralm=scorers["ralm"], seed=args.seed)
+            except NotEnoughData as exc:
+                log(f"no learned-weight models: {exc}")
+                learned = {}
             models = ranker.Models(coldstart=cold_model.linear(), ctr=ctr.linear(), cold_map=cal.cold,
-                                   warm_map=cal.warm)
+                                   warm_map=cal.warm, **learned)
             served = {"ranker_ctr": ARMS[REFERENCE], "ranker": ARMS[args.arm]}
             for name, arm in served.items():
                 scorers[name] = Ranker(arm, models, inter, item_vectors, frozen_profiles(cold.profiles),
@@ -392,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--seed-cap", type=int, default=200)
     ap.add_argument("--seed-threshold", type=int, default=20, help="seeds at which an item turns warm (hybrid)")
-    ap.add_argument("--arm", default="blend", choices=sorted(set(ARMS) - {REFERENCE}),
+    ap.add_argument("--arm", default=DEFAULT_ARM, choices=sorted(set(ARMS) - {REFERENCE}),
                     help="the ranker arm the `ranker` scorer serves with (recsys.arms; `ranker_ctr` is ctr)")
     ap.add_argument("--min-history", type=int, default=1, help="train clicks a reader needs to be scored")
     ap.add_argument("--stage1-epochs", type=int, default=30)

@@ -16,7 +16,7 @@ import numpy as np
 from recsys import ranker
 from recsys.calibration import PlattCalibrator
 from recsys.coldstart import ColdStartModel, pair_features
-from recsys.ctr import CtrModel
+from recsys.ctr import CtrModel, learned_rows, named_weights, widened
 from recsys.interactions import Interactions, histories_before
 from recsys.profiles import PROFILE_HISTORY, Profiles, reader_profiles
 from recsys.replay import Groups, Timeline, replay_groups
@@ -144,6 +144,41 @@ def fit_replay_ctr(inter: Interactions, cal: Calibration, *, seed: int = 0) -> C
     if len(y) == 0 or y.min() == y.max():
         raise NotEnoughData("the calibration slice has no clicks and skips for the CTR model")
     return CtrModel(random_state=seed).fit(x, y)
+
+
+REPLAY_CTR_COLUMNS = ("affinity", "popularity", "freshness")  # recsys.ctr.click_log_features
+
+
+def fit_replay_learned(inter: Interactions, cal: Calibration, *, cold: ColdStart, ralm, seed: int = 0
+                       ) -> dict[str, tuple[np.ndarray, float]]:
+    """The learned-weight arms' models (recsys.ranker.Models.ctr_feature, .ctr_noralm) for the
+    replay's `ranker`, on the calibration slice's groups as `fit_replay_ctr` fits the CTR
+    model: each group's clicked item against its sampled negatives, the click log's features
+    as of the group with the similarity's parts (recsys.ctr.learned_rows), RALM's logit where
+    the story had `cal.threshold` seeds then and the cold-start logit. A log of clicks has no
+    impressions, so the skips a feed would log are the sampled negatives the replay scores
+    against. As served, RALM's weight is never negative: such a fit gives way to the model
+    without RALM's terms. `cold`, `ralm`: the replay's scorers of the two logits (G, C)."""
+    xs, ral, lin, ys = [], [], [], []
+    for g in cal.groups:
+        v = g.valid
+        xs.append(group_click_features(inter, g))
+        ral.append(np.where(g.seeds >= cal.threshold, ralm(g), np.nan)[v])
+        lin.append(cold(g)[v])
+        ys.append(np.broadcast_to(np.arange(g.items.shape[1]) == 0, g.items.shape)[v])
+    if not xs:
+        raise NotEnoughData("the calibration slice has no groups for the learned-weight models")
+    x, r, c, y = (np.concatenate(a) for a in (xs, ral, lin, ys))
+    y = y.astype(np.float64)
+    if y.min() == y.max():
+        raise NotEnoughData("the calibration slice has no clicks and skips for the learned-weight models")
+    without, with_ = (*REPLAY_CTR_COLUMNS, "coldstart_logit"), (*REPLAY_CTR_COLUMNS, "ralm_logit", "warm",
+                                                                "coldstart_logit")
+    noralm = CtrModel(random_state=seed).fit(learned_rows(x, r, c, ralm=False), y)
+    feature = CtrModel(random_state=seed).fit(learned_rows(x, r, c), y)
+    if named_weights(feature, with_)["ralm_logit"] < 0:
+        feature = widened(noralm, without, with_)
+    return {"ctr_feature": feature.linear(), "ctr_noralm": noralm.linear()}
 
 
 def impression_parts(inter: Interactions, *, cal_from: float, cold_model: ColdStartModel, item_vectors: np.ndarray,

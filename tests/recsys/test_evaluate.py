@@ -37,6 +37,7 @@ def test_results_json_has_the_documented_layout(planted):
     assert {f"{a} - {b}" for a, b in PAIRS} == set(result["paired_auc_differences"])
     assert set(result["seconds"]) >= {"load", "stage1", "stage2_attention", "stage2_mean", "replay", "scoring", "total"}
     assert out.with_suffix(".png").stat().st_size > 10_000
+    assert result["config"]["arm"] == "feature"  # `ranker` is the served default: its learned model, fitted here
 
 
 def test_planted_taste_is_found_by_the_learned_scorers(planted):
