@@ -147,8 +147,12 @@ def numbers(r: dict, ev: dict | None) -> str:
                      f"{n['vector_recompute_ms']['p50']} ms, p99 {n['vector_recompute_ms']['p99']} ms)"))
     if "ab" in r:
         a = r["ab"]
-        rows.append((f"ranker A/B on simulated traffic (`bench/ab.py`: history, training, {a['sessions']:,} paired "
-                     "sessions)", f"{a['seconds']} s"))
+        loop = a.get("closed_loop")
+        copies = "" if not loop else (f", closed loop: {loop['replicates']} replicates × {len(loop['arms'])} + "
+                                      f"{len((loop.get('other_world') or {}).get('arms', {}))} arms × "
+                                      f"{loop['hours']:g} simulated hours, a copy of the world each")
+        rows.append((f"ranker A/B on simulated traffic (`bench/ab.py`: two worlds' history and training"
+                     f"{copies}; {a['sessions']:,} paired sessions)", f"{a['seconds']} s"))
     if ev:
         s = ev["seconds"]
         rows.append(("replay evaluation on ml-latest-small (`python -m recsys.evaluate`: every model trained, "
@@ -181,7 +185,41 @@ def _vs_ctr(v: dict) -> str:
     return "ref" if se is None and not change else f"{pct(change)} ± {se * 100:.1f}"
 
 
+def _pm_loop(vs: dict, key: str, *, percent: bool = False, digits: int = 1) -> str:
+    v, se = vs.get(key), vs.get(f"{key}_se")
+    if v is None:
+        return "—"
+    k, unit = (100.0, "%") if percent else (1.0, "")
+    return f"{k * v:+.{digits}f}{unit}" + (f" ± {k * se:.{digits}f}" if se is not None else "")
+
+
+def closed_loop(r: dict) -> str:
+    """Each world's arms against `ctr` in the closed loop: mean ± standard error over replicates."""
+    loop = r["ab"]["closed_loop"]
+    rows = []
+    for block in (loop, loop.get("other_world")):
+        if not block:
+            continue
+        for name, v in sorted(block["arms"].items(), key=lambda x: _arm_key(x[0])):
+            vs = v.get("vs_ctr", {})
+            warm = "never" if v.get("minutes_to_warm") is None else f"{v['minutes_to_warm']:.1f}"
+            ref = name == "ctr"
+            served = next(iter(v.get("served_by") or {name: 0}))
+            rows.append((block["world"], _arm_label(name, {"served_by": served}), f"{v['expected_ctr']:.4f}",
+                         "ref" if ref else _pm_loop(vs, "expected_ctr_rel", percent=True),
+                         "ref" if ref else _pm_loop(vs, "tail_exposure_rel", percent=True, digits=2),
+                         warm if name == "ctr" else f"{warm} ({_pm_loop(vs, 'minutes_to_warm_diff')})",
+                         f"{v['never_warm_share']:.2f}", f"{v['categories_per_page']:.2f}"
+                         + ("" if name == "ctr" else f" ({_pm_loop(vs, 'categories_per_page_diff', digits=2)})"),
+                         f"{v['exposure_gini']:.3f}", f"{v['coverage']:.1f}"))
+    return md_table(("world", "arm", "expected CTR", "vs `ctr`", "tail exposure vs `ctr`", "minutes to warm (vs `ctr`)",
+                     "never warm", "categories / page (vs `ctr`)", "exposure Gini", "stories / 1,000 impressions"),
+                    rows)
+
+
 def ab(r: dict) -> str:
+    if "closed_loop" in r["ab"]:
+        return closed_loop(r)
     p = r["ab"]["paired"]
     return md_table(("arm", "expected CTR", "vs `ctr`", "to cold", "to tail", "exposure Gini", "categories / page"),
                     [(_arm_label(k, v), f"{v['expected_ctr']:.4f}", _vs_ctr(v), f"{v['cold_share']:.3f}",

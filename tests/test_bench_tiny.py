@@ -38,6 +38,15 @@ def test_every_benchmark_runs_in_tiny_mode(tmp_path):
     assert 0 < feed["p50_ms"] <= feed["p99_ms"] and feed["requests"] > 0 and 0.5 <= feed["top10_kept"] <= 1
     assert feed["warm_stories"] > 0 and 0 < scale["web_rss_mib"] < 4096
     assert {"ctr", "blend", "feature", "gate"} <= set(r["ab"]["paired"]) and r["demo"]["clicks"] > 0
+    loop = r["ab"]["closed_loop"]  # every arm in a copy of the world of its own, in both worlds
+    assert r["ab"]["default_arm"] == "feature" and loop["world"] == "audiences" and loop["replicates"] == 2
+    assert loop["other_world"]["world"] == "labels" and set(loop["other_world"]["arms"]) == {"ctr", "feature", "noralm"}
+    for block in (loop, loop["other_world"]):
+        assert {"expected_ctr_rel", "expected_ctr_rel_se"} <= set(block["ablation"])
+        for arm_name, a in block["arms"].items():
+            assert a["impressions"] > 0 and 0 < a["expected_ctr"] < 1 and a["served_by"]
+            assert arm_name == "ctr" or {"expected_ctr_rel", "tail_exposure_rel", "minutes_to_warm_diff",
+                                         "categories_per_page_diff"} <= set(a["vs_ctr"])
     assert {"ralm", "hybrid", "ranker"} <= set(r["evaluation"]["auc"])
     worlds = r["audience"]["worlds"]
     assert set(worlds) == {"audiences", "labels"} and r["audience"]["default_world"] == "audiences"
