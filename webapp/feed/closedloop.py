@@ -125,11 +125,6 @@ class LoopResult:
         d["minutes_to_warm"] = {str(k): v for k, v in self.minutes_to_warm.items()}
         return d
 
-    @classmethod
-    def from_json(cls, d: dict) -> LoopResult:
-        return cls(**{**d, "shown": {int(k): v for k, v in d["shown"].items()},
-                      "minutes_to_warm": {int(k): v for k, v in d["minutes_to_warm"].items()}})
-
 
 class _Exposure:
     """Impressions per story over the trailing TAIL_WINDOW_HOURS, the world's history
