@@ -424,7 +424,36 @@ def plots(r: dict) -> list[str]:
         fig.savefig(BENCH / "feed-latency.png", dpi=110)
         plt.close(fig)
         made.append("feed-latency.png")
-    if "ab" in r:
+    if "ab" in r and "closed_loop" in r["ab"]:
+        # The closed loop's trade-off: what each arm gains in clicks against what it costs a new
+        # story's first readers, per world, with the standard errors over replicates.
+        loop = r["ab"]["closed_loop"]
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        for block, marker, color in ((loop, "o", "#2b6cb0"), (loop.get("other_world"), "s", "#c05621")):
+            points: dict[tuple, list[str]] = {}  # arms that land on one point share a label (an arm as its ablation)
+            for name, v in sorted(((block or {}).get("arms") or {}).items(), key=lambda x: _arm_key(x[0])):
+                vs = v.get("vs_ctr", {})
+                x, y = vs.get("minutes_to_warm_diff"), vs.get("expected_ctr_rel")
+                if name == "ctr" or x is None or y is None:
+                    continue
+                ax.errorbar(x, y * 100, xerr=vs.get("minutes_to_warm_diff_se") or 0,
+                            yerr=(vs.get("expected_ctr_rel_se") or 0) * 100, fmt=marker, ms=5, capsize=2, color=color,
+                            label=block["world"] if not points else None)
+                points.setdefault((round(x, 3), round(y, 5)), []).append(name)
+            for (x, y), names in points.items():
+                ax.annotate(" = ".join(names), (x, y * 100), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.scatter([0], [0], color="black", s=12, zorder=3)
+        ax.annotate("ctr", (0, 0), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.axhline(1, color="grey", ls="--", lw=1)
+        ax.axvline(0, color="grey", lw=1)
+        ax.legend(frameon=False, fontsize=8, title="world", title_fontsize=8)
+        ax.set(xlabel="median minutes to warm vs ctr (left is faster)", ylabel="expected CTR vs ctr (%)",
+               title="Closed loop: each arm in its own world, ± SE over replicates")
+        fig.tight_layout()
+        fig.savefig(BENCH / "ab-tradeoff.png", dpi=110)
+        plt.close(fig)
+        made.append("ab-tradeoff.png")
+    elif "ab" in r:
         p = r["ab"]["paired"]
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         for name, v in sorted(p.items(), key=lambda x: _arm_key(x[0])):
