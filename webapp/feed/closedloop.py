@@ -301,9 +301,11 @@ def database_clone(template: str, name: str) -> None:
 
 def database_url(name: str) -> str:
     """The URL of database `name` on the server Django uses."""
+    from urllib.parse import quote
+
     d = connection.settings_dict
-    auth = d["USER"] + (f":{d['PASSWORD']}" if d["PASSWORD"] else "")
-    return f"postgres://{auth}@{d['HOST'] or '127.0.0.1'}:{d['PORT'] or 5432}/{name}"
+    auth = quote(d["USER"], safe="") + (f":{quote(d['PASSWORD'], safe='')}" if d["PASSWORD"] else "")
+    return f"postgres://{auth}@{d['HOST'] or '127.0.0.1'}:{d['PORT'] or 5432}/{quote(name, safe='')}"
 
 
 def snapshot_make(name: str) -> None:
