@@ -57,7 +57,7 @@ def main() -> None:
         from webapp.common.connections import redis_client
         from webapp.feed.abtest import head_of, pages_rank
         from webapp.feed.backfill import ARM as HISTORY_ARM
-        from webapp.feed.closedloop import loop_table
+        from webapp.feed.closedloop import loop_table, plus_minus
         from webapp.feed.simulator import LocalTransport, Simulator, backfill_times
         from webapp.news import services
         from webapp.news.models import Click, Impression
@@ -136,7 +136,8 @@ def main() -> None:
         print(loop_table(block["arms"]))
         a = block.get("ablation") or {}
         if a:
-            print(f"{default} against {a['arm']} (without RALM): expected CTR {fmt(a, 'expected_ctr_rel', pct=True)}")
+            vs = plus_minus(a, "expected_ctr_rel", 100, "%")
+            print(f"{default} against {a['arm']} (without RALM): expected CTR {vs}")
     print(f"{seconds} s")
 
 
@@ -150,17 +151,15 @@ def closed_loop(world: str, arms: list[str]) -> list[dict[str, dict]]:
     from django.db import connection, connections
     from django.db.models import Max
 
-    from webapp.feed.closedloop import copies_run, plan_make
+    from webapp.feed.closedloop import plan_make, replicates_run
     from webapp.news.models import Impression
 
     start = Impression.objects.aggregate(m=Max("shown_at"))["m"]
     plans = [plan_make(start=start, hours=HOURS, sessions_per_hour=RATE, seed=100 + r) for r in range(REPLICATES)]
     template = connection.settings_dict["NAME"]
     connections.close_all()  # a template must have no connections
-    runs = copies_run(template=template, redis_dbs=REDIS_DBS, progress=not TINY,
-                      jobs=[{"arm": a, "world": world, "plan": p.to_json(), "model_dir": os.environ["MODEL_DIR"]}
-                            for p in plans for a in arms])
-    return [{a: runs[r * len(arms) + i] for i, a in enumerate(arms)} for r in range(REPLICATES)]
+    return replicates_run(template=template, arms=arms, plans=plans, world=world, model_dir=os.environ["MODEL_DIR"],
+                          redis_dbs=REDIS_DBS, progress=not TINY)
 
 
 def loop_block(world: str, replicates: list[dict[str, dict]], *, default: str, ablation: str | None) -> dict:
@@ -178,14 +177,6 @@ def loop_block(world: str, replicates: list[dict[str, dict]], *, default: str, a
         block["ablation"] = {"arm": ablation, "expected_ctr_rel": vs["expected_ctr_rel"],
                              "expected_ctr_rel_se": vs["expected_ctr_rel_se"]}
     return block
-
-
-def fmt(d: dict, key: str, *, pct: bool = False) -> str:
-    v, se = d.get(key), d.get(f"{key}_se")
-    if v is None:
-        return "—"
-    k, unit = (100.0, "%") if pct else (1.0, "")
-    return f"{k * v:+.2f}{unit}" + (f" ± {k * se:.2f}" if se is not None else "")
 
 
 if __name__ == "__main__":

@@ -449,10 +449,6 @@ def plots(r: dict) -> list[str]:
         ax.legend(frameon=False, fontsize=8, title="world", title_fontsize=8)
         ax.set(xlabel="median minutes to warm vs ctr (left is faster)", ylabel="expected CTR vs ctr (%)",
                title="Closed loop: each arm in its own world, ± SE over replicates")
-        fig.tight_layout()
-        fig.savefig(BENCH / "ab-tradeoff.png", dpi=110)
-        plt.close(fig)
-        made.append("ab-tradeoff.png")
     elif "ab" in r:
         p = r["ab"]["paired"]
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -464,6 +460,7 @@ def plots(r: dict) -> list[str]:
         ax.axhline(-2, color="grey", ls="--", lw=1)
         ax.set(xlabel="share of impressions to tail stories", ylabel="expected CTR vs ctr (%)",
                title="Ranker arms, paired simulated sessions")
+    if "ab" in r:
         fig.tight_layout()
         fig.savefig(BENCH / "ab-tradeoff.png", dpi=110)
         plt.close(fig)

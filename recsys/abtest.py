@@ -305,9 +305,10 @@ def loop_compare(replicates: list[dict[str, dict]], reference: str = "ctr") -> d
 
 
 def _mean_and_se(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and standard error of finite values (None where there is none, or one for the SE)."""
+    """Mean and standard error of the values (None for both unless every one is finite; None
+    for the SE with one value)."""
     v = np.asarray(values, np.float64)
     if not len(v) or not np.isfinite(v).all():
-        return (float(v.mean()) if len(v) and not np.isnan(v).any() and np.isfinite(v.mean()) else None), None
+        return None, None
     se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
     return round(float(v.mean()), 6), None if se is None else round(se, 6)

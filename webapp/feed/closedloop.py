@@ -386,14 +386,27 @@ def copies_run(*, template: str, jobs: list[dict], redis_dbs: Sequence[int], wor
 
 
 
+def replicates_run(*, template: str, arms: list[str], plans: list[Plan], world: str, model_dir: str,
+                   redis_dbs: Sequence[int], progress: bool = True) -> list[dict[str, dict]]:
+    """Every arm under every plan in a copy of `template` (`copies_run`): one {arm: LoopResult
+    as JSON} per plan, the replicates `recsys.abtest.loop_compare` takes."""
+    runs = copies_run(template=template, redis_dbs=redis_dbs, progress=progress,
+                      jobs=[{"arm": a, "world": world, "plan": p.to_json(), "model_dir": model_dir}
+                            for p in plans for a in arms])
+    return [dict(zip(arms, runs[r * len(arms):(r + 1) * len(arms)], strict=True)) for r in range(len(plans))]
+
+
+def plus_minus(vs: dict, key: str, scale: float = 1.0, unit: str = "") -> str:
+    """A compared figure `vs[key]` with its standard error (`key_se`), e.g. "+5.65% ± 0.13"."""
+    v, se = vs.get(key), vs.get(f"{key}_se")
+    if v is None:
+        return "-"
+    return f"{scale * v:+.2f}{unit}" + (f" ± {scale * se:.2f}" if se is not None else "")
+
+
 def loop_table(arms: dict[str, dict], reference: str = "ctr") -> str:
     """recsys.abtest.loop_compare's figures as a text table, each arm against `reference`."""
-    def pm(vs: dict, key: str, scale: float = 1.0, unit: str = "") -> str:
-        v, se = vs.get(key), vs.get(f"{key}_se")
-        if v is None:
-            return "-"
-        return f"{scale * v:+.2f}{unit}" + (f" ± {scale * se:.2f}" if se is not None else "")
-
+    pm = plus_minus
     header = ("arm", "expected CTR", "vs ref", "tail exposure", "vs ref", "minutes to warm", "vs ref", "never warm",
               "to cold", "categories/page", "vs ref", "Gini", "stories/1k impr.")
     rows = [header]

@@ -195,12 +195,11 @@ class Command(BaseCommand):
             plans = [closedloop.plan_make(start=now, hours=o["closed_loop"], seed=r,
                                           sessions_per_hour=closedloop.SESSIONS_PER_HOUR)
                      for r in range(o["replicates"])]
-            runs = closedloop.copies_run(template=snapshot, redis_dbs=closedloop.REDIS_DBS, jobs=[
-                {"arm": a, "world": settings.DEMO_WORLD, "plan": p.to_json(), "model_dir": str(settings.MODEL_DIR)}
-                for p in plans for a in chosen])
+            replicates = closedloop.replicates_run(template=snapshot, arms=chosen, plans=plans,
+                                                   world=settings.DEMO_WORLD, model_dir=str(settings.MODEL_DIR),
+                                                   redis_dbs=closedloop.REDIS_DBS)
         finally:
             closedloop.database_drop(snapshot)
-        replicates = [{a: runs[r * len(chosen) + i] for i, a in enumerate(chosen)} for r in range(o["replicates"])]
         figures = loop_compare(replicates, reference=chosen[0])
         if o["json"]:
             self.stdout.write(json.dumps({"closed_loop": {"hours": o["closed_loop"], "replicates": o["replicates"],
