@@ -13,7 +13,7 @@
   arm, rotating per reader, serves the page that is logged and clicked; every arm's clicks
   become every arm's seeds, so this sees no loop (kept as the quick paired check).
 
-Scratch databases (the copies: webapp.feed.closedloop.copies_run) and Redis dbs 14 and 13.
+Scratch databases (the copies: webapp.feed.loopcopies.copies_run) and Redis dbs 14 and 13.
 Writes results.json["ab"], and ["demo"]: the time to build the history and train on it.
 Tiny mode (bench/common.py): the tiny demo world, 40 paired sessions and a few simulated
 minutes per copy.
@@ -151,7 +151,8 @@ def closed_loop(world: str, arms: list[str]) -> list[dict[str, dict]]:
     from django.db import connection, connections
     from django.db.models import Max
 
-    from webapp.feed.closedloop import plan_make, replicates_run
+    from webapp.feed.closedloop import plan_make
+    from webapp.feed.loopcopies import replicates_run
     from webapp.news.models import Impression
 
     start = Impression.objects.aggregate(m=Max("shown_at"))["m"]

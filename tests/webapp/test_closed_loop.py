@@ -1,4 +1,4 @@
-"""The closed loop (webapp.feed.closedloop): copies of a snapshot of the database in use, each
+"""The closed loop (webapp.feed.closedloop, webapp.feed.loopcopies): copies of a snapshot of the database in use, each
 run by a process of its own, and `ab_report --closed-loop` on top of them."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from webapp.feed import closedloop
+from webapp.feed import closedloop, loopcopies
 from webapp.news.models import Click, Impression
 
 
@@ -25,12 +25,12 @@ def test_copies_of_one_plan_replay_exactly_and_leave_the_database_alone(trained,
                                  seed=3)
     assert plan.arrivals and again == plan and closedloop.Plan.from_json(plan.to_json()) == plan
     try:
-        closedloop.snapshot_make(snapshot)
+        loopcopies.snapshot_make(snapshot)
         job = {"world": settings.DEMO_WORLD, "plan": plan.to_json(), "model_dir": str(settings.MODEL_DIR)}
-        runs = closedloop.copies_run(template=snapshot, redis_dbs=closedloop.REDIS_DBS, progress=False,
+        runs = loopcopies.copies_run(template=snapshot, redis_dbs=loopcopies.REDIS_DBS, progress=False,
                                      jobs=[{**job, "arm": "ctr"}, {**job, "arm": "ctr"}, {**job, "arm": "feature"}])
     finally:
-        closedloop.database_drop(snapshot)
+        loopcopies.database_drop(snapshot)
     same = [{k: v for k, v in r.items() if k != "seconds"} for r in runs[:2]]
     assert same[0] == same[1]  # the same arm on the same plan: the same pages, clicks and promotions
     assert len(runs[0]["expected"]) == len(plan.arrivals) and runs[0]["served_by"] == {"ctr": len(plan.arrivals)}

@@ -13,26 +13,17 @@ get the same click). What differs between the copies is the arm, and what its ex
 to the stories' seeds. `recsys.abtest.loop_compare` turns the copies' results into each
 arm's figures against `ctr`.
 
-A copy is a database of its own (Postgres `CREATE DATABASE ... TEMPLATE` of the world's
-snapshot; `snapshot_make` takes one of a database in use) with a Redis database of its own,
-run by a process of its own (`copies_run`, `python -m webapp.feed.loopcopy SPEC`), as many
-at once as there are Redis databases given and cores.
+Each copy runs in a database, a Redis database and a process of its own
+(webapp.feed.loopcopies).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -54,9 +45,6 @@ from webapp.news.services import item_popularity_refresh, item_publish_next
 TAIL_WINDOW_HOURS = TAIL_WINDOW.total_seconds() / 3600.0  # the long tail, as ab_report and the dashboard fix it
 HEAD_SHARE = 0.2  # outside the 20% most shown over the window
 SESSIONS_PER_HOUR = 100_000 / 36  # the rate of `make demo`'s history (Makefile: 100,000 sessions over 36 h)
-# Redis databases `manage.py ab_report --closed-loop` runs its copies in (tests use 15, the
-# benchmarks 10, 11, 13 and 14, the demo REDIS_URL's own).
-REDIS_DBS = (8, 9)
 
 
 @dataclass(frozen=True)
@@ -179,221 +167,121 @@ def _tick(now: datetime) -> None:
     item_status_refresh()
 
 
-def loop_run(*, arm: str, plan: Plan, world: str | None = None, progress: bool = True) -> LoopResult:
-    """Run the plan with `arm` serving every page, in the database and Redis this process
-    points at (a copy of the world: it is written to)."""
+class _Run:
+    """One copy's run under way: the clock's three kinds of events and what they leave in the
+    result."""
 
+    def __init__(self, *, arm: str, plan: Plan, world: str | None) -> None:
+        self.arm, self.plan = arm_named(arm), plan
+        self.model = click_model(world or settings.DEMO_WORLD)
+        self.people = load_readers()
+        by_ext = dict(Reader.objects.filter(source=Source.DEMO).values_list("external_id", "pk"))
+        self.readers = {k: Reader.objects.get(pk=by_ext[p.id]) for k, p in enumerate(self.people) if p.id in by_ext}
+        self.out = LoopResult(arm=self.arm.name)
+        self.truths: dict[int, object] = {}
+        size = int(Item.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
+        self.exposure = _Exposure(plan.start, size)
+        self.published: dict[int, float] = {}  # item -> POSIX seconds
+        self.live_ids: set[int] = set()
+        self.head = self.exposure.head(plan.start, self._live(plan.start))
 
-    started = time.perf_counter()
-    chosen = arm_named(arm)
-    model = click_model(world or settings.DEMO_WORLD)
-    people = load_readers()
-    by_ext = dict(Reader.objects.filter(source=Source.DEMO).values_list("external_id", "pk"))
-    readers = {k: Reader.objects.get(pk=by_ext[p.id]) for k, p in enumerate(people) if p.id in by_ext}
-    redis_client().flushdb()
-    refresh.serving_store_rebuild()
-    out = LoopResult(arm=chosen.name)
-    truths: dict[int, object] = {}
-    size = int(Item.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
-    exposure = _Exposure(plan.start, size)
-    ticks = int(math.floor(plan.hours * 3600.0 / plan.refresh_every))
-    publishes = int(math.floor(plan.hours * 3600.0 / plan.publish_every)) if plan.publish_every > 0 else 0
-    published: dict[int, float] = {}  # item -> POSIX seconds
-    live_ids: set[int] = set()
-    events = sorted([(n * plan.refresh_every, 0, n) for n in range(1, ticks + 1)]
-                    + [(n * plan.publish_every, 1, n) for n in range(1, publishes + 1)]
-                    + [(t, 2, s) for s, (t, _) in enumerate(plan.arrivals)])
+    def events(self) -> list[tuple[float, int, int]]:
+        """(seconds after the start, kind, index): refresh ticks (0), publications (1) and
+        sessions (2), in the order they happen."""
+        p = self.plan
+        ticks = int(math.floor(p.hours * 3600.0 / p.refresh_every))
+        publishes = int(math.floor(p.hours * 3600.0 / p.publish_every)) if p.publish_every > 0 else 0
+        return sorted([(n * p.refresh_every, 0, n) for n in range(1, ticks + 1)]
+                      + [(n * p.publish_every, 1, n) for n in range(1, publishes + 1)]
+                      + [(t, 2, s) for s, (t, _) in enumerate(p.arrivals)])
 
-    def live_now(t: float) -> np.ndarray:
+    def _live(self, t: float) -> np.ndarray:
         ids = np.array(Item.objects.filter(source=Source.DEMO, published_at__lte=datetime.fromtimestamp(t, UTC))
                        .values_list("pk", flat=True), np.int64)
-        live_ids.update(ids.tolist())
+        self.live_ids.update(ids.tolist())
         return np.sort(ids)
 
-    head = exposure.head(plan.start, live_now(plan.start))
-    for offset, kind, n in tqdm(events, desc=f"closed loop {chosen.name}", unit="event", disable=not progress,
-                                mininterval=2.0):
-        t = plan.start + offset
-        now = datetime.fromtimestamp(t, UTC)
-        if kind == 0:  # a minute of the workers, then the head as of the new minute
-            _tick(now)
-            for pk in Item.objects.filter(pk__in=[i for i in published if i not in out.minutes_to_warm],
-                                          status=ItemStatus.WARM).values_list("pk", flat=True):
-                out.minutes_to_warm[pk] = round((t - published[pk]) / 60.0, 2)
-            head = exposure.head(t, live_now(t))
-            continue
-        if kind == 1:
-            item = item_publish_next(source=Source.DEMO, now=now)
-            if item is not None:
-                published[item.pk] = t
-            continue
-        k = plan.arrivals[n][1]
-        reader = readers.get(k)
+    def tick(self, t: float) -> None:
+        """A minute of the workers, then the stories it turned warm, and the head as of the new minute."""
+        _tick(datetime.fromtimestamp(t, UTC))
+        waiting = [i for i in self.published if i not in self.out.minutes_to_warm]
+        for pk in Item.objects.filter(pk__in=waiting, status=ItemStatus.WARM).values_list("pk", flat=True):
+            self.out.minutes_to_warm[pk] = round((t - self.published[pk]) / 60.0, 2)
+        self.head = self.exposure.head(t, self._live(t))
+
+    def publish(self, t: float) -> None:
+        item = item_publish_next(source=Source.DEMO, now=datetime.fromtimestamp(t, UTC))
+        if item is not None:
+            self.published[item.pk] = t
+
+    def session(self, t: float, n: int) -> None:
+        """Session `n`: the arm's page for its reader, the clicks the hidden model draws, and
+        what the page held."""
+        k = self.plan.arrivals[n][1]
+        reader = self.readers.get(k)
         if reader is None:
-            continue
-        page = services.feed_build(reader=reader, limit=plan.feed_size, now=now, arm=chosen.name)
+            return
+        now = datetime.fromtimestamp(t, UTC)
+        page = services.feed_build(reader=reader, limit=self.plan.feed_size, now=now, arm=self.arm.name)
         if not page.entries:
-            continue
+            return
+        out = self.out
         served = next((e.score_parts.get("served_by") for e in page.entries
-                       if isinstance(e.score_parts, dict) and e.score_parts.get("served_by")), chosen.name)
+                       if isinstance(e.score_parts, dict) and e.score_parts.get("served_by")), self.arm.name)
         out.served_by[served] = out.served_by.get(served, 0) + 1
         expected = 0.0
-        items = []
+        items = [e.item.pk for e in page.entries]
         for e in page.entries:
-            pk = e.item.pk
-            items.append(pk)
-            if pk not in truths:
-                truths[pk] = item_truth(external_id=e.item.external_id, category=e.item.category,
-                                        subcategory=e.item.subcategory, config=model.config)
-            age = (now - (e.item.published_at or now)).total_seconds() / 3600.0
-            p = model.click_probability(people[k].truth, truths[pk], position=e.position, age_hours=age)
+            p = self._probability(k, e, now)
             expected += p
-            if click_draw(plan.seed, n, pk) < p:
+            if click_draw(self.plan.seed, n, e.item.pk) < p:
                 when = now + timedelta(seconds=5 + 10 * e.position)  # as the simulator clicks
                 out.clicks += services.click_record(impression_id=e.impression_id, reader_id=reader.pk,
                                                     now=when).created
-        m = len(items)
-        out.expected.append(expected / m)
-        out.size.append(m)
+        out.expected.append(expected / len(items))
+        out.size.append(len(items))
         out.cold.append(sum(not e.warm for e in page.entries))
-        out.tail.append(sum(i not in head for i in items))
+        out.tail.append(sum(i not in self.head for i in items))
         out.categories.append(len({e.item.category for e in page.entries}))
         for i in items:
             out.shown[i] = out.shown.get(i, 0) + 1
-        exposure.add(t, items)
-    for pk in published:
-        out.minutes_to_warm.setdefault(pk, None)
-    out.live = sorted(live_ids)
-    out.seconds = round(time.perf_counter() - started, 1)
-    return out
+        self.exposure.add(t, items)
+
+    def _probability(self, k: int, entry, now: datetime) -> float:
+        """The hidden click model's probability that reader `k` clicks the page entry."""
+        item = entry.item
+        if item.pk not in self.truths:
+            self.truths[item.pk] = item_truth(external_id=item.external_id, category=item.category,
+                                              subcategory=item.subcategory, config=self.model.config)
+        age = (now - (item.published_at or now)).total_seconds() / 3600.0
+        return self.model.click_probability(self.people[k].truth, self.truths[item.pk], position=entry.position,
+                                            age_hours=age)
+
+    def result(self, started: float) -> LoopResult:
+        for pk in self.published:
+            self.out.minutes_to_warm.setdefault(pk, None)
+        self.out.live = sorted(self.live_ids)
+        self.out.seconds = round(time.perf_counter() - started, 1)
+        return self.out
 
 
-# The tables a copy needs from a snapshot taken of a database in use, parents first (a COPY
-# checks its foreign keys at once); the counts' deltas last, after the triggers' own.
-SNAPSHOT_TABLES = ("auth_user", "news_reader", "news_item", "news_impression", "news_click", "lookalike_modelrun",
-                   "lookalike_seedset", "lookalike_lookalikestate", "lookalike_readervector", "news_itemcountdelta")
-
-
-def _admin():
-    import psycopg
-
-    d = connection.settings_dict
-    return psycopg.connect(dbname="postgres", user=d["USER"], password=d["PASSWORD"] or None, host=d["HOST"] or None,
-                           port=d["PORT"] or None, autocommit=True)
-
-
-def database_drop(name: str) -> None:
-    from psycopg import sql
-
-    with _admin() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def database_clone(template: str, name: str) -> None:
-    """A new database `name`, a copy of `template`'s files (which must have no connections)."""
-    from psycopg import sql
-
-    database_drop(name)
-    with _admin() as conn:  # FILE_COPY: far faster than the default WAL_LOG for a world this size
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-            sql.Identifier(name), sql.Identifier(template)))
-
-
-def database_url(name: str) -> str:
-    """The URL of database `name` on the server Django uses."""
-    from urllib.parse import quote
-
-    d = connection.settings_dict
-    auth = quote(d["USER"], safe="") + (f":{quote(d['PASSWORD'], safe='')}" if d["PASSWORD"] else "")
-    return f"postgres://{auth}@{d['HOST'] or '127.0.0.1'}:{d['PORT'] or 5432}/{quote(name, safe='')}"
-
-
-def snapshot_make(name: str) -> None:
-    """A database `name` holding the current rows of SNAPSHOT_TABLES of the database Django
-    uses, which may be serving (a template must have no connections; a snapshot of it can)."""
-    import psycopg
-    from psycopg import sql
-
-    database_drop(name)
-    with _admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    env = {**os.environ, "DATABASE_URL": database_url(name)}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=settings.BASE_DIR, env=env,
-                   check=True)
-    d = connection.settings_dict
-    connection.ensure_connection()
-    with psycopg.connect(dbname=name, user=d["USER"], password=d["PASSWORD"] or None, host=d["HOST"] or None,
-                         port=d["PORT"] or None) as target, connection.connection.cursor() as src, \
-            target.cursor() as dst:
-        dst.execute(f"TRUNCATE {', '.join(SNAPSHOT_TABLES)} CASCADE")
-        for t in SNAPSHOT_TABLES:
-            if t == "news_itemcountdelta":  # the triggers saw the rows above come in: keep the source's own
-                dst.execute("TRUNCATE news_itemcountdelta")
-            with src.copy(f"COPY {t} TO STDOUT") as out, dst.copy(f"COPY {t} FROM STDIN") as into:
-                for chunk in out:
-                    into.write(chunk)
-            seq = dst.execute("SELECT pg_get_serial_sequence(%s, 'id')", (t,)).fetchone()[0]
-            if seq:
-                dst.execute(f"SELECT setval(%s, (SELECT COALESCE(MAX(id), 0) + 1 FROM {t}), false)", (seq,))  # noqa: S608
-        dst.execute("ANALYZE")
-
-
-def copies_run(*, template: str, jobs: list[dict], redis_dbs: Sequence[int], workers: int | None = None,
-               progress: bool = True) -> list[dict]:
-    """Run each job ({"arm", "world", "plan": Plan.to_json(), "model_dir"}) in a copy of
-    `template` (no connections allowed), each in a process of its own with one of
-    `redis_dbs` (on the server of REDIS_URL), at most `workers` at once (default: the cores);
-    returns each job's LoopResult as JSON, in job order. Copies are dropped when done."""
-    workers = max(1, min(workers or os.cpu_count() or 1, len(redis_dbs)))
-    scratch = Path(tempfile.mkdtemp(prefix="ralm-loop-"))
-    pending = list(enumerate(jobs))
-    running: dict[int, tuple[subprocess.Popen, str, int, Path]] = {}
-    results: dict[int, dict] = {}
-    redis_base = settings.REDIS_URL.rsplit("/", 1)[0] if settings.REDIS_URL.count("/") > 2 else settings.REDIS_URL
-    bar = tqdm(total=len(jobs), desc="closed-loop copies", unit="copy", disable=not progress)
-    try:
-        while pending or running:
-            free = [d for d in redis_dbs[:workers] if d not in {r[2] for r in running.values()}]
-            while pending and free:
-                n, job = pending.pop(0)
-                name, redis_db = f"{template}_copy{n}", free.pop(0)
-                database_clone(template, name)
-                spec, out = scratch / f"{n}.json", scratch / f"{n}.result.json"
-                spec.write_text(json.dumps({**job, "database_url": database_url(name),
-                                            "redis_url": f"{redis_base}/{redis_db}", "out": str(out)}))
-                proc = subprocess.Popen([sys.executable, "-m", "webapp.feed.loopcopy", str(spec)],
-                                        cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True)
-                running[n] = (proc, name, redis_db, out)
-            time.sleep(0.2)
-            for n, (proc, name, _, out) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                log = proc.stdout.read() if proc.stdout else ""
-                database_drop(name)
-                del running[n]
-                if proc.returncode:
-                    raise RuntimeError(f"closed-loop copy {n} ({jobs[n]['arm']}) failed:\n{log[-3000:]}")
-                results[n] = json.loads(out.read_text())
-                bar.update()
-    finally:
-        for proc, name, _, _ in running.values():
-            proc.kill()
-            proc.wait()
-            database_drop(name)
-        bar.close()
-    return [results[n] for n in range(len(jobs))]
-
-
-
-def replicates_run(*, template: str, arms: list[str], plans: list[Plan], world: str, model_dir: str,
-                   redis_dbs: Sequence[int], progress: bool = True) -> list[dict[str, dict]]:
-    """Every arm under every plan in a copy of `template` (`copies_run`): one {arm: LoopResult
-    as JSON} per plan, the replicates `recsys.abtest.loop_compare` takes."""
-    runs = copies_run(template=template, redis_dbs=redis_dbs, progress=progress,
-                      jobs=[{"arm": a, "world": world, "plan": p.to_json(), "model_dir": model_dir}
-                            for p in plans for a in arms])
-    return [dict(zip(arms, runs[r * len(arms):(r + 1) * len(arms)], strict=True)) for r in range(len(plans))]
+def loop_run(*, arm: str, plan: Plan, world: str | None = None, progress: bool = True) -> LoopResult:
+    """Run the plan with `arm` serving every page, in the database and Redis this process
+    points at (a copy of the world: it is written to)."""
+    started = time.perf_counter()
+    redis_client().flushdb()
+    refresh.serving_store_rebuild()
+    run = _Run(arm=arm, plan=plan, world=world)
+    for offset, kind, n in tqdm(run.events(), desc=f"closed loop {run.arm.name}", unit="event",
+                                disable=not progress, mininterval=2.0):
+        t = plan.start + offset
+        if kind == 0:
+            run.tick(t)
+        elif kind == 1:
+            run.publish(t)
+        else:
+            run.session(t, n)
+    return run.result(started)
 
 
 def plus_minus(vs: dict, key: str, scale: float = 1.0, unit: str = "") -> str:

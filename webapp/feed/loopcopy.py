@@ -1,5 +1,5 @@
 """One closed-loop copy, in a process of its own: `python -m webapp.feed.loopcopy SPEC.json`,
-as webapp.feed.closedloop.copies_run starts it. Django is pointed at the copy's database and
+as webapp.feed.loopcopies.copies_run starts it. Django is pointed at the copy's database and
 Redis database before it loads, then the loop runs and its result goes where SPEC says."""
 
 from __future__ import annotations

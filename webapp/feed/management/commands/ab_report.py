@@ -26,7 +26,7 @@ from recsys.abtest import (
     was_cold,
 )
 from recsys.arms import ARMS, REFERENCE, UnknownArm, arms
-from webapp.feed import closedloop
+from webapp.feed import closedloop, loopcopies
 from webapp.feed.abtest import head_of, impressions_expected, pages_rank
 from webapp.feed.selectors import exposure_before
 from webapp.feed.simulator import LocalTransport, Simulator
@@ -191,15 +191,15 @@ class Command(BaseCommand):
         snapshot = f"{connection.settings_dict['NAME']}_loop_snapshot"
         self.stderr.write(f"snapshot of this database into {snapshot} ...")
         try:
-            closedloop.snapshot_make(snapshot)
+            loopcopies.snapshot_make(snapshot)
             plans = [closedloop.plan_make(start=now, hours=o["closed_loop"], seed=r,
                                           sessions_per_hour=closedloop.SESSIONS_PER_HOUR)
                      for r in range(o["replicates"])]
-            replicates = closedloop.replicates_run(template=snapshot, arms=chosen, plans=plans,
+            replicates = loopcopies.replicates_run(template=snapshot, arms=chosen, plans=plans,
                                                    world=settings.DEMO_WORLD, model_dir=str(settings.MODEL_DIR),
-                                                   redis_dbs=closedloop.REDIS_DBS)
+                                                   redis_dbs=loopcopies.REDIS_DBS)
         finally:
-            closedloop.database_drop(snapshot)
+            loopcopies.database_drop(snapshot)
         figures = loop_compare(replicates, reference=chosen[0])
         if o["json"]:
             self.stdout.write(json.dumps({"closed_loop": {"hours": o["closed_loop"], "replicates": o["replicates"],
