@@ -77,6 +77,21 @@ class Command(BaseCommand):
             self._closed_loop(o)
             return
         paired = self._paired(o) if o["paired"] else None
+        logged = self._logged(o)
+        if o["json"]:
+            extra = {"paired": paired, "paired_moments": {"snapshots": o["snapshots"], "every_seconds": o["every"],
+                                                          "readers_each": o["paired"]}} if paired is not None else {}
+            self.stdout.write(json.dumps({"summary": logged["summary"], f"vs_{o['reference']}": logged["compare"],
+                                          f"vs_{o['reference']}_within_readers": logged["within"], **extra},
+                                         indent=2))
+            return
+        self._logged_table(logged, o)
+        if paired is not None:
+            self._paired_table(paired, o)
+
+    def _logged(self, o: dict) -> dict:
+        """The arms' figures from the impressions logged in the window: per arm, against the
+        reference, and against it within readers."""
         span = timedelta(minutes=o["minutes"]) if o["minutes"] else timedelta(hours=o["hours"])
         since = timezone.now() - span
         rows = list(Impression.objects.filter(shown_at__gte=since, item__source=o["source"]).values_list(
@@ -99,7 +114,6 @@ class Command(BaseCommand):
                              clicked=np.array([r[4] is not None for r in rows]), cold=cold,
                              category=np.array([r[5] for r in rows]), catalog=catalog, expected=expected,
                              popularity=popularity)
-        compare = ab_compare(summary, reference=o["reference"])
         # The same comparison within readers (the simulator rotates each reader through the arms).
         per_reader = {"cold_share": cold.astype(float),
                       "tail_share": tail_mask(item, catalog, popularity=popularity).astype(float)}
@@ -107,45 +121,40 @@ class Command(BaseCommand):
             per_reader["expected_ctr"] = expected
         within = ab_within_readers(arm=arm, reader=np.array([r[14] for r in rows]), values=per_reader,
                                    reference=o["reference"])
-        if o["json"]:
-            self.stdout.write(json.dumps({"summary": summary, f"vs_{o['reference']}": compare,
-                                          f"vs_{o['reference']}_within_readers": within,
-                                          **({"paired": paired, "paired_moments": {
-                                              "snapshots": o["snapshots"], "every_seconds": o["every"],
-                                              "readers_each": o["paired"]}} if paired is not None else {})},
-                                         indent=2))
-            return
-        columns = [c for c in COLUMNS if expected is not None or c != "expected_ctr"]
+        return {"summary": summary, "compare": ab_compare(summary, reference=o["reference"]), "within": within,
+                "expected": expected is not None, "label": label}
+
+    def _logged_table(self, logged: dict, o: dict) -> None:
+        summary, compare, within, expected = logged["summary"], logged["compare"], logged["within"], logged["expected"]
+        columns = [c for c in COLUMNS if expected or c != "expected_ctr"]
         width = max(len(m) for m in summary) + 2
         self.stdout.write("arm".ljust(width) + "".join(c.rjust(20) for c in columns))
         for m, stats in summary.items():
             self.stdout.write(m.ljust(width) + "".join(str(stats[c]).rjust(20) for c in columns))
+        exp = ["expected CTR change"] if expected else []
         if compare:
             self.stdout.write(f"\nagainst {o['reference']} (± one standard error, pages as the unit):")
-            head = ["CTR change"] + (["expected CTR change"] if expected is not None else []) + \
-                ["cold share", "tail share"]
-            self.stdout.write("arm".ljust(width) + "".join(h.rjust(24) for h in head))
+            self.stdout.write("arm".ljust(width) + "".join(h.rjust(24) for h in
+                                                           ["CTR change", *exp, "cold share", "tail share"]))
             for m, c in compare.items():
-                cells = [_pct(c, "ctr_change")] + ([_pct(c, "expected_ctr_change")] if expected is not None else [])
+                cells = [_pct(c, "ctr_change")] + ([_pct(c, "expected_ctr_change")] if expected else [])
                 cells += [_pts(c, "cold_share_diff"), _pts(c, "tail_share_diff")]
                 self.stdout.write(m.ljust(width) + "".join(x.rjust(24) for x in cells))
         if within:
             self.stdout.write(f"\nagainst {o['reference']} within readers (each reader's own arms compared, then "
                               "averaged over readers who saw both; ± one standard error):")
-            head = (["expected CTR change"] if expected is not None else []) + ["cold share", "tail share", "readers"]
-            self.stdout.write("arm".ljust(width) + "".join(h.rjust(24) for h in head))
+            self.stdout.write("arm".ljust(width) + "".join(h.rjust(24) for h in
+                                                           [*exp, "cold share", "tail share", "readers"]))
             for m, c in within.items():
-                cells = ([_pct(c, "expected_ctr_change")] if expected is not None else []) + \
+                cells = ([_pct(c, "expected_ctr_change")] if expected else []) + \
                     [_pts(c, "cold_share_diff"), _pts(c, "tail_share_diff"), str(c["readers"])]
                 self.stdout.write(m.ljust(width) + "".join(x.rjust(24) for x in cells))
-        note = (f"\nlast {label}; tail = stories outside the 20% of the catalog most shown over the 24 hours before "
-                "the window; cold = cold when shown; coverage = distinct stories per 1,000 impressions")
-        if expected is not None:
+        note = (f"\nlast {logged['label']}; tail = stories outside the 20% of the catalog most shown over the 24 "
+                "hours before the window; cold = cold when shown; coverage = distinct stories per 1,000 impressions")
+        if expected:
             note += ("; expected CTR = mean click probability of the shown stories under the simulated readers' "
                      "hidden click model (their impressions only)")
         self.stdout.write(note)
-        if paired is not None:
-            self._paired_table(paired, o)
 
     def _paired(self, o: dict) -> dict:
         if o["source"] != Source.DEMO:
