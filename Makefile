@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-test browser nginx services db serve bench lint clean
+.PHONY: demo test install install-test browser nginx promtool services db serve bench lint clean
 
 demo: install nginx .env services db  ## set up everything and run web, proxy, worker, beat and the simulator
 	$(BIN)/python manage.py load_demo
@@ -18,7 +18,7 @@ demo: install nginx .env services db  ## set up everything and run web, proxy, w
 	$(BIN)/python manage.py train
 	PORT=$(PORT) $(BIN)/python manage.py rundemo
 
-test: install-test browser nginx .env services  ## run the whole suite against the real Postgres and Redis
+test: install-test browser nginx promtool .env services  ## run the whole suite against the real Postgres and Redis
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
@@ -47,6 +47,12 @@ nginx:  ## Debian's nginx, the proxy in front of gunicorn (manage.py proxy runs 
 	@test -x /usr/sbin/nginx || command -v nginx >/dev/null || { echo "installing nginx (apt-get)"; \
 	  $(SUDO) env RUNLEVEL=1 apt-get install -y -q nginx >/dev/null 2>&1 \
 	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) env RUNLEVEL=1 apt-get install -y -q nginx >/dev/null; }; }
+
+# Debian's prometheus package ships promtool; RUNLEVEL=1 keeps its install from starting a server.
+promtool:  ## promtool checks ops/prometheus and unit-tests each alert (tests/test_promtool.py)
+	@test -x /usr/bin/promtool || { echo "installing promtool (apt-get prometheus)"; \
+	  $(SUDO) env RUNLEVEL=1 apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) env RUNLEVEL=1 apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; }
 
 .env: | $(BIN)/python  ## random secrets for this checkout (DEBUG stays off); docker compose reads them too
 	$(BIN)/python -c "import secrets; t = secrets.token_urlsafe; print(f'SECRET_KEY={t(50)}\nSIMULATOR_TOKEN={t(32)}\nMETRICS_TOKEN={t(32)}\nGRAFANA_ADMIN_PASSWORD={t(16)}')" > $@

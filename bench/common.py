@@ -1,5 +1,5 @@
-"""Shared by the benchmarks: a throwaway database, the demo world trained as `make demo`
-trains it, and results.json where each script updates only its own key.
+"""Shared by the benchmarks: the list of them, a throwaway database, the demo world trained as
+`make demo` trains it, and results.json where each script updates only its own key.
 
 Tiny mode (BENCH_TINY=1, set by `python bench/run.py --tiny`): every script runs its own code
 path at small sizes (`sized`), against databases and a Redis database of its own, and saves
@@ -25,6 +25,9 @@ REDIS_URL = "redis://127.0.0.1:6379/11" if TINY else "redis://127.0.0.1:6379/14"
 LOAD_REDIS_URL = "redis://127.0.0.1:6379/10" if TINY else "redis://127.0.0.1:6379/13"
 sys.path.insert(0, str(ROOT))
 T = TypeVar("T")
+# Every benchmark, in the order bench/run.py runs them and bench/report.py lists their times.
+SCRIPTS = ["bench/importer.py", "bench/refresh.py", "bench/feed.py", "bench/readers.py", "bench/load.py",
+           "bench/soak.py", "bench/scale.py", "bench/ab.py", "bench/audience.py", "bench/evaluate.py"]
 
 
 def sized(full: T, tiny: T) -> T:
@@ -90,7 +93,7 @@ def demo_world(*, sessions: int, hours: float, seed: int, world: str | None = No
     report = model_train(**({"stage1_epochs": 2, "stage2_epochs": 1, "dim": 16} if TINY else {}))
     seconds["train"] = round(time.perf_counter() - started - seconds["load_demo"] - seconds["backfill"], 1)
     if cache is not None:
-        from tests.world import tables_dump
+        from fixtures.world import tables_dump
 
         for table_name, rows in tables_dump().items():
             (cache / f"{table_name}.copy").write_bytes(rows)
@@ -106,7 +109,7 @@ def _world_restore(cache: Path):
     `rebuild_serving_store` does); its report rebuilt from the model runs' rows."""
     from types import SimpleNamespace
 
-    from tests.world import WORLD_TABLES, tables_restore
+    from fixtures.world import WORLD_TABLES, tables_restore
     from webapp.lookalike.models import ModelKind, ModelRun
     from webapp.lookalike.refresh import serving_store_rebuild
     from webapp.news.models import Reader

@@ -51,7 +51,7 @@ def acceptance(result: dict) -> list[str]:
 
 def main() -> None:
     if TINY:
-        from tests.recsys.synth import write_movielens
+        from fixtures.synth import write_movielens
 
         folder = Path(tempfile.mkdtemp(prefix="ralm-bench-evaluate-"))
         data, out = write_movielens(folder / "ml"), folder / "evaluation.json"

@@ -20,7 +20,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH)]
 
-from run import SCRIPTS  # noqa: E402
+from common import SCRIPTS  # noqa: E402
 
 from recsys.arms import ARMS  # noqa: E402 (the project on the path first)
 

@@ -17,10 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, load, save
-
-SCRIPTS = ["bench/importer.py", "bench/refresh.py", "bench/feed.py", "bench/readers.py", "bench/load.py",
-           "bench/soak.py", "bench/scale.py", "bench/ab.py", "bench/audience.py", "bench/evaluate.py"]
+from common import ROOT, SCRIPTS, load, save
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,9 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from common import ROOT, TINY, clicked_world, save, scratch_database, sized, table
-
-sys.path.insert(0, str(ROOT))
-from tests.procs import wait_for  # noqa: E402 (bench/ first, then the project)
+from procs import wait_for
 
 STORIES, READERS = sized(100_000, 2_000), sized(100_000, 2_000)
 SIZES = sized((1_000_000, 10_000_000), (10_000, 100_000))  # impressions of history

@@ -43,9 +43,7 @@ from pathlib import Path
 from common import ROOT, demo_world, save, scratch_database, sized, table
 from front import proxy_command, proxy_errors, web_command
 from load import TOKEN, SimReader, _drive, _pct, _wait_healthy
-
-sys.path.insert(0, str(ROOT))
-from tests.procs import PrivateRedis, free_port, wait_for  # noqa: E402 (bench/ first, then the project)
+from procs import PrivateRedis, free_port, wait_for
 
 CLIENTS = sized(100, 8)
 # (phase, seconds): the faults happen at the start of their phase.

@@ -1,8 +1,8 @@
 """RALM Feed's machine-learning library: pure numpy / torch / scikit-learn, no web code.
 
 The surface the web side and the benchmarks use:
-- the ranker: `rank` over a `RankReader`, `RankCandidates` and `RankScores` with `RankModels`,
-  for an `Arm` of the registry (`ARMS`, `arm`, `arms`);
+- the ranker's entry point `rank` (its inputs are in recsys.ranker) and `Ranking`, for an `Arm`
+  of the registry (`ARMS`, `arm`, `arms`);
 - the A/B statistics: `ab_summary`, `ab_compare`, `ab_within_readers`, `PairedPages`,
   `tail_mask`, `head_items`, `arm_label`, `was_cold`;
 - the reader features both models read: `reader_profiles`, `category_affinity`, `freshness`.
@@ -23,14 +23,10 @@ from recsys.abtest import (
 )
 from recsys.arms import ARMS, REFERENCE, Arm, UnknownArm, arm, arms
 from recsys.profiles import Profiles, category_affinity, freshness, reader_profiles
-from recsys.ranker import Candidates as RankCandidates
-from recsys.ranker import Models as RankModels
 from recsys.ranker import Ranking, rank
-from recsys.ranker import Reader as RankReader
-from recsys.ranker import Scores as RankScores
 
 __all__ = [
-    "ARMS", "REFERENCE", "Arm", "PairedPages", "Profiles", "RankCandidates", "RankModels", "RankReader",
-    "RankScores", "Ranking", "UnknownArm", "ab_compare", "ab_summary", "ab_within_readers", "arm", "arm_label",
-    "arms", "category_affinity", "freshness", "head_items", "rank", "reader_profiles", "tail_mask", "was_cold",
+    "ARMS", "REFERENCE", "Arm", "PairedPages", "Profiles", "Ranking", "UnknownArm", "ab_compare", "ab_summary",
+    "ab_within_readers", "arm", "arm_label", "arms", "category_affinity", "freshness", "head_items", "rank",
+    "reader_profiles", "tail_mask", "was_cold",
 ]

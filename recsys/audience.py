@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.stats import rankdata
 
+from recsys import metrics
 from recsys.stage2 import BUCKETS, bucket_of
 
 TOP_SHARE = 0.1
@@ -27,20 +27,13 @@ SCORERS = ("ralm", "seed_average", "click_profile", "category_affinity", "coldst
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rho (average ranks for ties); 0 when either side is constant."""
-    ra, rb = rankdata(a), rankdata(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = float(np.sqrt((ra ** 2).sum() * (rb ** 2).sum()))
-    return float((ra * rb).sum() / den) if den > 0 else 0.0
+    return float(metrics.spearman_columns(np.asarray(a, np.float64)[:, None], np.asarray(b, np.float64))[0])
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """P(score of a positive > score of a negative), ties counted half; 0.5 without both."""
-    labels = np.asarray(labels, bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return 0.5
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    found = metrics.auc(labels, scores)
+    return 0.5 if found is None else found
 
 
 def story_audience(truth: np.ndarray, scores: Mapping[str, np.ndarray],
@@ -119,13 +112,17 @@ def view_rhos(truth: np.ndarray, scores: Mapping[str, np.ndarray], mask: np.ndar
             continue
         t = truth[u, cells]
         zc = _z(scores[count][u, cells]) if count in scores else None
+        names, columns = [], []
         for k, s in scores.items():
             x = s[u, cells]
             if not np.all(np.isfinite(x)):
                 continue
-            out[k][u] = spearman(x, t)
+            names.append(k), columns.append(x)
             if zc is not None and k != count:
-                out[f"+{k}"][u] = spearman(zc + added_weight * _z(x), t)
+                names.append(f"+{k}"), columns.append(zc + added_weight * _z(x))
+        if names:
+            for k, rho in zip(names, metrics.spearman_columns(np.column_stack(columns), t), strict=True):
+                out[k][u] = rho
     return out
 
 

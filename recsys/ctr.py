@@ -29,6 +29,7 @@ import copy
 import numpy as np
 from scipy.special import logit
 
+from recsys import metrics
 from recsys.coldstart import ColdStartModel
 from recsys.profiles import category_affinity, freshness
 
@@ -217,13 +218,9 @@ def heldout_gain(without: np.ndarray | None, with_: np.ndarray | None, y: np.nda
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float | None:
-    """ROC AUC, None when one class is missing."""
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y)
-    if len(y) == 0 or y.min() == y.max():
-        return None
-    return round(float(roc_auc_score(y, score)), 4)
+    """ROC AUC (recsys.metrics.auc) to 4 places, None when one class is missing."""
+    found = metrics.auc(y, score)
+    return None if found is None else round(found, 4)
 
 
 def fit_ctr(x: np.ndarray, y: np.ndarray, time: np.ndarray, *, validation_from: float,

@@ -1,4 +1,5 @@
-"""Ranking metrics per group (one clicked item among candidates), ties counted fairly."""
+"""Ranking metrics: per group (one clicked item among candidates), ties counted fairly; ROC AUC
+over a whole set; Spearman's rho."""
 
 from __future__ import annotations
 
@@ -28,14 +29,43 @@ def positive_metrics(pos: np.ndarray, neg: np.ndarray, neg_mask: np.ndarray | No
 
 def group_metrics(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> dict[str, float]:
     """Flat (S,) scores, boolean labels and group ids: each positive against the negatives of
-    its group; averaged over positives with at least one negative."""
+    its group (positive_metrics's AUC); averaged over positives with at least one negative."""
     order = np.argsort(groups, kind="stable")
     scores, labels, groups = scores[order], labels[order], groups[order]
-    bounds = np.flatnonzero(np.diff(groups)) + 1
-    aucs = []
-    for s, lab in zip(np.split(scores, bounds), np.split(labels, bounds), strict=True):
-        if lab.any() and (~lab).any():
-            neg = s[~lab]
-            for p in s[lab]:
-                aucs.append(((neg < p).sum() + 0.5 * (neg == p).sum()) / len(neg))
-    return {"auc": float(np.mean(aucs)) if aucs else 0.0, "groups": len(aucs)}
+    _, gid = np.unique(groups, return_inverse=True)  # (S,) 0..G-1, ascending
+    neg_gid = gid[~labels]
+    n_neg = np.bincount(neg_gid, minlength=int(gid.max(initial=-1)) + 1)
+    col = np.arange(len(neg_gid)) - np.repeat(np.cumsum(n_neg) - n_neg, n_neg)  # place in its group
+    neg = np.zeros((len(n_neg), int(n_neg.max(initial=0))))  # (G, N) each group's negatives, padded
+    neg_mask = np.zeros(neg.shape, bool)
+    neg[neg_gid, col], neg_mask[neg_gid, col] = scores[~labels], True
+    pos_gid = gid[labels]
+    pos_gid = pos_gid[n_neg[pos_gid] > 0]
+    pos = scores[labels][n_neg[gid[labels]] > 0]
+    aucs = positive_metrics(pos, neg[pos_gid], neg_mask[pos_gid])["auc"] if len(pos) else np.zeros(0)
+    return {"auc": float(np.mean(aucs)) if len(aucs) else 0.0, "groups": len(aucs)}
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC over all pairs of a positive and a negative, scikit-learn's (a tie counts one
+    half); None when one class is missing. labels (S,) 0/1 or bool, scores (S,)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels)
+    if len(labels) == 0 or labels.min() == labels.max():
+        return None
+    return float(roc_auc_score(labels, scores))
+
+
+def spearman_columns(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spearman's rho (SciPy's: average ranks for ties) of each column of x (n, k) with t (n,);
+    0 for a column, or all of them when t is, constant (or with a NaN)."""
+    from scipy.stats import spearmanr
+
+    out = np.zeros(x.shape[1])
+    varies = np.ptp(x, axis=0) > 0
+    if not varies.any() or not np.ptp(t) > 0:
+        return out
+    rho = spearmanr(np.column_stack([x[:, varies], t])).statistic  # ((k+1, k+1) or, for k = 1, a number)
+    out[varies] = rho if np.ndim(rho) == 0 else rho[-1, :-1]
+    return out

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.synth import write_movielens
 from recsys.artifacts import ArtifactError, load_lookalike, load_tower, save_lookalike, save_tower
 from recsys.datasets import read_dataset
 from recsys.interactions import from_dataset
 from recsys.lookalike import LookalikeConfig, LookalikeModel
 from recsys.stage1 import Stage1Params, fit_tower, reader_vectors
-from tests.recsys.synth import write_movielens
 
 
 def test_tower_and_lookalike_round_trip(tmp_path):

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from fixtures.synth import write_mind, write_movielens
 from recsys.datasets import read_dataset
 from recsys.evaluate import PAIRS, SCORERS, main, table
 from recsys.interactions import from_dataset
 from recsys.replay import Timeline, replay_groups
 from tests.conftest import DATA
-from tests.recsys.synth import write_mind, write_movielens
 
 
 @pytest.fixture(scope="module")

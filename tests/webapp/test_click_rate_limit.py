@@ -5,35 +5,26 @@ clicks and unknown impressions are unaffected; with Redis down clicks are stored
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
 from tests.factories import ImpressionFactory, ItemFactory, ReaderFactory
-from webapp.feed.ratelimit import Rate, rate_parse
+from webapp.feed.ratelimit import Limiter, Rate, rate_parse
 from webapp.news.models import Click, Impression
 
 pytestmark = pytest.mark.django_db
-
-
-def _clear_of_window_end(seconds: int = 60, margin: float = 5.0) -> None:
-    """Fixed windows: start the counting well inside one, so the test never straddles two."""
-    left = seconds - time.time() % seconds
-    if left < margin:
-        time.sleep(left + 0.1)
 
 
 def _click(client, impression: int, **extra):
     return client.post("/api/clicks", {"impression": impression, **extra}, content_type="application/json")
 
 
-def test_api_over_the_limit_is_429_with_retry_after_and_nothing_stored(client, settings):
+def test_api_over_the_limit_is_429_with_retry_after_and_nothing_stored(client, settings, rate_clock):
     settings.CLICK_RATE_LIMIT = "3/minute"
     reader, other = ReaderFactory(), ReaderFactory()
     shown = [ImpressionFactory(reader=reader) for _ in range(5)]
-    _clear_of_window_end()
     assert _click(client, 987654).status_code == 404  # unknown: not counted
     assert [_click(client, imp.pk).status_code for imp in shown[:3]] == [201, 201, 201]
 
@@ -55,7 +46,7 @@ def test_api_over_the_limit_is_429_with_retry_after_and_nothing_stored(client, s
     assert Click.objects.count() == 4
 
 
-def test_click_form_over_the_limit_is_429_and_nothing_stored(settings):
+def test_click_form_over_the_limit_is_429_and_nothing_stored(settings, rate_clock):
     settings.CLICK_RATE_LIMIT = "2/minute"
     browser = Client()
     reader = ReaderFactory()
@@ -63,7 +54,6 @@ def test_click_form_over_the_limit_is_429_and_nothing_stored(settings):
     browser.get("/feed/", {"reader": reader.pk})
     shown = list(Impression.objects.filter(reader=reader).order_by("position"))
     assert len(shown) == 4
-    _clear_of_window_end()
     codes = [browser.post("/click/", {"reader": reader.pk, "impression": imp.pk}).status_code for imp in shown[:3]]
     assert codes == [302, 302, 429]
     over = browser.post("/click/", {"reader": reader.pk, "impression": shown[3].pk})
@@ -86,6 +76,18 @@ def test_limit_off_never_limits(client, settings):
     reader = ReaderFactory()
     shown = [ImpressionFactory(reader=reader) for _ in range(4)]
     assert [_click(client, imp.pk).status_code for imp in shown] == [201] * 4
+
+
+def test_the_limiter_counts_per_window_of_its_clock(rate_clock):
+    """Over the rate, the wait is what is left of the window; the next window starts afresh."""
+    rate = Rate(2, 60, "2/minute")
+    limiter = Limiter(clock=rate_clock)
+    assert [limiter.hit(scope="test", key=1, rate=rate) for _ in range(3)] == [None, None, 30]
+    rate_clock.now += 29
+    assert limiter.hit(scope="test", key=1, rate=rate) == 1
+    assert limiter.hit(scope="test", key=2, rate=rate) is None  # another key, a counter of its own
+    rate_clock.now += 1
+    assert limiter.hit(scope="test", key=1, rate=rate) is None
 
 
 @pytest.mark.parametrize(("text", "rate"), [("30/minute", Rate(30, 60, "30/minute")), ("5/s", Rate(5, 1, "5/s")),

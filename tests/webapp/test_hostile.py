@@ -149,7 +149,7 @@ def _rate_keys_clear() -> None:
         r.delete(key)
 
 
-def test_one_client_beyond_its_limit_gets_429_and_others_do_not(world, settings):
+def test_one_client_beyond_its_limit_gets_429_and_others_do_not(world, settings, rate_clock):
     settings.FEED_CLIENT_RATE_LIMIT, settings.SIMULATOR_TOKEN = "3/minute", "sim-token-for-tests"
     _rate_keys_clear()
     one, other = Client(REMOTE_ADDR="10.0.0.1"), Client(REMOTE_ADDR="10.0.0.2")
@@ -167,7 +167,7 @@ def test_one_client_beyond_its_limit_gets_429_and_others_do_not(world, settings)
     _rate_keys_clear()
 
 
-def test_clicks_beyond_the_client_limit_get_429(world, settings):
+def test_clicks_beyond_the_client_limit_get_429(world, settings, rate_clock):
     settings.CLICK_CLIENT_RATE_LIMIT = "2/minute"
     _rate_keys_clear()
     ItemFactory.create_batch(3)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import timedelta
 
 import pytest
@@ -34,13 +33,6 @@ def _counters_clear():
     clear()
     yield
     clear()
-
-
-def _clear_of_window_end(seconds: int = 60, margin: float = 5.0) -> None:
-    """Fixed windows: start counting well inside one, so that a test never straddles two."""
-    left = seconds - time.time() % seconds
-    if left < margin:
-        time.sleep(left + 0.1)
 
 
 def _click(client: Client, impression: int, **body):
@@ -69,12 +61,11 @@ def test_1_an_impression_shown_to_no_client_cannot_be_clicked_over_http():
 
 # --- 2. Nobody spends a demo reader's clicks -------------------------------------------------
 
-def test_2_a_stranger_cannot_use_up_a_demo_readers_clicks(settings):
+def test_2_a_stranger_cannot_use_up_a_demo_readers_clicks(settings, rate_clock):
     settings.CLICK_RATE_LIMIT = "30/minute"
     reader = ReaderFactory()
     history = [ImpressionFactory(reader=reader, client="") for _ in range(31)]
     ItemFactory.create_batch(3)
-    _clear_of_window_end()
     stranger = Client(REMOTE_ADDR="198.51.100.2")
     assert {_click(stranger, imp.pk).status_code for imp in history} == {400}
     # A session that was just shown the reader's page clicks it.
@@ -82,11 +73,10 @@ def test_2_a_stranger_cannot_use_up_a_demo_readers_clicks(settings):
     assert _click(genuine, _page(genuine, reader.pk)[0]).status_code == 201
 
 
-def test_2_clicks_a_stranger_was_shown_count_against_that_stranger_alone(settings):
+def test_2_clicks_a_stranger_was_shown_count_against_that_stranger_alone(settings, rate_clock):
     settings.CLICK_RATE_LIMIT = "3/minute"
     reader = ReaderFactory()
     ItemFactory.create_batch(5)
-    _clear_of_window_end()
     stranger, genuine = Client(REMOTE_ADDR="198.51.100.4"), Client(REMOTE_ADDR="198.51.100.5")
     shown = _page(stranger, reader.pk)
     assert [_click(stranger, i).status_code for i in shown[:4]] == [201, 201, 201, 429]
@@ -96,11 +86,10 @@ def test_2_clicks_a_stranger_was_shown_count_against_that_stranger_alone(setting
 
 # --- 3. A made-up session cookie is no client of its own -------------------------------------
 
-def test_3_a_made_up_session_cookie_does_not_reset_the_feed_limit(settings):
+def test_3_a_made_up_session_cookie_does_not_reset_the_feed_limit(settings, rate_clock):
     settings.FEED_CLIENT_RATE_LIMIT = "3/minute"
     reader = ReaderFactory()
     ItemFactory.create_batch(2)
-    _clear_of_window_end()
     client = Client(REMOTE_ADDR="198.51.100.6")
     assert [client.get("/feed/", {"reader": reader.pk}).status_code for _ in range(3)] == [200, 200, 200]
     assert client.get("/feed/", {"reader": reader.pk}).status_code == 429
@@ -113,11 +102,10 @@ def test_3_a_made_up_session_cookie_does_not_reset_the_feed_limit(settings):
     assert Impression.objects.count() == logged
 
 
-def test_3_a_made_up_session_cookie_does_not_reset_the_click_limit(settings):
+def test_3_a_made_up_session_cookie_does_not_reset_the_click_limit(settings, rate_clock):
     settings.CLICK_CLIENT_RATE_LIMIT = "2/minute"
     reader = ReaderFactory()
     ItemFactory.create_batch(5)
-    _clear_of_window_end()
     client = Client(REMOTE_ADDR="198.51.100.7")
     shown = _page(client, reader.pk)
     codes = [client.post("/click/", {"reader": reader.pk, "impression": i}).status_code for i in shown[:3]]
@@ -173,7 +161,7 @@ def test_6_a_web_reader_is_counted_among_a_storys_seeds_but_never_named(trained)
 
 # --- 7. No writes without limit ----------------------------------------------------------------
 
-def test_7_new_readers_are_limited_per_address(settings):
+def test_7_new_readers_are_limited_per_address(settings, rate_clock):
     settings.READER_CLIENT_RATE_LIMIT = "3/hour"
     before = Reader.objects.count()
     codes = [Client(REMOTE_ADDR="198.51.100.10").post("/start/").status_code for _ in range(4)]
@@ -232,14 +220,13 @@ def test_8_over_https_the_cookies_are_secure_and_hsts_and_a_csp_are_sent():
     assert csp["script-src"] == "'self'" and csp["frame-ancestors"] == "'none'" and csp["object-src"] == "'none'"
 
 
-def test_8_a_client_cannot_choose_its_address_except_through_the_proxy(settings):
+def test_8_a_client_cannot_choose_its_address_except_through_the_proxy(settings, rate_clock):
     """The proxy's X-Forwarded-For is believed from a trusted proxy only, so the per-client
     limit keys on the real client behind it, and a client talking to gunicorn directly cannot
     pick a fresh address per request."""
     settings.FEED_CLIENT_RATE_LIMIT = "2/minute"
     reader = ReaderFactory()
     ItemFactory()
-    _clear_of_window_end()
     direct = Client(REMOTE_ADDR="198.51.100.12")
     codes = [direct.get("/api/feed", {"reader": reader.pk}, HTTP_X_FORWARDED_FOR=f"203.0.113.{n}").status_code
              for n in range(3)]

@@ -9,6 +9,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -41,21 +42,36 @@ def rate_parse(text: str) -> Rate | None:
     return Rate(int(match.group(1)), PERIODS[match.group(2)[0].lower()], text.strip())
 
 
-def hit(*, scope: str, key: str | int, rate: Rate, now: float | None = None) -> int | None:
-    """Count one event for `key` in the current window. None if it is within the rate, else
-    the seconds until the window ends (for Retry-After)."""
-    now = time.time() if now is None else now
-    window = int(now // rate.seconds)
-    name = f"{PREFIX}:rate:{scope}:{key}:{window}"
-    try:
-        pipe = redis_client().pipeline(transaction=True)
-        pipe.incr(name)
-        pipe.expire(name, rate.seconds + 10)
-        count, _ = pipe.execute()
-    except redis.RedisError as exc:
-        logger.warning("rate limit %s not checked, Redis unreachable (%s): allowed", scope, exc.__class__.__name__)
-        return None
-    if count <= rate.count:
-        return None
-    metrics.rate_limited(limit=scope)
-    return max(1, math.ceil((window + 1) * rate.seconds - now))
+class Limiter:
+    """Fixed windows timed by `clock` (seconds since the epoch, as time.time gives them)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+
+    def hit(self, *, scope: str, key: str | int, rate: Rate) -> int | None:
+        """Count one event for `key` in the current window. None if it is within the rate,
+        else the seconds until the window ends (for Retry-After)."""
+        now = self.clock()
+        window = int(now // rate.seconds)
+        name = f"{PREFIX}:rate:{scope}:{key}:{window}"
+        try:
+            pipe = redis_client().pipeline(transaction=True)
+            pipe.incr(name)
+            pipe.expire(name, rate.seconds + 10)
+            count, _ = pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("rate limit %s not checked, Redis unreachable (%s): allowed", scope,
+                           exc.__class__.__name__)
+            return None
+        if count <= rate.count:
+            return None
+        metrics.rate_limited(limit=scope)
+        return max(1, math.ceil((window + 1) * rate.seconds - now))
+
+
+limiter = Limiter()  # the process's, on the real time; tests pin its clock
+
+
+def hit(*, scope: str, key: str | int, rate: Rate) -> int | None:
+    """Count one event on the process's limiter (Limiter.hit)."""
+    return limiter.hit(scope=scope, key=key, rate=rate)
