@@ -18,6 +18,7 @@ from recsys.arms import Arm
 from recsys.simulation import item_truth
 from webapp.common.connections import redis_client
 from webapp.feed import ranking
+from webapp.feed.catalog import catalogs
 from webapp.feed.selectors import exposure_before, reader_history
 from webapp.feed.simulator import Shown, Simulator
 from webapp.news.models import Reader
@@ -45,7 +46,7 @@ def pages_rank(pages: PairedPages, sim: Simulator, k: int, *, arms: list[Arm], n
 
 def head_of(*, source: str, now: datetime, tail_share: float = 0.8) -> tuple[np.ndarray, set[int]]:
     """The live catalog and its head: the stories most shown before `now` (recsys.abtest.head_items)."""
-    catalog = ranking.catalogs.get(source, redis_client())
+    catalog = catalogs.get(source, redis_client())
     ids = np.sort(catalog.ids[catalog.published <= now.timestamp()])
     return ids, head_items(ids, exposure_before(catalog=ids, before=now, source=source), tail_share)
 
