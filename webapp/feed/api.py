@@ -20,7 +20,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from recsys.arms import ARMS
 from webapp.common.ids import ID_MAX, IntegerApiField
 from webapp.feed import selectors, services
 from webapp.feed.clients import client_keys, client_throttle
@@ -74,7 +73,7 @@ def _may_read(request: Request, reader: Reader) -> bool:
 class FeedQuerySerializer(serializers.Serializer):
     reader = IntegerApiField(min_value=1, max_value=ID_MAX)
     limit = IntegerApiField(min_value=1, required=False)
-    arm = serializers.ChoiceField(choices=list(ARMS), required=False)
+    arm = serializers.ChoiceField(choices=services.arm_names(), required=False)
 
     def validate(self, attrs: dict) -> dict:
         repeated = [name for name in self.fields if len(self.initial_data.getlist(name)) > 1]
@@ -144,7 +143,7 @@ class FeedView(APIView):
         parameters=[
             OpenApiParameter("reader", int, required=True, description="Reader id"),
             OpenApiParameter("limit", int, description="Stories per page (default 10)"),
-            OpenApiParameter("arm", str, enum=list(ARMS), description="The ranker arm for this request "
+            OpenApiParameter("arm", str, enum=services.arm_names(), description="The ranker arm for this request "
                                                                       "(default FEED_ARM)"),
         ],
         responses=FeedSerializer,

@@ -21,7 +21,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from recsys.arms import ARMS
 from webapp.common.ids import ID_MAX, IntegerFormField
 from webapp.feed import selectors, services
 from webapp.feed.access import SESSION_KEY, may_act_as, session_reader_id
@@ -50,7 +49,7 @@ class ReaderForm(OnceForm):
 
 class FeedForm(OnceForm):
     reader = IntegerFormField(min_value=1, max_value=ID_MAX, required=False)
-    arm = forms.ChoiceField(choices=[(a, a) for a in ARMS], required=False)
+    arm = forms.ChoiceField(choices=[(a, a) for a in services.arm_names()], required=False)
 
 
 class ClickForm(OnceForm):
