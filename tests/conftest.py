@@ -171,10 +171,11 @@ def _fresh_process_caches():
     """The feed's per-process copies (catalog, models, serving store, loaded scorers) start
     empty in every test: test databases are flushed between tests, ids are not reused
     consistently."""
-    from webapp.feed import ranking
+    from webapp.feed.catalog import catalogs
+    from webapp.feed.modelcache import models
     from webapp.lookalike import online, refresh, serving
 
-    for c in (ranking.catalogs, ranking.models, serving.cache, online.towers):
+    for c in (catalogs, models, serving.cache, online.towers):
         c.clear()
     refresh.scorers_clear()
     _dashboard_cache_clear()

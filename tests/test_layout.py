@@ -63,3 +63,14 @@ def test_the_apps_import_each_other_one_way_and_the_web_side_never_imports_the_w
         used = {m.split(".")[1] for m in _imports(ROOT / "webapp" / app) if m.startswith("webapp.")}
         assert not used & set(layers[n + 1:]), f"webapp.{app} imports {sorted(used & set(layers[n + 1:]))}"
     assert not {m for m in _imports(ROOT / "webapp") if m.split(".")[0] == "workers"}
+
+
+def test_pages_reach_recsys_only_through_services():
+    """Pages and the admin ask webapp.feed.services (and the selectors) for the arms' names
+    and the A/B figures; only the service layer imports recsys."""
+    pages = [ROOT / "webapp" / "feed" / name for name in ("views.py", "api.py", "dashboard.py", "urls.py")]
+    pages += [ROOT / "webapp" / "urls.py", *sorted((ROOT / "webapp").glob("*/admin.py"))]
+    assert len(pages) >= 7
+    for page in pages:
+        used = {m for m in _imports(page) if m.split(".")[0] == "recsys"}
+        assert not used, f"{page.relative_to(ROOT)} imports {sorted(used)}"

@@ -220,8 +220,9 @@ def test_reader_with_history_is_one_round_trip_with_what_the_two_reads_give(djan
     assert reader_with_history(reader_id=reader.pk + 10_000, now=now) == (None, [], {})
 
 
-def test_feed_build_refuses_a_history_without_its_time():
+def test_feed_build_refuses_a_history_read_by_the_caller():
+    """A page's history is read by the service at the page's own time, never handed in."""
     from webapp.feed import services
 
-    with pytest.raises(ValueError, match="now"):
+    with pytest.raises(TypeError, match="history"):
         services.feed_build(reader=ReaderFactory(), limit=5, history=([], {}))

@@ -23,7 +23,7 @@ from recsys.ranker import expected_page_clicks, weight_ladder
 from recsys.replay import Groups
 from recsys.scorers import Ranker
 from webapp.common.connections import redis_client
-from webapp.feed import ranking
+from webapp.feed import gathering, ranking
 from webapp.feed.selectors import reader_history
 from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
 from webapp.news.models import Click, Impression, Item, ItemStatus, Reader
@@ -333,10 +333,10 @@ def test_above_the_threshold_the_feed_ranks_recalled_candidates_and_keeps_the_fu
     popular ones (here a tenth of the demo catalog), and the page keeps most of what ranking
     every story gives."""
     settings.FEED_RECALL_ABOVE = 50
-    monkeypatch.setattr(ranking, "RECALL_CTR", 20)
-    monkeypatch.setattr(ranking, "RECALL_RALM", 10)
-    monkeypatch.setattr(ranking, "RECALL_FRESH", 5)
-    monkeypatch.setattr(ranking, "RECALL_POPULAR", 5)
+    monkeypatch.setattr(gathering, "RECALL_CTR", 20)
+    monkeypatch.setattr(gathering, "RECALL_RALM", 10)
+    monkeypatch.setattr(gathering, "RECALL_FRESH", 5)
+    monkeypatch.setattr(gathering, "RECALL_POPULAR", 5)
     now = timezone.now()
     m = ranking.models.get(redis_client(), None)
     kept, sizes = [], []

@@ -1,4 +1,8 @@
-"""Paired comparison of ranker arms on the simulated readers: every arm ranks the same reader
+"""A/B figures of the ranker arms: the live traffic's summary by arm and by 5-minute window
+(the admin's dashboard, webapp.feed.dashboard), and the paired comparison of the arms on the
+simulated readers.
+
+The paired comparison: every arm ranks the same reader
 at the same moment (nothing is logged or served) and the simulator's hidden click model
 scores each page (recsys.abtest.PairedPages counts). The reader-to-reader spread, the bulk
 of the noise between the arms of a live A/B, cancels out, so a few hundred readers measure
@@ -7,20 +11,79 @@ on the running demo; `impressions_expected` scores logged impressions the same w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 from django.conf import settings
 
 from fixtures.corpus import CorpusError, click_model, load_readers
-from recsys.abtest import PairedPages, head_items
-from recsys.arms import Arm
+from recsys.abtest import PairedPages, ab_summary, arm_label, head_items, was_cold
+from recsys.arms import ARMS, Arm
 from recsys.simulation import item_truth
 from webapp.common.connections import redis_client
 from webapp.feed import ranking
+from webapp.feed.catalog import catalogs
 from webapp.feed.selectors import exposure_before, reader_history
 from webapp.feed.simulator import Shown, Simulator
-from webapp.news.models import Reader
+from webapp.news.models import Impression, Reader
+
+
+@dataclass
+class Traffic:
+    """The A/B figures of the impressions logged in a window."""
+
+    impressions: int
+    cold_share: np.ndarray  # (windows,) per 5-minute window, NaN in one without impressions
+    tail_share: np.ndarray  # (windows,)
+    gini: np.ndarray  # (windows,) the exposure Gini
+    arms: list[dict]  # per arm label: impressions, clicks, ctr, tail, cold, coverage, budget
+
+
+def traffic_summary(*, since: datetime, now: datetime, windows: int, live: np.ndarray) -> Traffic:
+    """The impressions shown after `since` up to `now`: the share going to cold and to tail
+    stories and the exposure Gini per 5-minute window, and by ranker arm (recsys.abtest.ab_summary)
+    with the w a CTR budget left each blend arm. `live`: the ids of the live stories (with the
+    stories shown, the catalog whose tail is fixed by the exposure before `since`)."""
+    imps = list(Impression.objects.filter(shown_at__gt=since, shown_at__lte=now).values_list(
+        "shown_at", "item_id", "score_parts", "item__status", "arm", "click__id", "request_id", "item__category"))
+    cold_share, tail_share, gini = np.full(windows, np.nan), np.full(windows, np.nan), np.full(windows, np.nan)
+    by_arm: dict[str, dict] = {}
+    if imps:
+        items = np.array([r[1] for r in imps], np.int64)
+        catalog = np.union1d(live, items)
+        logged = {"request": np.array([r[6] for r in imps]), "item": items,
+                  "clicked": np.array([r[5] is not None for r in imps]),
+                  "cold": np.array([was_cold(r[2], r[3]) for r in imps]),
+                  "category": np.array([r[7] for r in imps]), "catalog": catalog,
+                  "popularity": exposure_before(catalog=catalog, before=since)}
+        slot = np.array([str(min(windows - 1, int((r[0] - since).total_seconds() // 300))) for r in imps])
+        for w, stats in ab_summary(arm=slot, **logged).items():
+            cold_share[int(w)], tail_share[int(w)], gini[int(w)] = (stats["cold_share"], stats["tail_share"],
+                                                                    stats["exposure_gini"])
+        by_arm = ab_summary(arm=np.array([arm_label(r[4], r[2]) for r in imps]), **logged)
+    budget = _budget_use(imps)
+    arms = [{"arm": m, "impressions": v["impressions"], "clicks": v["clicks"], "ctr": v["ctr"],
+             "tail": v["tail_share"], "cold": v["cold_share"], "coverage": v["coverage"], "budget": budget.get(m)}
+            for m, v in by_arm.items()]
+    return Traffic(len(imps), cold_share, tail_share, gini, arms)
+
+
+def _budget_use(imps: list[tuple]) -> dict[str, dict]:
+    """Per blend arm with a CTR budget (recsys.arms): how much of its w the budget left the
+    pages (the parts log the w asked for and the w used, the same on every row of a page)."""
+    pages: dict[str, dict[str, tuple[float, float]]] = {}
+    for _, _, parts, _, arm, _, request, _ in imps:
+        budgeted = arm in ARMS and ARMS[arm].budget > 0
+        if budgeted and isinstance(parts, dict) and parts.get("weight_used") is not None and parts.get("weight"):
+            pages.setdefault(arm_label(arm, parts), {})[request] = (float(parts["weight_used"]),
+                                                                    float(parts["weight"]))
+    out = {}
+    for label, seen in pages.items():
+        used = np.array(list(seen.values()))
+        out[label] = {"pages": len(used), "full_share": float(np.mean(used[:, 0] >= used[:, 1])),
+                      "zero_share": float(np.mean(used[:, 0] == 0)), "mean_w": float(used[:, 0].mean())}
+    return out
 
 
 def pages_rank(pages: PairedPages, sim: Simulator, k: int, *, arms: list[Arm], now: datetime, head: set[int],
@@ -45,7 +108,7 @@ def pages_rank(pages: PairedPages, sim: Simulator, k: int, *, arms: list[Arm], n
 
 def head_of(*, source: str, now: datetime, tail_share: float = 0.8) -> tuple[np.ndarray, set[int]]:
     """The live catalog and its head: the stories most shown before `now` (recsys.abtest.head_items)."""
-    catalog = ranking.catalogs.get(source, redis_client())
+    catalog = catalogs.get(source, redis_client())
     ids = np.sort(catalog.ids[catalog.published <= now.timestamp()])
     return ids, head_items(ids, exposure_before(catalog=ids, before=now, source=source), tail_share)
 

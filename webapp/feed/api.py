@@ -9,7 +9,6 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -21,7 +20,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from recsys.arms import ARMS
 from webapp.common.ids import ID_MAX, IntegerApiField
 from webapp.feed import selectors, services
 from webapp.feed.clients import client_keys, client_throttle
@@ -60,17 +58,22 @@ def _reader_visible(request: Request, reader_id: int) -> Reader:
 
 
 def _visible(request: Request, reader: Reader | None, reader_id: int) -> Reader:
-    """The reader, if this request may act as them (web readers: only their own browser
-    session or account; see webapp.feed.access); NotFound otherwise (no reader either)."""
-    if reader is None or (reader.source == Source.WEB and request.auth != reader.pk):
+    """The reader, if this request may act as them; NotFound otherwise (no reader either)."""
+    if reader is None or not _may_read(request, reader):
         raise services.NotFound(f"Reader {reader_id} not found.")
     return reader
+
+
+def _may_read(request: Request, reader: Reader) -> bool:
+    """Whether this request may act as the reader (web readers: only their own browser
+    session or account; see webapp.feed.access)."""
+    return reader.source != Source.WEB or request.auth == reader.pk
 
 
 class FeedQuerySerializer(serializers.Serializer):
     reader = IntegerApiField(min_value=1, max_value=ID_MAX)
     limit = IntegerApiField(min_value=1, required=False)
-    arm = serializers.ChoiceField(choices=list(ARMS), required=False)
+    arm = serializers.ChoiceField(choices=services.arm_names(), required=False)
 
     def validate(self, attrs: dict) -> dict:
         repeated = [name for name in self.fields if len(self.initial_data.getlist(name)) > 1]
@@ -140,7 +143,7 @@ class FeedView(APIView):
         parameters=[
             OpenApiParameter("reader", int, required=True, description="Reader id"),
             OpenApiParameter("limit", int, description="Stories per page (default 10)"),
-            OpenApiParameter("arm", str, enum=list(ARMS), description="The ranker arm for this request "
+            OpenApiParameter("arm", str, enum=services.arm_names(), description="The ranker arm for this request "
                                                                       "(default FEED_ARM)"),
         ],
         responses=FeedSerializer,
@@ -149,14 +152,10 @@ class FeedView(APIView):
         start = time.perf_counter()
         query = FeedQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        now, reader_id = timezone.now(), query.validated_data["reader"]
-        reader, clicked, shown = selectors.reader_with_history(reader_id=reader_id, now=now)
-        reader = _visible(request, reader, reader_id)
-        keys = client_keys(request)
-        client_throttle(keys, scope="feeds")
-        limit = query.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT)
-        page = services.feed_build(reader=reader, limit=limit, arm=query.validated_data.get("arm"), now=now,
-                                   history=(clicked, shown), client=keys[0])
+        data = query.validated_data
+        page = services.feed_serve(reader_id=data["reader"], limit=data.get("limit", settings.FEED_DEFAULT_LIMIT),
+                                   arm=data.get("arm"), client=client_keys(request),
+                                   may_read=lambda reader: _may_read(request, reader))
         response = Response(FeedSerializer(page).data)
         page.served(seconds=time.perf_counter() - start)
         return response

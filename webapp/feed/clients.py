@@ -14,7 +14,7 @@ from django.http import HttpRequest
 
 from webapp.common.addresses import client_address
 from webapp.feed import ratelimit
-from webapp.feed.services import RateLimited
+from webapp.feed.errors import RateLimited
 
 SIMULATOR = "sim"
 HEADER = "X-Simulator-Token"

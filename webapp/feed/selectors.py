@@ -58,6 +58,7 @@ _HISTORY_SQL = """
 """
 
 
+@reconnecting
 def reader_history(*, reader: Reader, now: datetime) -> tuple[list[int], dict[int, int]]:
     """In one round trip: the items the reader clicked (newest first) and the impressions of
     each item to them within SEEN_WINDOW."""

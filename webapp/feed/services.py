@@ -1,10 +1,12 @@
 """The feed's writes: building a page (and logging its impressions), recording clicks,
-changing a web reader's topics and profile. Views, commands and the simulator call these."""
+changing a web reader's topics and profile. Views, commands and the simulator call these;
+the pages reach recsys/ only through here (the arms' names, webapp.feed.abtest for figures)."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,38 +15,21 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from recsys.arms import ARMS
 from recsys.arms import arm as arm_named
 from recsys.baseline import BASELINE, baseline_scores
 from webapp.common import degraded, logs, metrics
+from webapp.common.catalog import catalog_changed
 from webapp.common.db import reconnecting
 from webapp.feed import ranking, ratelimit
-from webapp.feed.selectors import feed_candidates_for, reader_history
+from webapp.feed.clients import client_throttle
+from webapp.feed.errors import NotFound, RateLimited, Rejected
+from webapp.feed.selectors import feed_candidates_for, reader_history, reader_with_history
 from webapp.lookalike.online import reader_vector_refresh_quietly
 from webapp.lookalike.services import seedset_mark_dirty
 from webapp.news.models import Click, Impression, Item, Reader, Source
 from webapp.news.selectors import catalog_for, profile_choices
 from webapp.news.services import READER_PROFILE_FIELDS
-
-
-class NotFound(Exception):
-    """The thing asked for does not exist (the API answers 404)."""
-
-
-class Rejected(ValueError):
-    """The request is well-formed but not allowed (the API answers 400); `field` names the
-    input at fault."""
-
-    def __init__(self, message: str, *, field: str = "non_field_errors") -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class RateLimited(Exception):
-    """Over a rate limit (the API answers 429 with Retry-After); nothing was stored."""
-
-    def __init__(self, message: str, *, limit: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.limit, self.retry_after = limit, retry_after
 
 
 @dataclass(frozen=True)
@@ -67,6 +52,7 @@ class FeedPage:
     degraded: tuple[str, ...] = ()  # what the page was built without (Redis, a model), see webapp.common.degraded
     degraded_kinds: tuple[str, ...] = ()  # the kinds of those fallbacks (webapp.common.degraded)
     candidates: int = 0  # the stories the ranker scored
+    reader: Reader | None = field(default=None, repr=False, compare=False)  # whom the page is for, as read
 
     def served(self, *, seconds: float) -> None:
         """Count this page in the metrics, answered in `seconds`."""
@@ -74,21 +60,46 @@ class FeedPage:
                             warm=[e.warm for e in self.entries], degraded=self.degraded_kinds)
 
 
-@reconnecting
+def arm_names() -> list[str]:
+    """The ranker arms a request may name (recsys.arms), in the registry's order."""
+    return list(ARMS)
+
+
+def feed_serve(*, reader_id: int, limit: int, arm: str | None, client: tuple[str, ...],
+               may_read: Callable[[Reader], bool]) -> FeedPage:
+    """The page of a feed request (the HTML page's and the API's): the reader and their
+    history read in one round trip; NotFound unless the reader exists and `may_read` them
+    (webapp.feed.access); the client's feeds counted (RateLimited over
+    FEED_CLIENT_RATE_LIMIT; webapp.feed.clients), then the page as feed_build makes it, its
+    impressions logged under the client's first key."""
+    now = timezone.now()
+    reader, clicked, shown = reader_with_history(reader_id=reader_id, now=now)
+    if reader is None or not may_read(reader):
+        raise NotFound(f"Reader {reader_id} not found.")
+    client_throttle(client, scope="feeds")
+    return _page(reader=reader, clicked=clicked, shown=shown, now=now, limit=limit, arm=arm, client=client[0])
+
+
 def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, arm: str | None = None,
-               history: tuple[list[int], dict[int, int]] | None = None, client: str = "") -> FeedPage:
+               client: str = "") -> FeedPage:
     """Rank the reader's candidates (live items of their catalog they have not clicked), log
     the top `limit` as impressions with the ranker's arm and score parts, return them.
     `arm` names the ranker arm for this request (A/B comparisons; default FEED_ARM); until a
-    ranker is trained the baseline (popularity x recency) ranks. `history`: (clicked, shown)
-    as selectors.reader_history gives them as of `now`, when the caller already read them
-    (selectors.reader_with_history). `client`: the client the page is shown to
-    (webapp.feed.clients), whose clicks alone its impressions take."""
-    if history is not None and now is None:
-        raise ValueError("a history read by the caller needs the `now` it was read at")
+    ranker is trained the baseline (popularity x recency) ranks. `client`: the client the
+    page is shown to (webapp.feed.clients), whose clicks alone its impressions take. For
+    callers that hold the reader (the closed loop, the simulator, commands); a request over
+    HTTP goes through feed_serve."""
     now = now or timezone.now()
+    clicked, shown = reader_history(reader=reader, now=now)
+    return _page(reader=reader, clicked=clicked, shown=shown, now=now, limit=limit, arm=arm, client=client)
+
+
+@reconnecting
+def _page(*, reader: Reader, clicked: list[int], shown: dict[int, int], now: datetime, limit: int,
+          arm: str | None, client: str) -> FeedPage:
+    """The page ranked for the reader with their history (`clicked`, `shown` as
+    selectors.reader_history gives them as of `now`), its impressions logged."""
     chosen = arm_named(arm or settings.FEED_ARM)  # UnknownArm (a ValueError) on a name not in the registry
-    clicked, shown = history if history is not None else reader_history(reader=reader, now=now)
     with degraded.collect() as fell_back:
         ranked = ranking.rank(reader_id=reader.pk, source=catalog_for(reader=reader), clicked=clicked, shown=shown,
                               now=now, limit=limit, arm=chosen, topics=reader.topics)
@@ -106,8 +117,8 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, arm: 
 
     try:
         ids = log(kept)
-    except IntegrityError:  # a story deleted after this process copied the catalog: drop it, reload the copy
-        ranking.catalogs.clear()
+    except IntegrityError:  # a story deleted after the catalog was copied: drop it, and say the catalog changed
+        catalog_changed()
         live = set(Item.objects.filter(pk__in=[int(ranked.item_ids[n]) for n in kept]).values_list("pk", flat=True))
         kept = [n for n in kept if int(ranked.item_ids[n]) in live]
         ids = log(kept)
@@ -120,7 +131,7 @@ def feed_build(*, reader: Reader, limit: int, now: datetime | None = None, arm: 
               degraded=sorted(fell_back.kinds))
     return FeedPage(request_id=request_id, reader_id=reader.pk, arm=ranked.arm, entries=entries,
                     degraded=tuple(fell_back), degraded_kinds=tuple(sorted(fell_back.kinds)),
-                    candidates=ranked.candidates)
+                    candidates=ranked.candidates, reader=reader)
 
 
 _IMPRESSIONS_SQL = """

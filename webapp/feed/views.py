@@ -19,10 +19,8 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from recsys.arms import ARMS
 from webapp.common.ids import ID_MAX, IntegerFormField
 from webapp.feed import selectors, services
 from webapp.feed.access import SESSION_KEY, may_act_as, session_reader_id
@@ -51,7 +49,7 @@ class ReaderForm(OnceForm):
 
 class FeedForm(OnceForm):
     reader = IntegerFormField(min_value=1, max_value=ID_MAX, required=False)
-    arm = forms.ChoiceField(choices=[(a, a) for a in ARMS], required=False)
+    arm = forms.ChoiceField(choices=[(a, a) for a in services.arm_names()], required=False)
 
 
 class ClickForm(OnceForm):
@@ -84,18 +82,15 @@ def feed(request: HttpRequest) -> HttpResponse:
         reader_id = session_reader_id(request)
         if reader_id is None:
             return redirect("feed:home")
-    now = timezone.now()
-    reader, clicked, shown = selectors.reader_with_history(reader_id=reader_id, now=now)
-    if reader is None or not may_act_as(request, reader):
-        return render(request, "feed/not_found.html", {"what": "reader"}, status=404)
     arm = form.cleaned_data.get("arm") or None
-    keys = client_keys(request)
     try:
-        client_throttle(keys, scope="feeds")
+        page = services.feed_serve(reader_id=reader_id, limit=settings.FEED_DEFAULT_LIMIT, arm=arm,
+                                   client=client_keys(request), may_read=lambda reader: may_act_as(request, reader))
+    except services.NotFound:
+        return render(request, "feed/not_found.html", {"what": "reader"}, status=404)
     except services.RateLimited as exc:
         return _rate_limited(request, exc)
-    page = services.feed_build(reader=reader, limit=settings.FEED_DEFAULT_LIMIT, arm=arm, now=now,
-                               history=(clicked, shown), client=keys[0])
+    reader = page.reader
     more = {"reader": reader.pk, **({"arm": arm} if arm else {})}
     response = render(request, "feed/feed.html", {
         "reader": reader,
