@@ -162,6 +162,68 @@ def numbers(r: dict, ev: dict | None) -> str:
     return md_table(("measurement", "value"), rows)
 
 
+HEADLINE_ROWS = 12  # the README's table stays short; bench/results.md has every table
+
+
+def headline(r: dict, ev: dict | None) -> str:
+    """The README's short table: one row per thing a newcomer asks first."""
+    rows = []
+    if "bench" in r:
+        rows.append(("`make bench`, every benchmark", f"{sum(r['bench']['scripts'].values()) / 60:.1f} min"))
+    if "demo" in r:
+        d = r["demo"]
+        rows.append((f"`make demo`'s world: load, {d['backfill_sessions']:,}-session backfill, `train`",
+                     f"{d['load_demo_seconds']:.0f} s, {d['backfill_seconds']:.0f} s, {d['train_seconds']:.0f} s"))
+    if "feed" in r:
+        c = r["feed"]["candidates"]["1000"]
+        rows.append(("`GET /api/feed`, 1,000 candidates, p50 / p99", f"{ms(c['p50_ms'])} / {ms(c['p99_ms'])} ms"))
+    if "load" in r and "throughput" in r["load"]:
+        tp = r["load"]["throughput"]
+        rows.append((f"feeds per second through nginx + gunicorn, {tp['clients']} clients",
+                     f"{tp['requests_per_s']:,.0f}/s, p99 {ms(tp['p99_ms'])} ms, {tp['errors_5xx']} × 5xx"))
+    if "soak" in r:
+        ph = r["soak"]["phases"]
+        rows.append(("soak with worker, Redis and Postgres faults", f"{sum(p['requests'] for p in ph):,} requests, "
+                     f"{sum(p['errors_5xx'] for p in ph)} × 5xx, {sum(p['clicks_sent'] - p['clicks_stored'] for p in ph)}"
+                     " clicks lost"))
+    if "refresh" in r:
+        f = r["refresh"]
+        rows.append((f"seed and state refresh, {f['items']:,} stories × {f['seeds_per_item']} seeds",
+                     f"{f['seconds']:.1f} s"))
+    if "scale" in r:
+        fd = r["scale"]["feed"]
+        rows.append((f"feed at {r['scale']['stories']:,} stories (recall), p50 / p99",
+                     f"{ms(fd['p50_ms'])} / {ms(fd['p99_ms'])} ms"))
+    if "readers" in r:
+        rows.append(("a new reader's click to their new vector, p50", f"{r['readers']['click_to_vector_ms']['p50']} ms"))
+    rows += _headline_ab(r.get("ab", {}))
+    if ev:
+        sc = ev["scorers"]
+        views = (("overall", lambda v: v["overall"]), ("pooled 5-99", lambda v: v["pooled"]["5-99"]),
+                 ("unseen readers", lambda v: v.get("unseen_readers")))
+        cells = [f"{get(sc['ranker'])['auc']:.3f} vs {get(sc['hybrid'])['auc']:.3f}" for _, get in views
+                 if get(sc["ranker"]) and get(sc["hybrid"])]
+        rows.append((f"replay AUC on ml-latest-small, `ranker` vs `hybrid` ({' / '.join(n for n, _ in views)})",
+                     " / ".join(cells)))
+    assert len(rows) <= HEADLINE_ROWS, len(rows)
+    return md_table(("measurement", "value"), rows)
+
+
+def _headline_ab(a: dict) -> list[tuple[str, str]]:
+    loop = a.get("closed_loop")
+    if not loop:
+        return []
+    default = a["default_arm"]
+    vs = loop["arms"][default]["vs_ctr"]
+    rows = [(f"closed loop, `{default}` against `ctr` ({loop['world']}): expected CTR, minutes to warm",
+             f"{_pm_loop(vs, 'expected_ctr_rel', percent=True)}, {_pm_loop(vs, 'minutes_to_warm_diff')}")]
+    ablation = loop.get("ablation")
+    if ablation:
+        rows.append((f"closed loop, `{default}` against `{ablation['arm']}` (no RALM): expected CTR",
+                     _pm_loop(ablation, "expected_ctr_rel", percent=True)))
+    return rows
+
+
 def feed(r: dict) -> str:
     c = r["feed"]["candidates"]
     rows = sorted(c.items(), key=lambda x: int(x[0]))
@@ -373,7 +435,7 @@ def evaluation_unseen(ev: dict) -> str:
 
 
 def blocks(r: dict, ev: dict | None) -> dict[str, str]:
-    out = {"numbers": numbers(r, ev)}
+    out = {"headline": headline(r, ev), "numbers": numbers(r, ev)}
     if "feed" in r:
         out["feed"] = feed(r)
     if "ab" in r:
@@ -495,7 +557,7 @@ def plots(r: dict) -> list[str]:
 
 
 def results_md(rendered: dict[str, str], images: list[str]) -> str:
-    titles = {"numbers": "Numbers", "feed": "Feed latency (`bench/feed.py`)",
+    titles = {"headline": "Headline numbers (the README's table)", "numbers": "Numbers", "feed": "Feed latency (`bench/feed.py`)",
               "load": "Load (`bench/load.py`)", "soak": "Soak with faults (`bench/soak.py`)",
               "audience": "A story's audience against the truth (`bench/audience.py`)",
               "worlds": "What RALM adds, per demo world (`bench/audience.py`)",
