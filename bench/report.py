@@ -58,108 +58,174 @@ def pm(diff: float, se: float) -> str:
 def numbers(r: dict, ev: dict | None) -> str:
     rows = []
     if "bench" in r:
-        timed = r["bench"]["scripts"]
-        per = ", ".join(f"{Path(k).stem} {v:.0f}" for k, v in sorted(timed.items()))
-        untimed = sorted(Path(s).stem for s in SCRIPTS if s not in timed)
-        rows.append(("`make bench`, every benchmark below (the sum of each one's latest wall time)",
-                     f"{sum(timed.values()) / 60:.1f} min ({per} s" + (f"; {', '.join(untimed)} not timed yet"
-                                                                      if untimed else "") + ")"))
+        rows += _numbers_bench(r)
     if "import" in r:
-        i = r["import"]
-        rows += [(f"`import_dataset --format movielens` {i['dataset']} ({i['rows']:,} rows): parse and store in "
-                  "one transaction", f"{i['store_seconds_median']:.1f} s ({i['rows_per_s']:,} rows/s)"),
-                 ("the same, re-import (adds nothing)", f"{i['reimport_seconds_median']:.1f} s"),
-                 ("text vectors for its movies (all-MiniLM-L6-v2, 2 CPU cores)",
-                  f"{i['embed_seconds']:.0f} s ({i['embed_items_per_s']} items/s)")]
+        rows += _numbers_import(r)
     if "demo" in r:
-        d = r["demo"]
-        st = d["train_stages"]
-        rows += [("`load_demo` (336 stories, 1,200 readers, their text vectors)", f"{d['load_demo_seconds']:.1f} s"),
-                 (f"36-hour backfill of `make demo`, {d['backfill_sessions']:,} sessions written in bulk "
-                  f"({d['clicks']:,} clicks, {d['impressions']:,} impressions)", f"{d['backfill_seconds']:.0f} s"),
-                 (f"`manage.py train` on that history ({d['readers']:,} readers): both RALM stages, the cold-start "
-                  "model and its calibration, the CTR models, E_u to Postgres and Redis",
-                  f"{d['train_seconds']:.0f} s (load {st['load']}, stage 1 {st['stage1']}, stage 2 {st['stage2']}, "
-                  f"cold start {st['coldstart']}, CTR {st['ctr']}, store {st['store']}); val AUC stage 1 "
-                  f"{d['stage1_val_auc']}, stage 2 {d['stage2_val_auc']}")]
+        rows += _numbers_demo(r)
     if "refresh" in r:
-        f = r["refresh"]
-        rows.append((f"seed + look-alike state refresh, {f['items']:,} dirty items × {f['seeds_per_item']} seeds "
-                     "(`bench/refresh.py`)", f"{f['seconds']:.1f} s ({f['items_per_s']:,} items/s)"))
+        rows += _numbers_refresh(r)
     if "feed" in r:
-        c = r["feed"]["candidates"]
-        rows.append(("`GET /api/feed`, 1,000 candidates, through Django, one client (`bench/feed.py`)",
-                     f"p50 {ms(c['1000']['p50_ms'])} ms, p99 {ms(c['1000']['p99_ms'])} ms (100: "
-                     f"{ms(c['100']['p50_ms'])} / {ms(c['100']['p99_ms'])}; 5,000: {ms(c['5000']['p50_ms'])} / "
-                     f"{ms(c['5000']['p99_ms'])})"))
-        s = r["feed"]["scoring_1000_ms"]
-        rows.append(("look-alike scoring of 1,000 candidates, centroids vs 500 raw seeds each",
-                     f"{s['centroids_k20']} ms vs {s['raw_seeds_500']} ms ({r['feed']['raw_seed_ratio_500']}×)"))
-        if "observability" in r["feed"]:
-            o = r["feed"]["observability"]
-            rows.append((f"what the feed pays for its metrics and its JSON line per request ({o['candidates']:,} "
-                         f"candidates, {o['requests']:,} readers, each arm in turn in one web process, "
-                         "`bench/feed.py`)",
-                         f"metrics {o['metrics_cost']['ms']:+.2f} ± {o['metrics_cost']['se_ms']:.2f} ms at p50 "
-                         f"(off {o['p50_ms']['off']:.2f} ms), the line {o['log_line_cost']['ms']:+.2f} ± "
-                         f"{o['log_line_cost']['se_ms']:.2f} ms"))
+        rows += _numbers_feed(r)
     if "load" in r:
-        lo = r["load"]
-        value = (f"{lo['requests']:,} requests ({lo.get('requests_per_s', 0):,.0f}/s), p50 "
-                 f"{ms(lo.get('p50_ms', 0))} ms, p99 {ms(lo['p99_ms'])} ms, {lo['errors_5xx']} × 5xx, "
-                 f"clicks sent {lo['clicks_sent']:,} = stored {lo['clicks_stored']:,}")
-        if "throughput" in lo:
-            tp = lo["throughput"]
-            value += (f"; closed loop, {tp['clients']} clients: {tp['requests_per_s']:,.0f} feeds/s, p50 "
-                      f"{ms(tp['p50_ms'])} ms, p99 {ms(tp['p99_ms'])} ms, {tp['errors_5xx']} × 5xx")
-        px = lo.get("proxy", {})
-        if "p50_diff_ms" in px:
-            value += f"; the proxy adds {pm(px['p50_diff_ms'], px['p50_diff_se_ms'])} ms to the feed's p50"
-        rows.append((f"load: {lo['clients']} concurrent readers for {lo['seconds']} s against "
-                     f"{'nginx in front of ' if px else ''}gunicorn (feeds and clicks, `bench/load.py`)", value))
+        rows += _numbers_load(r)
     if "soak" in r:
-        so = r["soak"]
-        ph = so["phases"]
-        rows.append((f"soak with faults: {so['clients']} readers for {so['seconds'] / 60:.0f} min (`bench/soak.py`: "
-                     "worker SIGKILL, Redis stopped and started, Postgres connections terminated)",
-                     f"{sum(p['requests'] for p in ph):,} requests, {sum(p['errors_5xx'] for p in ph)} × 5xx, clicks "
-                     f"sent {sum(p['clicks_sent'] for p in ph):,} = stored {sum(p['clicks_stored'] for p in ph):,}, "
-                     f"worst phase p99 {ms(max(p['p99_ms'] for p in ph))} ms"))
+        rows += _numbers_soak(r)
     if "scale" in r:
-        sc = r["scale"]
-        c, f, fd = sc["counts"], sc["refresh"], sc["feed"]
-        scale = {"k": 1_000, "M": 1_000_000}
-        sizes = sorted((k for k in c if k.endswith("_s")), key=lambda k: int(k[:-3]) * scale[k[-3]])
-        rows.append((f"scale (`bench/scale.py`, {sc['stories']:,} stories and readers, {fd['warm_stories']:,} of "
-                     f"them warm): the feed through recall, what its page keeps of the full ranking's top 10 and a "
-                     f"web process's peak memory; the minute's counts job after a history of "
-                     f"{' and '.join(k.removesuffix('_s') for k in sizes)} impressions; the refresh of "
-                     f"{f['items']:,} dirty stories × {f['seeds_per_item']} seeds by one and two worker processes",
-                     f"p50 {ms(fd['p50_ms'])} ms, p99 {ms(fd['p99_ms'])} ms, top 10 kept {fd['top10_kept']:.3f} ± "
-                     f"{fd['top10_kept_se'] or 0:.3f}, {sc['web_rss_mib']:,.0f} MiB; "
-                     f"{' / '.join(f'{c[k] * 1000:.0f} ms' for k in sizes)} ({c['ratio']}×); "
-                     f"{f['one_worker_s']} s / {f['two_workers_s']} s ({f['speedup']}×)"))
+        rows += _numbers_scale(r)
     if "readers" in r:
-        n = r["readers"]
-        rows.append((f"a new reader's click to their new vector (`bench/readers.py`, {n['readers']} new readers, "
-                     f"{n['clicks']} clicks)", f"p50 {n['click_to_vector_ms']['p50']} ms, p99 "
-                     f"{n['click_to_vector_ms']['p99']} ms (the recompute alone: p50 "
-                     f"{n['vector_recompute_ms']['p50']} ms, p99 {n['vector_recompute_ms']['p99']} ms)"))
+        rows += _numbers_readers(r)
     if "ab" in r:
-        a = r["ab"]
-        loop = a.get("closed_loop")
-        copies = "" if not loop else (f", closed loop: {loop['replicates']} replicates × {len(loop['arms'])} + "
-                                      f"{len((loop.get('other_world') or {}).get('arms', {}))} arms × "
-                                      f"{loop['hours']:g} simulated hours, a copy of the world each")
-        rows.append((f"ranker A/B on simulated traffic (`bench/ab.py`: two worlds' history and training"
-                     f"{copies}; {a['sessions']:,} paired sessions)", f"{a['seconds']} s"))
+        rows += _numbers_ab(r)
     if ev:
-        s = ev["seconds"]
-        rows.append(("replay evaluation on ml-latest-small (`python -m recsys.evaluate`: every model trained, "
-                     f"{len(ev['scorers'])} scorers × 3 views × {ev['sampling_seeds']} seeds)",
-                     f"{s['total']:.0f} s (stage 1 {s['stage1']}, stage 2 {s['stage2_attention']}, text vectors "
-                     f"{s['text_vectors']})"))
+        rows += _numbers_evaluation_seconds(ev)
     return md_table(("measurement", "value"), rows)
+
+
+def _numbers_bench(r: dict) -> list[tuple[str, str]]:
+    rows = []
+    timed = r["bench"]["scripts"]
+    per = ", ".join(f"{Path(k).stem} {v:.0f}" for k, v in sorted(timed.items()))
+    untimed = sorted(Path(s).stem for s in SCRIPTS if s not in timed)
+    rows.append(("`make bench`, every benchmark below (the sum of each one's latest wall time)",
+                 f"{sum(timed.values()) / 60:.1f} min ({per} s" + (f"; {', '.join(untimed)} not timed yet"
+                                                                  if untimed else "") + ")"))
+    return rows
+
+
+def _numbers_import(r: dict) -> list[tuple[str, str]]:
+    rows = []
+    i = r["import"]
+    rows += [(f"`import_dataset --format movielens` {i['dataset']} ({i['rows']:,} rows): parse and store in "
+              "one transaction", f"{i['store_seconds_median']:.1f} s ({i['rows_per_s']:,} rows/s)"),
+             ("the same, re-import (adds nothing)", f"{i['reimport_seconds_median']:.1f} s"),
+             ("text vectors for its movies (all-MiniLM-L6-v2, 2 CPU cores)",
+              f"{i['embed_seconds']:.0f} s ({i['embed_items_per_s']} items/s)")]
+    return rows
+
+
+def _numbers_demo(r: dict) -> list[tuple[str, str]]:
+    rows = []
+    d = r["demo"]
+    st = d["train_stages"]
+    rows += [("`load_demo` (336 stories, 1,200 readers, their text vectors)", f"{d['load_demo_seconds']:.1f} s"),
+             (f"36-hour backfill of `make demo`, {d['backfill_sessions']:,} sessions written in bulk "
+              f"({d['clicks']:,} clicks, {d['impressions']:,} impressions)", f"{d['backfill_seconds']:.0f} s"),
+             (f"`manage.py train` on that history ({d['readers']:,} readers): both RALM stages, the cold-start "
+              "model and its calibration, the CTR models, E_u to Postgres and Redis",
+              f"{d['train_seconds']:.0f} s (load {st['load']}, stage 1 {st['stage1']}, stage 2 {st['stage2']}, "
+              f"cold start {st['coldstart']}, CTR {st['ctr']}, store {st['store']}); val AUC stage 1 "
+              f"{d['stage1_val_auc']}, stage 2 {d['stage2_val_auc']}")]
+    return rows
+
+
+def _numbers_refresh(r: dict) -> list[tuple[str, str]]:
+    rows = []
+    f = r["refresh"]
+    rows.append((f"seed + look-alike state refresh, {f['items']:,} dirty items × {f['seeds_per_item']} seeds "
+                 "(`bench/refresh.py`)", f"{f['seconds']:.1f} s ({f['items_per_s']:,} items/s)"))
+    return rows
+
+
+def _numbers_feed(r: dict) -> list[tuple[str, str]]:
+    rows = []
+    c = r["feed"]["candidates"]
+    rows.append(("`GET /api/feed`, 1,000 candidates, through Django, one client (`bench/feed.py`)",
+                 f"p50 {ms(c['1000']['p50_ms'])} ms, p99 {ms(c['1000']['p99_ms'])} ms (100: "
+                 f"{ms(c['100']['p50_ms'])} / {ms(c['100']['p99_ms'])}; 5,000: {ms(c['5000']['p50_ms'])} / "
+                 f"{ms(c['5000']['p99_ms'])})"))
+    s = r["feed"]["scoring_1000_ms"]
+    rows.append(("look-alike scoring of 1,000 candidates, centroids vs 500 raw seeds each",
+                 f"{s['centroids_k20']} ms vs {s['raw_seeds_500']} ms ({r['feed']['raw_seed_ratio_500']}×)"))
+    if "observability" in r["feed"]:
+        o = r["feed"]["observability"]
+        rows.append((f"what the feed pays for its metrics and its JSON line per request ({o['candidates']:,} "
+                     f"candidates, {o['requests']:,} readers, each arm in turn in one web process, "
+                     "`bench/feed.py`)",
+                     f"metrics {o['metrics_cost']['ms']:+.2f} ± {o['metrics_cost']['se_ms']:.2f} ms at p50 "
+                     f"(off {o['p50_ms']['off']:.2f} ms), the line {o['log_line_cost']['ms']:+.2f} ± "
+                     f"{o['log_line_cost']['se_ms']:.2f} ms"))
+    return rows
+
+
+def _numbers_load(r: dict) -> list[tuple[str, str]]:
+    rows = []
+    lo = r["load"]
+    value = (f"{lo['requests']:,} requests ({lo.get('requests_per_s', 0):,.0f}/s), p50 "
+             f"{ms(lo.get('p50_ms', 0))} ms, p99 {ms(lo['p99_ms'])} ms, {lo['errors_5xx']} × 5xx, "
+             f"clicks sent {lo['clicks_sent']:,} = stored {lo['clicks_stored']:,}")
+    if "throughput" in lo:
+        tp = lo["throughput"]
+        value += (f"; closed loop, {tp['clients']} clients: {tp['requests_per_s']:,.0f} feeds/s, p50 "
+                  f"{ms(tp['p50_ms'])} ms, p99 {ms(tp['p99_ms'])} ms, {tp['errors_5xx']} × 5xx")
+    px = lo.get("proxy", {})
+    if "p50_diff_ms" in px:
+        value += f"; the proxy adds {pm(px['p50_diff_ms'], px['p50_diff_se_ms'])} ms to the feed's p50"
+    rows.append((f"load: {lo['clients']} concurrent readers for {lo['seconds']} s against "
+                 f"{'nginx in front of ' if px else ''}gunicorn (feeds and clicks, `bench/load.py`)", value))
+    return rows
+
+
+def _numbers_soak(r: dict) -> list[tuple[str, str]]:
+    rows = []
+    so = r["soak"]
+    ph = so["phases"]
+    rows.append((f"soak with faults: {so['clients']} readers for {so['seconds'] / 60:.0f} min (`bench/soak.py`: "
+                 "worker SIGKILL, Redis stopped and started, Postgres connections terminated)",
+                 f"{sum(p['requests'] for p in ph):,} requests, {sum(p['errors_5xx'] for p in ph)} × 5xx, clicks "
+                 f"sent {sum(p['clicks_sent'] for p in ph):,} = stored {sum(p['clicks_stored'] for p in ph):,}, "
+                 f"worst phase p99 {ms(max(p['p99_ms'] for p in ph))} ms"))
+    return rows
+
+
+def _numbers_scale(r: dict) -> list[tuple[str, str]]:
+    rows = []
+    sc = r["scale"]
+    c, f, fd = sc["counts"], sc["refresh"], sc["feed"]
+    scale = {"k": 1_000, "M": 1_000_000}
+    sizes = sorted((k for k in c if k.endswith("_s")), key=lambda k: int(k[:-3]) * scale[k[-3]])
+    rows.append((f"scale (`bench/scale.py`, {sc['stories']:,} stories and readers, {fd['warm_stories']:,} of "
+                 f"them warm): the feed through recall, what its page keeps of the full ranking's top 10 and a "
+                 f"web process's peak memory; the minute's counts job after a history of "
+                 f"{' and '.join(k.removesuffix('_s') for k in sizes)} impressions; the refresh of "
+                 f"{f['items']:,} dirty stories × {f['seeds_per_item']} seeds by one and two worker processes",
+                 f"p50 {ms(fd['p50_ms'])} ms, p99 {ms(fd['p99_ms'])} ms, top 10 kept {fd['top10_kept']:.3f} ± "
+                 f"{fd['top10_kept_se'] or 0:.3f}, {sc['web_rss_mib']:,.0f} MiB; "
+                 f"{' / '.join(f'{c[k] * 1000:.0f} ms' for k in sizes)} ({c['ratio']}×); "
+                 f"{f['one_worker_s']} s / {f['two_workers_s']} s ({f['speedup']}×)"))
+    return rows
+
+
+def _numbers_readers(r: dict) -> list[tuple[str, str]]:
+    rows = []
+    n = r["readers"]
+    rows.append((f"a new reader's click to their new vector (`bench/readers.py`, {n['readers']} new readers, "
+                 f"{n['clicks']} clicks)", f"p50 {n['click_to_vector_ms']['p50']} ms, p99 "
+                 f"{n['click_to_vector_ms']['p99']} ms (the recompute alone: p50 "
+                 f"{n['vector_recompute_ms']['p50']} ms, p99 {n['vector_recompute_ms']['p99']} ms)"))
+    return rows
+
+
+def _numbers_ab(r: dict) -> list[tuple[str, str]]:
+    rows = []
+    a = r["ab"]
+    loop = a.get("closed_loop")
+    copies = "" if not loop else (f", closed loop: {loop['replicates']} replicates × {len(loop['arms'])} + "
+                                  f"{len((loop.get('other_world') or {}).get('arms', {}))} arms × "
+                                  f"{loop['hours']:g} simulated hours, a copy of the world each")
+    rows.append((f"ranker A/B on simulated traffic (`bench/ab.py`: two worlds' history and training"
+                 f"{copies}; {a['sessions']:,} paired sessions)", f"{a['seconds']} s"))
+    return rows
+
+
+def _numbers_evaluation_seconds(ev: dict) -> list[tuple[str, str]]:
+    rows = []
+    s = ev["seconds"]
+    rows.append(("replay evaluation on ml-latest-small (`python -m recsys.evaluate`: every model trained, "
+                 f"{len(ev['scorers'])} scorers × 3 views × {ev['sampling_seeds']} seeds)",
+                 f"{s['total']:.0f} s (stage 1 {s['stage1']}, stage 2 {s['stage2_attention']}, text vectors "
+                 f"{s['text_vectors']})"))
+    return rows
 
 
 HEADLINE_ROWS = 12  # the README's table stays short; bench/results.md has every table
@@ -183,9 +249,10 @@ def headline(r: dict, ev: dict | None) -> str:
                      f"{tp['requests_per_s']:,.0f}/s, p99 {ms(tp['p99_ms'])} ms, {tp['errors_5xx']} × 5xx"))
     if "soak" in r:
         ph = r["soak"]["phases"]
-        rows.append(("soak with worker, Redis and Postgres faults", f"{sum(p['requests'] for p in ph):,} requests, "
-                     f"{sum(p['errors_5xx'] for p in ph)} × 5xx, {sum(p['clicks_sent'] - p['clicks_stored'] for p in ph)}"
-                     " clicks lost"))
+        lost = sum(p["clicks_sent"] - p["clicks_stored"] for p in ph)
+        rows.append(("soak with worker, Redis and Postgres faults",
+                     f"{sum(p['requests'] for p in ph):,} requests, {sum(p['errors_5xx'] for p in ph)} × 5xx, "
+                     f"{lost} clicks lost"))
     if "refresh" in r:
         f = r["refresh"]
         rows.append((f"seed and state refresh, {f['items']:,} stories × {f['seeds_per_item']} seeds",
@@ -195,7 +262,8 @@ def headline(r: dict, ev: dict | None) -> str:
         rows.append((f"feed at {r['scale']['stories']:,} stories (recall), p50 / p99",
                      f"{ms(fd['p50_ms'])} / {ms(fd['p99_ms'])} ms"))
     if "readers" in r:
-        rows.append(("a new reader's click to their new vector, p50", f"{r['readers']['click_to_vector_ms']['p50']} ms"))
+        rows.append(("a new reader's click to their new vector, p50",
+                     f"{r['readers']['click_to_vector_ms']['p50']} ms"))
     rows += _headline_ab(r.get("ab", {}))
     if ev:
         sc = ev["scorers"]
@@ -557,7 +625,8 @@ def plots(r: dict) -> list[str]:
 
 
 def results_md(rendered: dict[str, str], images: list[str]) -> str:
-    titles = {"headline": "Headline numbers (the README's table)", "numbers": "Numbers", "feed": "Feed latency (`bench/feed.py`)",
+    titles = {"headline": "Headline numbers (the README's table)", "numbers": "Numbers",
+              "feed": "Feed latency (`bench/feed.py`)",
               "load": "Load (`bench/load.py`)", "soak": "Soak with faults (`bench/soak.py`)",
               "audience": "A story's audience against the truth (`bench/audience.py`)",
               "worlds": "What RALM adds, per demo world (`bench/audience.py`)",
