@@ -13,7 +13,8 @@ from webapp.common.connections import redis_client
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import states_refresh
-from webapp.lookalike.serving import ServingCache, lookalike_scores
+from webapp.lookalike.serving import lookalike_scores
+from webapp.lookalike.storecopy import ServingCache
 from webapp.news.models import Item, ItemStatus
 
 
@@ -85,7 +86,7 @@ def _warm_ids(look: ModelRun) -> list[int]:
 
 def test_a_store_above_the_recall_threshold_is_indexed_not_copied_and_scores_the_same(trained, settings,
                                                                                       monkeypatch):
-    from webapp.lookalike import serving
+    from webapp.lookalike import serving, storecopy
 
     look, tower = _run(ModelKind.LOOKALIKE), _run(ModelKind.USER_TOWER)
     warm = _warm_ids(look)
@@ -94,7 +95,7 @@ def test_a_store_above_the_recall_threshold_is_indexed_not_copied_and_scores_the
     assert serving.cache.sync(redis_client()).index is None  # the demo's store is copied whole
     serving.cache.clear()
     settings.FEED_RECALL_ABOVE = 10
-    monkeypatch.setattr(serving, "STATE_CACHE_ITEMS", 7)
+    monkeypatch.setattr(storecopy, "STATE_CACHE_ITEMS", 7)
     for reader in readers:  # (a request asks for at most what the process keeps)
         got = {}
         for start in range(0, len(warm), 5):
@@ -118,7 +119,8 @@ def test_a_store_above_the_recall_threshold_is_indexed_not_copied_and_scores_the
     assert len(after.index) == len(copy.index) and int(item) in after.warm_ids
     got = serving.reader_view(reader_id=readers[0]).scores(np.array([item]))
     cents, sizes, mask = pad_states([(fresh.centroids, fresh.sizes)], got.scorer.k, got.scorer.dim)
-    assert got.logits[0] == pytest.approx(got.scorer._score(got.e_u, cents, sizes, mask, fresh.e_global[None])[0])
+    expected = got.scorer._score(got.e_u, cents, sizes, mask, fresh.e_global[None])[0]
+    assert got.logits[0] == pytest.approx(expected)
 
 
 def test_recall_through_the_index_finds_the_items_nearest_the_reader(trained, settings):
