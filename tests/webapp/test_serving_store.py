@@ -119,7 +119,7 @@ def test_a_store_above_the_recall_threshold_is_indexed_not_copied_and_scores_the
     assert len(after.index) == len(copy.index) and int(item) in after.warm_ids
     got = serving.reader_view(reader_id=readers[0]).scores(np.array([item]))
     cents, sizes, mask = pad_states([(fresh.centroids, fresh.sizes)], got.scorer.k, got.scorer.dim)
-    expected = got.scorer._score(got.e_u, cents, sizes, mask, fresh.e_global[None])[0]
+    expected = got.scorer.score_unchecked(got.e_u, cents, sizes, mask, fresh.e_global[None])[0]
     assert got.logits[0] == pytest.approx(expected)
 
 

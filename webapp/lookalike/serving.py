@@ -90,7 +90,7 @@ class ReaderView:
         copy = self.copy
         if copy.index is not None:
             return copy.index.search(unit_rows(copy.scorer.transform(self.e_u.astype(np.float64))), n)
-        logits = copy.scorer._score(self.e_u.astype(np.float64), copy.cents, copy.sizes, copy.mask,
+        logits = copy.scorer.score_unchecked(self.e_u.astype(np.float64), copy.cents, copy.sizes, copy.mask,
                                              copy.e_global)
         best = np.argsort(-logits, kind="stable")[:n]
         return copy.ids_sorted[np.argsort(copy.rows_sorted)][best]
@@ -109,13 +109,13 @@ class ReaderView:
         e_u = self.e_u.astype(np.float64)  # the reader side in float64, the centroids' side in their float32
         if copy.index is not None:
             ids, cents, sizes, mask, e_global = self._states(ids)
-            logits = copy.scorer._score(e_u, cents, sizes, mask, e_global)
+            logits = copy.scorer.score_unchecked(e_u, cents, sizes, mask, e_global)
             return WarmScores(ids, logits, np.arange(len(ids)), copy.scorer, e_u, cents, sizes, mask, copy)
         if 2 * len(rows) >= len(copy.row):
             # Most warm items are candidates: score them all in place rather than copy megabytes of centroids.
-            logits = copy.scorer._score(e_u, copy.cents, copy.sizes, copy.mask, copy.e_global)[rows]
+            logits = copy.scorer.score_unchecked(e_u, copy.cents, copy.sizes, copy.mask, copy.e_global)[rows]
         else:
-            logits = copy.scorer._score(e_u, copy.cents[rows], copy.sizes[rows], copy.mask[rows],
+            logits = copy.scorer.score_unchecked(e_u, copy.cents[rows], copy.sizes[rows], copy.mask[rows],
                                                  copy.e_global[rows])
         return WarmScores(ids, logits, rows, copy.scorer, e_u, copy.cents, copy.sizes, copy.mask, copy)
 
