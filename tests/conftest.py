@@ -172,11 +172,11 @@ def _fresh_process_caches():
     empty in every test: test databases are flushed between tests, ids are not reused
     consistently."""
     from webapp.feed import ranking
-    from webapp.lookalike import online, refresh, serving
+    from webapp.lookalike import registry
 
-    for c in (ranking.catalogs, ranking.models, serving.cache, online.towers):
+    for c in (ranking.catalogs, ranking.models):
         c.clear()
-    refresh.scorers_clear()
+    registry.clear()
     _dashboard_cache_clear()
     yield
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import redis
@@ -25,30 +24,21 @@ from django.db.models import Case, F, QuerySet, When
 from django.db.models.functions import Mod
 from django.utils import timezone
 
-from recsys.artifacts import ArtifactError, load_lookalike
+from recsys.artifacts import ArtifactError
 from recsys.serving import ItemState, LookalikeScorer
 from webapp.common import metrics
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
+from webapp.lookalike.registry import lookalike_scorer
 from webapp.lookalike.selectors import active_run
 from webapp.news.models import Item, ItemStatus
 
 log = logging.getLogger(__name__)
-_scorers: dict[int, LookalikeScorer] = {}
-
-
-
-
-def scorers_clear() -> None:
-    """Forget the loaded look-alike models (a test database reuses run ids)."""
-    _scorers.clear()
 
 
 def scorer_for(run: ModelRun) -> LookalikeScorer:
-    """The run's look-alike model, loaded once per process."""
-    if run.pk not in _scorers:
-        _scorers[run.pk] = LookalikeScorer.from_model(load_lookalike(Path(run.artifact_path)))
-    return _scorers[run.pk]
+    """The run's look-alike model, loaded once per process (webapp.lookalike.registry)."""
+    return lookalike_scorer(run.pk, run.artifact_path)
 
 
 # Per item among %(items)s: its latest %(cap)s distinct clickers with a vector under the tower run %(run)s.

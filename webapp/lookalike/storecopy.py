@@ -21,19 +21,19 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import redis
 from django.conf import settings
 
-from recsys.artifacts import ArtifactError, load_lookalike
+from recsys.artifacts import ArtifactError
 from recsys.clustering import pad_states
 from recsys.recall import VectorIndex, unit_rows
 from recsys.serving import ItemState, LookalikeScorer
 from webapp.lookalike import store
 from webapp.lookalike.closeness import Reference, closeness_bars, reference_readers
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun
+from webapp.lookalike.registry import lookalike_scorer, registry
 from webapp.lookalike.slab import Slab
 from webapp.news.models import Item, ItemStatus
 
@@ -285,11 +285,11 @@ class ServingCache:
 
 
 def _with_model(run: int, path: str | None) -> StoreCopy:
-    """An empty copy for the run with its model loaded; on failure one with the error, logged."""
+    """An empty copy for the run with its model (from the registry); on failure one with the error, logged."""
     try:
         if path is None:
             raise ArtifactError(f"model run {run} is not in the database")
-        return StoreCopy(run=run, scorer=LookalikeScorer.from_model(load_lookalike(Path(path))))
+        return StoreCopy(run=run, scorer=lookalike_scorer(run, path))
     except ArtifactError as exc:
         log.error("look-alike model of run %s not loaded, warm stories are scored by the cold-start model: %s",
                   run, exc)
@@ -298,3 +298,4 @@ def _with_model(run: int, path: str | None) -> StoreCopy:
 
 
 cache = ServingCache()
+registry.on_clear(cache.clear)  # the copy holds a model: forgotten with it
