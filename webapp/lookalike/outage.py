@@ -21,7 +21,7 @@ def durable_vector(reader_id: int) -> np.ndarray | None:
     """The reader's E_u under the active user tower, from Postgres."""
     raw = ReaderVector.objects.filter(reader_id=reader_id, model_run__kind=ModelKind.USER_TOWER,
                                       model_run__is_active=True).values_list("vector", flat=True).first()
-    return None if raw is None else np.frombuffer(bytes(raw), dtype="<f4")
+    return None if raw is None else ReaderVector.vector_from(raw)
 
 
 class _Outage:

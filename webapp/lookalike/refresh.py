@@ -25,7 +25,7 @@ from django.db.models.functions import Mod
 from django.utils import timezone
 
 from recsys.artifacts import ArtifactError
-from recsys.serving import ItemState, LookalikeScorer
+from recsys.serving import LookalikeScorer
 from webapp.common import metrics
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
@@ -114,7 +114,7 @@ def _vectors(run: ModelRun, reader_ids: np.ndarray) -> dict[int, np.ndarray]:
     with connection.cursor() as cur:
         cur.execute(f"SELECT reader_id, vector FROM {ReaderVector._meta.db_table} "  # noqa: S608 (a model's table)
                     "WHERE model_run_id = %s AND reader_id = ANY(%s)", [run.pk, reader_ids.tolist()])
-        return {reader_id: np.frombuffer(raw, dtype="<f4") for reader_id, raw in cur.fetchall()}
+        return {reader_id: ReaderVector.vector_from(raw) for reader_id, raw in cur.fetchall()}
 
 
 def states_compute(*, items: list[tuple[int, list[int]]], tower: ModelRun, lookalike: ModelRun) -> dict:
@@ -262,14 +262,11 @@ def serving_store_rebuild() -> dict:
         return {"readers": 0, "items": 0}
     vectors = ReaderVector.objects.filter(model_run=tower).values_list("reader_id", "vector")
     n_readers = store.reader_vectors_write(run_id=tower.pk, vectors=(
-        (r, np.frombuffer(bytes(v), "<f4")) for r, v in vectors.iterator(chunk_size=5000)))
+        (r, ReaderVector.vector_from(v)) for r, v in vectors.iterator(chunk_size=5000)))
     n_items = 0
     if lookalike is not None:
-        states = {}
-        for item_id, k, dim, cents, sizes, e_global in LookalikeState.objects.filter(model_run=lookalike).values_list(
-                "item_id", "k", "dim", "centroids", "cluster_sizes", "global_embedding").iterator(chunk_size=2000):
-            states[item_id] = ItemState(np.frombuffer(bytes(cents), "<f4").reshape(k, dim),
-                                        np.asarray(sizes, np.float32), np.frombuffer(bytes(e_global), "<f4"))
+        rows = LookalikeState.objects.filter(model_run=lookalike).values_list("item_id", *LookalikeState.STATE_FIELDS)
+        states = {item_id: LookalikeState.state_from(*fields) for item_id, *fields in rows.iterator(chunk_size=2000)}
         _states_to_redis(states, lookalike=lookalike)
         n_items = len(states)
     store.active_runs_set(tower_run=tower.pk, lookalike_run=lookalike.pk if lookalike else None)

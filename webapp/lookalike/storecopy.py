@@ -186,11 +186,8 @@ def postgres_chunks(run: int, ids: Iterable[int] | None = None) -> Iterator[list
         rows, warm = rows.filter(item_id__in=ids), warm.filter(pk__in=ids)
     warm = set(warm.values_list("pk", flat=True))
     chunk = []
-    for item_id, k, dim, cents, sizes, e_global in rows.values_list(
-            "item_id", "k", "dim", "centroids", "cluster_sizes", "global_embedding").iterator(chunk_size=CHUNK):
-        chunk.append((item_id, ItemState(np.frombuffer(bytes(cents), "<f4").reshape(k, dim),
-                                         np.asarray(sizes, np.float32), np.frombuffer(bytes(e_global), "<f4")),
-                      item_id in warm))
+    for item_id, *fields in rows.values_list("item_id", *LookalikeState.STATE_FIELDS).iterator(chunk_size=CHUNK):
+        chunk.append((item_id, LookalikeState.state_from(*fields), item_id in warm))
         if len(chunk) == CHUNK:
             yield chunk
             chunk = []
