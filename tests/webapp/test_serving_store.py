@@ -13,9 +13,14 @@ from webapp.common.connections import redis_client
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import states_refresh
-from webapp.lookalike.serving import lookalike_scores
+from webapp.lookalike.serving import reader_view
 from webapp.lookalike.storecopy import ServingCache
 from webapp.news.models import Item, ItemStatus
+
+
+def lookalike_scores(*, reader_id: int, item_ids: list[int]) -> dict[int, float]:
+    """The reader's RALM logits for the warm items among `item_ids`, as the feed reads them."""
+    return reader_view(reader_id=reader_id).scores(np.asarray(item_ids, np.int64)).as_dict()
 
 
 def _run(kind: str) -> ModelRun:
@@ -71,8 +76,9 @@ def test_a_new_run_switches_the_store_atomically_and_rebuild_restores_it(trained
     assert n_states == LookalikeState.objects.filter(model_run_id=new[1]).count() > 0
     reader = ReaderVector.objects.filter(model_run_id=new[0]).first()
     before = store.reader_vector_get(reader_id=reader.reader_id, r=r)
-    store.run_drop(run_id=new[0], r=r)  # Redis loses the serving copy...
-    store.run_drop(run_id=new[1], r=r)
+    # Redis loses the serving copy...
+    r.delete(store.vectors_key(new[0]), *(key(new[1]) for key in (store.items_key, store.changed_key,
+                                                                    store.version_key)))
     assert store.reader_vector_get(reader_id=reader.reader_id, r=r) is None
     call_command("rebuild_serving_store", verbosity=0)  # ...and gets it back from Postgres
     assert np.array_equal(store.reader_vector_get(reader_id=reader.reader_id, r=r), before)

@@ -183,14 +183,3 @@ def reader_view(*, reader_id: int, r: redis.Redis | None = None,
         copy, e_u = redis_down(exc), durable_vector(reader_id)
     return ReaderView(copy, e_u, r)
 
-
-def warm_scores(*, reader_id: int, item_ids: np.ndarray, r: redis.Redis | None = None,
-                pointers: store.Pointers | None = None) -> WarmScores:
-    """RALM logits of the reader for the warm items among `item_ids` that have a state (cold
-    items, and everything when no model serves or the reader has no vector, are left out)."""
-    return reader_view(reader_id=reader_id, r=r, pointers=pointers).scores(item_ids)
-
-
-def lookalike_scores(*, reader_id: int, item_ids: list[int], r: redis.Redis | None = None) -> dict[int, float]:
-    """RALM logits of the reader for the *warm* items among `item_ids` that have a state."""
-    return warm_scores(reader_id=reader_id, item_ids=np.asarray(item_ids, np.int64), r=r).as_dict()
