@@ -157,8 +157,9 @@ def main() -> None:
                 out.append(time.perf_counter() - started)
             return float(np.median(out)) * 1000
 
-        centroid_ms = best_of(lambda: scorer._score(target, cents, sizes, sizes > 0, e_global))
-        raw_ms = best_of(lambda: scorer._score(target, raw, np.ones((c, RAW)), np.ones((c, RAW), bool), e_global))
+        centroid_ms = best_of(lambda: scorer.score_unchecked(target, cents, sizes, sizes > 0, e_global))
+        raw_ms = best_of(lambda: scorer.score_unchecked(target, raw, np.ones((c, RAW)), np.ones((c, RAW), bool),
+                                                        e_global))
         result["scoring_1000_ms"] = {"centroids_k20": round(centroid_ms, 2), "raw_seeds_500": round(raw_ms, 2)}
         result["raw_seed_ratio_500"] = round(raw_ms / centroid_ms, 1)
         result["scored_candidates"], result["raw_seeds"] = c, RAW

@@ -123,7 +123,7 @@ class Lookalike:
             cents, sizes, mask = pad_states([(s.centroids, s.sizes) for s in states], width, self.scorer.dim)
             e_global = np.stack([s.e_global for s in states])
             u = self.vectors[groups.reader[g]] if query is None else query[g]
-            out[g, : len(states)] = self.scorer._score(
+            out[g, : len(states)] = self.scorer.score_unchecked(
                 u.astype(np.float64), cents.astype(np.float64), sizes, mask,
                 e_global.astype(np.float64))
         return out

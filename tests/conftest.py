@@ -173,11 +173,11 @@ def _fresh_process_caches():
     consistently."""
     from webapp.feed.catalog import catalogs
     from webapp.feed.modelcache import models
-    from webapp.lookalike import online, refresh, serving
+    from webapp.lookalike import registry
 
-    for c in (catalogs, models, serving.cache, online.towers):
+    for c in (catalogs, models):
         c.clear()
-    refresh.scorers_clear()
+    registry.clear()
     _dashboard_cache_clear()
     yield
 

@@ -37,7 +37,7 @@ from webapp.common.connections import redis_client
 from webapp.common.db import connection_lost
 from webapp.common.locks import job_lock_key
 from webapp.feed import ranking, selectors, services
-from webapp.lookalike import online, serving, store
+from webapp.lookalike import registry, store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import serving_store_heal
 from webapp.news.models import Click, Impression, Item, ItemStatus, Reader, Source
@@ -422,7 +422,7 @@ def test_a_broken_model_artifact_is_logged_and_the_feed_falls_back(small_trained
         shutil.copyfile(path, backup)
         try:
             _damage(path, how)
-            for cache in (ranking.catalogs, ranking.models, serving.cache, online.towers):  # a process starting now
+            for cache in (ranking.catalogs, ranking.models, registry):  # a process starting now
                 cache.clear()
             caplog.clear()
             with caplog.at_level(logging.ERROR):

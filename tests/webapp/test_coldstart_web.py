@@ -13,7 +13,6 @@ from tests.conftest import DATA, wait_for
 from tests.factories import ItemFactory
 from webapp.lookalike.models import SeedSet
 from webapp.lookalike.services import item_status_refresh
-from webapp.news.embedding import item_vector
 from webapp.news.models import Item, ItemStatus
 
 
@@ -22,11 +21,11 @@ def test_every_demo_and_imported_item_gets_a_unit_text_vector(demo_db):
     call_command("import_dataset", "--format", "mind", str(DATA / "mind_sample"), verbosity=0)
     assert not Item.objects.filter(text_vector__isnull=True).exists()
     for item in Item.objects.order_by("?")[:20]:
-        v = item_vector(item)
+        v = item.text_array
         assert v.shape == (384,) and abs(float(np.linalg.norm(v)) - 1) < 1e-4
     a, b = Item.objects.get(external_id="sports-001"), Item.objects.get(external_id="sports-002")
     c = Item.objects.get(external_id="food-001")
-    assert item_vector(a) @ item_vector(b) > item_vector(a) @ item_vector(c)
+    assert a.text_array @ b.text_array > a.text_array @ c.text_array
 
 
 @pytest.mark.django_db
@@ -35,7 +34,7 @@ def test_embed_items_fills_what_is_missing():
     assert item.text_vector is None
     call_command("embed_items", verbosity=0)
     item.refresh_from_db()
-    assert item_vector(item).shape == (384,)
+    assert item.text_array.shape == (384,)
 
 
 def test_an_item_added_in_the_admin_gets_a_vector_from_the_worker(celery_env, spawn, admin_client):
@@ -55,7 +54,7 @@ def test_an_item_added_in_the_admin_gets_a_vector_from_the_worker(celery_env, sp
         return item.text_vector is not None
 
     assert wait_for(embedded, timeout=90), "the worker never embedded the new item"
-    assert item_vector(item).shape == (384,)
+    assert item.text_array.shape == (384,)
 
 
 @pytest.mark.django_db

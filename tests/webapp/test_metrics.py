@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.factories import TEST_CLIENT
 from webapp.common.connections import redis_client
 from webapp.feed import ranking, services
-from webapp.lookalike import online, refresh, serving, store
+from webapp.lookalike import refresh, registry, store
 from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
 from webapp.lookalike.services import item_status_refresh
 from webapp.news.models import Impression, Item, ItemStatus, Reader, Source
@@ -75,11 +75,11 @@ def test_metrics_after_feeds_clicks_a_refusal_a_degraded_answer_and_a_refresh(tr
     weights = Path(ModelRun.objects.get(kind=ModelKind.LOOKALIKE, is_active=True).artifact_path) / "weights.pt"
     shutil.copyfile(weights, weights.with_suffix(".bak"))
     weights.write_text("garbage")
-    for cache in (ranking.catalogs, ranking.models, serving.cache, online.towers):
+    for cache in (ranking.catalogs, ranking.models, registry):
         cache.clear()
     degraded = _feed(client, readers[1])
     shutil.move(weights.with_suffix(".bak"), weights)
-    for cache in (ranking.catalogs, ranking.models, serving.cache, online.towers):
+    for cache in (ranking.catalogs, ranking.models, registry):
         cache.clear()
     assert degraded["degraded"] is True
 

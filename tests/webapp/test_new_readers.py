@@ -11,9 +11,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from webapp.feed.access import SESSION_KEY
-from webapp.lookalike import store
+from webapp.lookalike import registry, store
 from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector, SeedSet
-from webapp.lookalike.online import reader_vector_refresh, towers
+from webapp.lookalike.online import reader_vector_refresh
 from webapp.lookalike.refresh import seeds_refresh
 from webapp.news.models import Click, Item, Reader, Source
 
@@ -194,7 +194,7 @@ def test_admin_lists_new_readers_with_their_vectors_age(trained, client):
 
 
 def test_without_a_trained_tower_clicks_still_count(demo_db, client):
-    towers.clear()
+    registry.clear()
     reader = _start(client)
     page = client.get(f"/api/feed?reader={reader.pk}").json()
     resp = client.post("/api/clicks", {"impression": page["items"][0]["impression"]},

@@ -13,8 +13,14 @@ from webapp.common.connections import redis_client
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import states_refresh
-from webapp.lookalike.serving import ServingCache, lookalike_scores
+from webapp.lookalike.serving import reader_view
+from webapp.lookalike.storecopy import ServingCache
 from webapp.news.models import Item, ItemStatus
+
+
+def lookalike_scores(*, reader_id: int, item_ids: list[int]) -> dict[int, float]:
+    """The reader's RALM logits for the warm items among `item_ids`, as the feed reads them."""
+    return reader_view(reader_id=reader_id).scores(np.asarray(item_ids, np.int64)).as_dict()
 
 
 def _run(kind: str) -> ModelRun:
@@ -70,8 +76,9 @@ def test_a_new_run_switches_the_store_atomically_and_rebuild_restores_it(trained
     assert n_states == LookalikeState.objects.filter(model_run_id=new[1]).count() > 0
     reader = ReaderVector.objects.filter(model_run_id=new[0]).first()
     before = store.reader_vector_get(reader_id=reader.reader_id, r=r)
-    store.run_drop(run_id=new[0], r=r)  # Redis loses the serving copy...
-    store.run_drop(run_id=new[1], r=r)
+    # Redis loses the serving copy...
+    r.delete(store.vectors_key(new[0]), *(key(new[1]) for key in (store.items_key, store.changed_key,
+                                                                    store.version_key)))
     assert store.reader_vector_get(reader_id=reader.reader_id, r=r) is None
     call_command("rebuild_serving_store", verbosity=0)  # ...and gets it back from Postgres
     assert np.array_equal(store.reader_vector_get(reader_id=reader.reader_id, r=r), before)
@@ -85,7 +92,7 @@ def _warm_ids(look: ModelRun) -> list[int]:
 
 def test_a_store_above_the_recall_threshold_is_indexed_not_copied_and_scores_the_same(trained, settings,
                                                                                       monkeypatch):
-    from webapp.lookalike import serving
+    from webapp.lookalike import serving, storecopy
 
     look, tower = _run(ModelKind.LOOKALIKE), _run(ModelKind.USER_TOWER)
     warm = _warm_ids(look)
@@ -94,7 +101,7 @@ def test_a_store_above_the_recall_threshold_is_indexed_not_copied_and_scores_the
     assert serving.cache.sync(redis_client()).index is None  # the demo's store is copied whole
     serving.cache.clear()
     settings.FEED_RECALL_ABOVE = 10
-    monkeypatch.setattr(serving, "STATE_CACHE_ITEMS", 7)
+    monkeypatch.setattr(storecopy, "STATE_CACHE_ITEMS", 7)
     for reader in readers:  # (a request asks for at most what the process keeps)
         got = {}
         for start in range(0, len(warm), 5):
@@ -118,7 +125,8 @@ def test_a_store_above_the_recall_threshold_is_indexed_not_copied_and_scores_the
     assert len(after.index) == len(copy.index) and int(item) in after.warm_ids
     got = serving.reader_view(reader_id=readers[0]).scores(np.array([item]))
     cents, sizes, mask = pad_states([(fresh.centroids, fresh.sizes)], got.scorer.k, got.scorer.dim)
-    assert got.logits[0] == pytest.approx(got.scorer._score(got.e_u, cents, sizes, mask, fresh.e_global[None])[0])
+    expected = got.scorer.score_unchecked(got.e_u, cents, sizes, mask, fresh.e_global[None])[0]
+    assert got.logits[0] == pytest.approx(expected)
 
 
 def test_recall_through_the_index_finds_the_items_nearest_the_reader(trained, settings):

@@ -61,8 +61,7 @@ def test_train_writes_runs_artifacts_and_every_readers_vector(trained, settings,
     assert ModelRun.objects.filter(is_active=True).count() == 4  # tower, look-alike, cold start, CTR
     new = ModelRun.objects.get(kind="user_tower", is_active=True)
     assert new.pk != tower.pk and store.active_tower_get(r=r) == new.pk
-    store.run_drop(run_id=tower.pk, r=r)
-    store.run_drop(run_id=new.pk, r=r)
+    r.delete(*r.keys(f"{store.PREFIX}:run:*"))
 
 
 @pytest.mark.django_db

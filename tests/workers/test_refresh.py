@@ -7,6 +7,7 @@ import sys
 import time
 import uuid
 
+import numpy as np
 from django.utils import timezone
 
 from tests.conftest import wait_for
@@ -16,11 +17,16 @@ from webapp.feed import services
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, SeedSet
 from webapp.lookalike.refresh import seeds_refresh, states_refresh
-from webapp.lookalike.serving import lookalike_scores
+from webapp.lookalike.serving import reader_view
 from webapp.news.models import Impression, Item, ItemStatus, Reader
 
 CELERY = [sys.executable, "-m", "celery", "-A", "workers"]
 N = 8000  # items in the refresh that gets killed
+
+
+def lookalike_scores(*, reader_id: int, item_ids: list[int]) -> dict[int, float]:
+    """The reader's RALM logits for the warm items among `item_ids`, as the feed reads them."""
+    return reader_view(reader_id=reader_id).scores(np.asarray(item_ids, np.int64)).as_dict()
 
 
 def _click(item: Item, readers: list[Reader]) -> None:

@@ -17,7 +17,7 @@ from recsys.artifacts import load_coldstart
 from recsys.audience import cosine_rows, story_audience, summarise
 from recsys.history import TruthMatrix
 from recsys.profiles import reader_profiles
-from recsys.serving import ItemState, LookalikeScorer
+from recsys.serving import LookalikeScorer
 from recsys.simulation import item_truth
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.refresh import scorer_for
@@ -79,7 +79,7 @@ class AudienceWorld:
         sub_counts = np.zeros((len(readers), len(subs)))
         for r, h in enumerate(histories):
             np.add.at(sub_counts[r], item_sub[h], 1.0)
-        vectors = np.stack([np.frombuffer(bytes(i[4]), "<f4") if i[4] is not None else np.zeros(384, np.float32)
+        vectors = np.stack([Item.vector_from(i[4]) if i[4] is not None else np.zeros(384, np.float32)
                             for i in items])
         prof = reader_profiles(item_vectors=vectors, item_category=category, n_categories=len(categories),
                                histories=[np.array(h[-100:], np.int64) for h in histories])
@@ -90,7 +90,7 @@ class AudienceWorld:
         if tower is not None:
             rows = ReaderVector.objects.filter(model_run=tower, reader_id__in=reader_ids.tolist()) \
                 .values_list("reader_id", "vector")
-            got = {pk: np.frombuffer(bytes(v), "<f4") for pk, v in rows}
+            got = {pk: ReaderVector.vector_from(v) for pk, v in rows}
             if got:
                 dim = len(next(iter(got.values())))
                 e_u = np.zeros((len(readers), dim))
@@ -133,9 +133,7 @@ class AudienceWorld:
                 if state is None and self.lookalike_run is not None:
                     state = LookalikeState.objects.filter(item_id=item_id, model_run=self.lookalike_run).first()
                 if state is not None:
-                    scores["ralm"] = self.scorer.audience(self.e_u[cand], ItemState(
-                        np.frombuffer(bytes(state.centroids), "<f4").reshape(state.k, state.dim),
-                        np.array(state.cluster_sizes, np.float32), np.frombuffer(bytes(state.global_embedding), "<f4")))
+                    scores["ralm"] = self.scorer.audience(self.e_u[cand], state.item_state)
         if self.coldstart is not None and np.any(self.vectors[i]):
             coef, intercept = self.coldstart
             d = self.vectors.shape[1]

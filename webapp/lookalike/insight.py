@@ -111,9 +111,9 @@ def seed_view(*, item: Item, reader_id: int | None = None) -> SeedView:
     except ArtifactError as exc:
         view.note = str(exc)
         return view
-    cents = np.frombuffer(bytes(state.centroids), "<f4").reshape(state.k, state.dim).astype(np.float64)
+    decoded = state.item_state
+    cents, e_global = decoded.centroids.astype(np.float64), decoded.e_global.astype(np.float64)
     sizes = np.array(state.cluster_sizes, np.float64)
-    e_global = np.frombuffer(bytes(state.global_embedding), "<f4").astype(np.float64)
     view.cluster_sizes = [int(s) for s in sizes]
     view.clusters_svg = _bars_svg(sizes, "seeds per cluster", "cluster")
     mask = np.ones((1, len(sizes)), bool)
@@ -123,7 +123,7 @@ def seed_view(*, item: Item, reader_id: int | None = None) -> SeedView:
                                                                                             strict=True))]
     vectors = dict(ReaderVector.objects.filter(model_run=tower, reader_id__in=ids).values_list("reader_id", "vector"))
     with_vector = [i for i in ids if i in vectors]
-    seed_x = np.array([np.frombuffer(bytes(vectors[i]), "<f4") for i in with_vector], np.float64)
+    seed_x = np.array([ReaderVector.vector_from(vectors[i]) for i in with_vector], np.float64)
     seed_fx = scorer.transform(seed_x) if len(seed_x) else np.zeros((0, scorer.dim))
     cluster_of = dict(zip(with_vector, _nearest(seed_fx, cents).tolist(), strict=True))
     view.seed_rows = [(r, cluster_of.get(r.pk)) for r in view.seeds]
@@ -134,7 +134,7 @@ def seed_view(*, item: Item, reader_id: int | None = None) -> SeedView:
         if raw is None:
             view.note = f"Reader {view.reader.pk} has no vector under the active user tower."
         else:
-            e_u = np.frombuffer(bytes(raw), "<f4").astype(np.float64)
+            e_u = ReaderVector.vector_from(raw).astype(np.float64)
             reader_x = scorer.transform(e_u)
             logit = float(scorer.score(e_u, cents[None], sizes[None], mask, e_global[None])[0])
             w = scorer.local_weights(e_u, cents[None], sizes[None], mask)[0]
@@ -228,7 +228,7 @@ def _calibrated(reader: Reader, item: Item, logit: float) -> dict:
         pk__in={*clicked, item.pk}, source=item.source, published_at__isnull=False)
         .values_list("pk", "category", "text_vector")}
     ids = [i for i in clicked if i in rows][::-1] + [item.pk]  # the history oldest first, then the story
-    vectors = np.stack([np.frombuffer(bytes(rows[i][1]), "<f4") if rows[i][1] is not None else
+    vectors = np.stack([Item.vector_from(rows[i][1]) if rows[i][1] is not None else
                         np.zeros(TEXT_DIM, np.float32) for i in ids])
     category = np.array([categories.index(rows[i][0]) for i in ids], np.int64)
     picked = {categories.index(c) for c in reader.topics if c in categories}

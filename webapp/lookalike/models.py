@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from recsys.serving import ItemState
 from webapp.news.models import Item
 
 
@@ -91,6 +93,20 @@ class LookalikeState(models.Model):
     def __str__(self) -> str:
         return f"state of item {self.item_id} under run {self.model_run_id}"
 
+    # The fields `state_from` decodes, in its order (for `values_list`).
+    STATE_FIELDS = ("k", "dim", "centroids", "cluster_sizes", "global_embedding")
+
+    @staticmethod
+    def state_from(k: int, dim: int, centroids: bytes | memoryview, cluster_sizes: list[int],
+                   global_embedding: bytes | memoryview) -> ItemState:
+        """The ItemState of a row's `STATE_FIELDS` as the database returns them."""
+        return ItemState(np.frombuffer(bytes(centroids), "<f4").reshape(k, dim), np.asarray(cluster_sizes, np.float32),
+                         np.frombuffer(bytes(global_embedding), "<f4"))
+
+    @property
+    def item_state(self) -> ItemState:
+        return self.state_from(*(getattr(self, f) for f in self.STATE_FIELDS))
+
 
 class ReaderVector(models.Model):
     """A reader's E_u under one user-tower run (the durable copy; Redis serves it).
@@ -109,3 +125,12 @@ class ReaderVector(models.Model):
 
     def __str__(self) -> str:
         return f"E_u of reader {self.reader_id} under run {self.model_run_id}"
+
+    @staticmethod
+    def vector_from(raw: bytes | memoryview) -> np.ndarray:
+        """A `vector` as the database returns it, decoded: E_u (dim,) float32."""
+        return np.frombuffer(bytes(raw), "<f4")
+
+    @property
+    def e_u(self) -> np.ndarray:
+        return self.vector_from(self.vector)

@@ -10,59 +10,48 @@ joins seeds to the vectors of the active tower.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import redis
 from django.db import connection
 from django.utils import timezone
 
-from recsys.artifacts import ArtifactError, load_tower
+from recsys.artifacts import ArtifactError
 from recsys.online import ClickedStory, OnlineTower, ReaderFeatures
 from webapp.common.db import reconnecting
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun
+from webapp.lookalike.registry import online_tower, registry
 from webapp.news.models import Reader, Source
 
 log = logging.getLogger(__name__)
 
 
-class _Towers:
-    """The active tower run's OnlineTower, loaded once per process and run."""
+def _active_tower() -> tuple[int, OnlineTower] | None:
+    """The serving tower run's id and its OnlineTower (webapp.lookalike.registry): the run
+    Redis points at; without that pointer, the one this process last used, else the one
+    active in Postgres. ArtifactError if its files are unreadable."""
+    run_id = None
+    try:
+        run_id = store.active_tower_get()
+    except redis.RedisError:
+        pass
+    if run_id is None:
+        current = registry.current(ModelKind.USER_TOWER)
+        if current is not None:
+            return current
+    elif (tower := registry.find(ModelKind.USER_TOWER, run_id)) is not None:
+        return run_id, tower
+    fields = ("pk", "artifact_path")
+    run = (ModelRun.objects.filter(pk=run_id).values_list(*fields).first() if run_id is not None else None) or \
+        ModelRun.objects.filter(kind=ModelKind.USER_TOWER, is_active=True).values_list(*fields).first()
+    if run is None:
+        return None
+    return run[0], online_tower(*run)
 
-    def __init__(self) -> None:
-        self._run: ModelRun | None = None
-        self._tower: OnlineTower | None = None
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._run, self._tower = None, None
-
-    def get(self) -> tuple[ModelRun, OnlineTower] | None:
-        run_id = None
-        try:
-            run_id = store.active_tower_get()
-        except redis.RedisError:
-            pass
-        if self._run is not None and (run_id is None or run_id == self._run.pk):
-            return self._run, self._tower
-        with self._lock:
-            run = (ModelRun.objects.filter(pk=run_id).first() if run_id is not None else None) or \
-                ModelRun.objects.filter(kind=ModelKind.USER_TOWER, is_active=True).first()
-            if run is None:
-                return None
-            if self._run is None or self._run.pk != run.pk:
-                self._tower = OnlineTower(load_tower(Path(run.artifact_path)))  # ArtifactError if broken
-                self._run = run
-            return self._run, self._tower
-
-
-towers = _Towers()
 
 _CLICKS_SQL = """
     SELECT c.item_id, i.category, i.subcategory, i.title, i.abstract
@@ -89,9 +78,9 @@ def _clicked(reader_id: int, limit: int) -> list[ClickedStory]:
             for item_id, cat, sub, title, abstract in reversed(rows)]
 
 
-def _upsert(reader_id: int, run: ModelRun, vector: np.ndarray, now: datetime) -> None:
+def _upsert(reader_id: int, run_id: int, vector: np.ndarray, now: datetime) -> None:
     with connection.cursor() as cur:
-        cur.execute(_UPSERT_SQL, {"reader": reader_id, "run": run.pk, "dim": len(vector),
+        cur.execute(_UPSERT_SQL, {"reader": reader_id, "run": run_id, "dim": len(vector),
                                   "vector": vector.astype("<f4").tobytes(), "now": now})
 
 
@@ -113,10 +102,10 @@ def reader_vector_refresh(*, reader_id: int, topics: list[str] | None = None, pr
     trained yet. `topics` and `profile` are the reader's (read from the database if not
     given). Raises ArtifactError if the tower's files are unreadable."""
     started = time.perf_counter()
-    active = towers.get()
+    active = _active_tower()
     if active is None:
         return None
-    run, tower = active
+    run_id, tower = active
     if topics is None or profile is None:
         row = Reader.objects.filter(pk=reader_id).values_list("topics", "region", "age_band", "device").first()
         if row is None:
@@ -126,14 +115,14 @@ def reader_vector_refresh(*, reader_id: int, topics: list[str] | None = None, pr
     fields, features = tower.fields(clicked=_clicked(reader_id, tower.max_history), topics=topics, profile=profile)
     vector = tower.embed(fields)
     now = now or timezone.now()
-    _upsert(reader_id, run, vector, now)
+    _upsert(reader_id, run_id, vector, now)
     try:
-        store.reader_vectors_write(run_id=run.pk, vectors=[(reader_id, vector)])
+        store.reader_vectors_write(run_id=run_id, vectors=[(reader_id, vector)])
         in_redis = True
     except redis.RedisError as exc:
         log.warning("reader %s: vector stored in Postgres only (Redis: %s)", reader_id, exc.__class__.__name__)
         in_redis = False
-    return VectorUpdate(reader_id, run.pk, vector, features, now, in_redis, time.perf_counter() - started)
+    return VectorUpdate(reader_id, run_id, vector, features, now, in_redis, time.perf_counter() - started)
 
 
 def web_readers_embed(*, run: ModelRun, tower: OnlineTower, catalog: str) -> int:
@@ -149,7 +138,7 @@ def web_readers_embed(*, run: ModelRun, tower: OnlineTower, catalog: str) -> int
         vector = tower.vector(clicked=_clicked(pk, tower.max_history), topics=topics,
                               profile=dict(zip(("region", "age_band", "device"), profile, strict=True)))
         vectors.append((pk, vector))
-        _upsert(pk, run, vector, now)
+        _upsert(pk, run.pk, vector, now)
     if vectors:
         try:
             store.reader_vectors_write(run_id=run.pk, vectors=vectors)

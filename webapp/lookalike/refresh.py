@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import redis
@@ -25,30 +24,21 @@ from django.db.models import Case, F, QuerySet, When
 from django.db.models.functions import Mod
 from django.utils import timezone
 
-from recsys.artifacts import ArtifactError, load_lookalike
-from recsys.serving import ItemState, LookalikeScorer
+from recsys.artifacts import ArtifactError
+from recsys.serving import LookalikeScorer
 from webapp.common import metrics
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
+from webapp.lookalike.registry import lookalike_scorer
 from webapp.lookalike.selectors import active_run
 from webapp.news.models import Item, ItemStatus
 
 log = logging.getLogger(__name__)
-_scorers: dict[int, LookalikeScorer] = {}
-
-
-
-
-def scorers_clear() -> None:
-    """Forget the loaded look-alike models (a test database reuses run ids)."""
-    _scorers.clear()
 
 
 def scorer_for(run: ModelRun) -> LookalikeScorer:
-    """The run's look-alike model, loaded once per process."""
-    if run.pk not in _scorers:
-        _scorers[run.pk] = LookalikeScorer.from_model(load_lookalike(Path(run.artifact_path)))
-    return _scorers[run.pk]
+    """The run's look-alike model, loaded once per process (webapp.lookalike.registry)."""
+    return lookalike_scorer(run.pk, run.artifact_path)
 
 
 # Per item among %(items)s: its latest %(cap)s distinct clickers with a vector under the tower run %(run)s.
@@ -124,7 +114,7 @@ def _vectors(run: ModelRun, reader_ids: np.ndarray) -> dict[int, np.ndarray]:
     with connection.cursor() as cur:
         cur.execute(f"SELECT reader_id, vector FROM {ReaderVector._meta.db_table} "  # noqa: S608 (a model's table)
                     "WHERE model_run_id = %s AND reader_id = ANY(%s)", [run.pk, reader_ids.tolist()])
-        return {reader_id: np.frombuffer(raw, dtype="<f4") for reader_id, raw in cur.fetchall()}
+        return {reader_id: ReaderVector.vector_from(raw) for reader_id, raw in cur.fetchall()}
 
 
 def states_compute(*, items: list[tuple[int, list[int]]], tower: ModelRun, lookalike: ModelRun) -> dict:
@@ -272,14 +262,11 @@ def serving_store_rebuild() -> dict:
         return {"readers": 0, "items": 0}
     vectors = ReaderVector.objects.filter(model_run=tower).values_list("reader_id", "vector")
     n_readers = store.reader_vectors_write(run_id=tower.pk, vectors=(
-        (r, np.frombuffer(bytes(v), "<f4")) for r, v in vectors.iterator(chunk_size=5000)))
+        (r, ReaderVector.vector_from(v)) for r, v in vectors.iterator(chunk_size=5000)))
     n_items = 0
     if lookalike is not None:
-        states = {}
-        for item_id, k, dim, cents, sizes, e_global in LookalikeState.objects.filter(model_run=lookalike).values_list(
-                "item_id", "k", "dim", "centroids", "cluster_sizes", "global_embedding").iterator(chunk_size=2000):
-            states[item_id] = ItemState(np.frombuffer(bytes(cents), "<f4").reshape(k, dim),
-                                        np.asarray(sizes, np.float32), np.frombuffer(bytes(e_global), "<f4"))
+        rows = LookalikeState.objects.filter(model_run=lookalike).values_list("item_id", *LookalikeState.STATE_FIELDS)
+        states = {item_id: LookalikeState.state_from(*fields) for item_id, *fields in rows.iterator(chunk_size=2000)}
         _states_to_redis(states, lookalike=lookalike)
         n_items = len(states)
     store.active_runs_set(tower_run=tower.pk, lookalike_run=lookalike.pk if lookalike else None)

@@ -119,10 +119,6 @@ def active_runs_set(*, tower_run: int, lookalike_run: int | None, r: redis.Redis
     pipe.execute()
 
 
-def active_tower_set(*, run_id: int, r: redis.Redis | None = None) -> None:
-    (r or redis_client()).set(ACTIVE_TOWER_KEY, run_id)
-
-
 def active_tower_get(*, r: redis.Redis | None = None) -> int | None:
     value = (r or redis_client()).get(ACTIVE_TOWER_KEY)
     return int(value) if value is not None else None
@@ -164,7 +160,3 @@ def reader_vector_get(*, reader_id: int, run_id: int | None = None, r: redis.Red
     if run_id is None:
         return None
     return reader_vector_parse(r.hget(vectors_key(run_id), str(reader_id)))
-
-
-def run_drop(*, run_id: int, r: redis.Redis | None = None) -> None:
-    (r or redis_client()).delete(vectors_key(run_id), items_key(run_id), changed_key(run_id), version_key(run_id))

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-import numpy as np
 from django.db import transaction
 from tqdm import tqdm
 
@@ -18,11 +17,6 @@ R = TypeVar("R")
 
 def item_text(item: Item) -> str:
     return f"{item.title}. {item.abstract}".strip()
-
-
-def item_vector(item: Item) -> np.ndarray | None:
-    raw = item.text_vector
-    return None if raw is None else np.frombuffer(bytes(raw), dtype="<f4")
 
 
 def stored_then_embedded(store: Callable[[Callable[[int], object]], R], *, rows: int, desc: str,

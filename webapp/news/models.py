@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
@@ -89,6 +90,16 @@ class Item(models.Model):
     @property
     def is_live(self) -> bool:
         return self.published_at is not None and self.published_at <= timezone.now()
+
+    @staticmethod
+    def vector_from(raw: bytes | memoryview) -> np.ndarray:
+        """A `text_vector` as the database returns it, decoded: (384,) float32."""
+        return np.frombuffer(bytes(raw), "<f4")
+
+    @property
+    def text_array(self) -> np.ndarray | None:
+        """The text vector decoded; None while the item has none."""
+        return None if self.text_vector is None else self.vector_from(self.text_vector)
 
 
 class Impression(models.Model):
