@@ -172,11 +172,9 @@ def _fresh_process_caches():
     empty in every test: test databases are flushed between tests, ids are not reused
     consistently."""
     from webapp.feed.catalog import catalogs
-    from webapp.feed.modelcache import models
     from webapp.lookalike import registry
 
-    for c in (catalogs, models):
-        c.clear()
+    catalogs.clear()
     registry.clear()
     _dashboard_cache_clear()
     yield

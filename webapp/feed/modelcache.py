@@ -1,5 +1,5 @@
-"""The ranker's models of the active runs (cold-start with its calibration, CTR), loaded once
-per run and kept by each process."""
+"""The ranker's models of the active runs (cold-start with its calibration, CTR): loaded once
+per pair of runs through the model registry, and re-checked when the look-alike pointer moves."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from recsys.ctr import FEATURES
 from webapp.common import degraded
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun
+from webapp.lookalike.registry import registry
 
 log = logging.getLogger(__name__)
+RANKER = "ranker"  # the registry's kind for the ranker's models, keyed by (cold-start run, CTR run)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class ModelCache:
         self._pointer: int | None = -1
         self._checked = 0.0
         self._lock = threading.Lock()
+        registry.on_clear(self.clear)
 
     def clear(self) -> None:
         with self._lock:
@@ -61,7 +64,7 @@ class ModelCache:
                     for k in (ModelKind.COLDSTART, ModelKind.CTR)}
             key = tuple(v[0] if v else None for v in runs.values())
             if key != self._models.key:
-                self._models = self._load(runs, key)
+                self._models = registry.get(RANKER, key, lambda: self._load(runs, key))
             self._pointer, self._checked = pointer, time.monotonic()
             return self._models
 
