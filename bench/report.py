@@ -541,20 +541,32 @@ def plots(r: dict) -> list[str]:
 
     made = []
     if "feed" in r:
-        c = sorted(r["feed"]["candidates"].items(), key=lambda x: int(x[0]))
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        xs = [int(n) for n, _ in c]
-        ax.plot(xs, [v["p50_ms"] for _, v in c], "o-", label="p50")
-        ax.plot(xs, [v["p99_ms"] for _, v in c], "s-", label="p99")
-        ax.axhline(10, color="grey", ls=":", lw=1)
-        ax.axhline(25, color="grey", ls="--", lw=1)
-        ax.set(xscale="log", xlabel="candidates", ylabel="ms", title="GET /api/feed latency")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(BENCH / "feed-latency.png", dpi=110)
-        plt.close(fig)
-        made.append("feed-latency.png")
-    if "ab" in r and "closed_loop" in r["ab"]:
+        made.append(_plot_feed(plt, r))
+    if "ab" in r:
+        made.append(_plot_ab(plt, r))
+    if "soak" in r and r["soak"].get("timeline"):
+        made.append(_plot_soak(plt, r))
+    return made
+
+
+def _plot_feed(plt, r: dict) -> str:
+    c = sorted(r["feed"]["candidates"].items(), key=lambda x: int(x[0]))
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    xs = [int(n) for n, _ in c]
+    ax.plot(xs, [v["p50_ms"] for _, v in c], "o-", label="p50")
+    ax.plot(xs, [v["p99_ms"] for _, v in c], "s-", label="p99")
+    ax.axhline(10, color="grey", ls=":", lw=1)
+    ax.axhline(25, color="grey", ls="--", lw=1)
+    ax.set(xscale="log", xlabel="candidates", ylabel="ms", title="GET /api/feed latency")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(BENCH / "feed-latency.png", dpi=110)
+    plt.close(fig)
+    return "feed-latency.png"
+
+
+def _plot_ab(plt, r: dict) -> str:
+    if "closed_loop" in r["ab"]:
         # The closed loop's trade-off: what each arm gains in clicks against what it costs a new
         # story's first readers, per world, with the standard errors over replicates.
         loop = r["ab"]["closed_loop"]
@@ -579,7 +591,7 @@ def plots(r: dict) -> list[str]:
         ax.legend(frameon=False, fontsize=8, title="world", title_fontsize=8)
         ax.set(xlabel="median minutes to warm vs ctr (left is faster)", ylabel="expected CTR vs ctr (%)",
                title="Closed loop: each arm in its own world, ± SE over replicates")
-    elif "ab" in r:
+    else:
         p = r["ab"]["paired"]
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         for name, v in sorted(p.items(), key=lambda x: _arm_key(x[0])):
@@ -590,38 +602,38 @@ def plots(r: dict) -> list[str]:
         ax.axhline(-2, color="grey", ls="--", lw=1)
         ax.set(xlabel="share of impressions to tail stories", ylabel="expected CTR vs ctr (%)",
                title="Ranker arms, paired simulated sessions")
-    if "ab" in r:
-        fig.tight_layout()
-        fig.savefig(BENCH / "ab-tradeoff.png", dpi=110)
-        plt.close(fig)
-        made.append("ab-tradeoff.png")
-    if "soak" in r and r["soak"].get("timeline"):
-        so = r["soak"]
-        tl = so["timeline"]
-        fig, ax = plt.subplots(figsize=(7, 3.6))
-        at = 0
-        for n, p in enumerate(so["phases"]):
-            if n % 2:
-                ax.axvspan(at, at + p["seconds"], color="0.93", lw=0)
-            ax.text(at + p["seconds"] / 2, 1.01 + 0.06 * (n % 2), p["phase"], transform=ax.get_xaxis_transform(),
-                    ha="center", va="bottom", fontsize=7)  # staggered: short phases' names do not overlap
-            at += p["seconds"]
-        xs = [b["t"] for b in tl]
-        ax.plot(xs, [b["p50_ms"] for b in tl], label="p50")
-        ax.plot(xs, [b["p99_ms"] for b in tl], label="p99")
-        ax.set(xlabel="seconds", ylabel="ms (answered requests)", ylim=(0, None))
-        share = ax.twinx()
-        share.fill_between(xs, [b["degraded_share"] for b in tl], step="post", color="tab:red", alpha=0.25,
-                           label="feeds degraded")
-        share.set(ylim=(0, 1.05), ylabel="share of feeds degraded")
-        lines = ax.get_legend_handles_labels()
-        more = share.get_legend_handles_labels()
-        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
-        fig.tight_layout()
-        fig.savefig(BENCH / "soak-timeline.png", dpi=110)
-        plt.close(fig)
-        made.append("soak-timeline.png")
-    return made
+    fig.tight_layout()
+    fig.savefig(BENCH / "ab-tradeoff.png", dpi=110)
+    plt.close(fig)
+    return "ab-tradeoff.png"
+
+
+def _plot_soak(plt, r: dict) -> str:
+    so = r["soak"]
+    tl = so["timeline"]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    at = 0
+    for n, p in enumerate(so["phases"]):
+        if n % 2:
+            ax.axvspan(at, at + p["seconds"], color="0.93", lw=0)
+        ax.text(at + p["seconds"] / 2, 1.01 + 0.06 * (n % 2), p["phase"], transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize=7)  # staggered: short phases' names do not overlap
+        at += p["seconds"]
+    xs = [b["t"] for b in tl]
+    ax.plot(xs, [b["p50_ms"] for b in tl], label="p50")
+    ax.plot(xs, [b["p99_ms"] for b in tl], label="p99")
+    ax.set(xlabel="seconds", ylabel="ms (answered requests)", ylim=(0, None))
+    share = ax.twinx()
+    share.fill_between(xs, [b["degraded_share"] for b in tl], step="post", color="tab:red", alpha=0.25,
+                       label="feeds degraded")
+    share.set(ylim=(0, 1.05), ylabel="share of feeds degraded")
+    lines = ax.get_legend_handles_labels()
+    more = share.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(BENCH / "soak-timeline.png", dpi=110)
+    plt.close(fig)
+    return "soak-timeline.png"
 
 
 def results_md(rendered: dict[str, str], images: list[str]) -> str:

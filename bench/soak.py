@@ -218,6 +218,34 @@ def _timeline(readers: list[SoakReader], start: float, total: float) -> list[dic
     return out
 
 
+def _problems(rows: list[dict], result: dict, *, acked: int) -> list[str]:
+    """What the soak must not show: a 5xx, a lost click, an outage feed not marked degraded, a
+    refresh that did not catch up, a dead process, an error in nginx's log."""
+    problems = []
+    for r in rows:
+        if r["errors_5xx"] or r["dropped"]:
+            problems.append(f"{r['phase']}: {r['errors_5xx']} × 5xx, {r['dropped']} dropped")
+        if r["feeds_200"] != r["feeds"]:
+            problems.append(f"{r['phase']}: {r['feeds'] - r['feeds_200']} feeds not answered 200")
+        if not r["clicks_sent"] == r["clicks_acked"] == r["clicks_stored"]:
+            problems.append(f"{r['phase']}: clicks sent {r['clicks_sent']}, acked {r['clicks_acked']}, "
+                            f"stored {r['clicks_stored']}")
+        if r["outage_feeds_degraded"] != r["outage_feeds"]:
+            problems.append(f"{r['phase']}: {r['outage_feeds'] - r['outage_feeds_degraded']} feeds inside the "
+                            "Redis outage not marked degraded")
+    if result["clicks_new_rows"] != acked:
+        problems.append(f"{result['clicks_new_rows']} new click rows for {acked} acknowledged clicks")
+    if not any(r["outage_feeds"] for r in rows):
+        problems.append("no feed ran inside the Redis outage")
+    if not result["refresh_caught_up"]:
+        problems.append("the refresh did not catch up after the readers stopped")
+    if result["processes_dead"]:
+        problems.append(f"processes died: {', '.join(result['processes_dead'])}")
+    if result["proxy_errors_logged"]:
+        problems.append(f"{result['proxy_errors_logged']} errors in nginx's log")
+    return problems
+
+
 def main() -> int:
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: static files not collected here
     folder = Path(tempfile.mkdtemp(prefix="ralm-bench-soak-"))
@@ -307,28 +335,7 @@ def main() -> int:
     print(f"faults: {notes}")
     print(f"refresh caught up after the readers: {caught_up} ({caught_up_s:.1f} s); processes dead: {dead or 'none'}; "
           f"worker task failures logged: {result['worker_task_failures']}; new click rows {new_clicks:,}")
-    problems = []
-    for r in rows:
-        if r["errors_5xx"] or r["dropped"]:
-            problems.append(f"{r['phase']}: {r['errors_5xx']} × 5xx, {r['dropped']} dropped")
-        if r["feeds_200"] != r["feeds"]:
-            problems.append(f"{r['phase']}: {r['feeds'] - r['feeds_200']} feeds not answered 200")
-        if not r["clicks_sent"] == r["clicks_acked"] == r["clicks_stored"]:
-            problems.append(f"{r['phase']}: clicks sent {r['clicks_sent']}, acked {r['clicks_acked']}, "
-                            f"stored {r['clicks_stored']}")
-        if r["outage_feeds_degraded"] != r["outage_feeds"]:
-            problems.append(f"{r['phase']}: {r['outage_feeds'] - r['outage_feeds_degraded']} feeds inside the "
-                            "Redis outage not marked degraded")
-    if new_clicks != len(all_acked):
-        problems.append(f"{new_clicks} new click rows for {len(all_acked)} acknowledged clicks")
-    if not any(r["outage_feeds"] for r in rows):
-        problems.append("no feed ran inside the Redis outage")
-    if not caught_up:
-        problems.append("the refresh did not catch up after the readers stopped")
-    if dead:
-        problems.append(f"processes died: {', '.join(dead)}")
-    if result["proxy_errors_logged"]:
-        problems.append(f"{result['proxy_errors_logged']} errors in nginx's log")
+    problems = _problems(rows, result, acked=len(all_acked))
     if problems:
         print("FAILED:", *problems, *[p for t in readers for p in t.problems][:20], sep="\n  ", file=sys.stderr)
         for name, text in logs.items():
