@@ -224,11 +224,11 @@ def _feed_world(folder: Path) -> dict:
 
     from fixtures.corpus import load_stories
     from recsys.artifacts import save_coldstart, save_ctr, save_lookalike
-    from recsys.calibration import PlattCalibrator
     from recsys.coldstart import ColdStartModel, pair_features
     from recsys.ctr import CtrModel, assemble, learned_rows
     from recsys.hybrid import Calibration
     from recsys.lookalike import LookalikeConfig, LookalikeModel
+    from recsys.pipeline import PipelineConfig, calibration_maps
     from recsys.profiles import reader_profiles
     from recsys.serving import LookalikeScorer
     from webapp.common.bulk import copy_rows
@@ -272,8 +272,9 @@ def _feed_world(folder: Path) -> dict:
         history[r] = picks
     warm = np.zeros(STORIES, bool)
     warm[rng.choice(STORIES, int(FEED_WARM_SHARE * STORIES), replace=False)] = True
-    # Reader vectors: the user tower's stand-in.
-    dim = DIM
+    # Reader vectors: the user tower's stand-in, of the size the pipeline trains.
+    config = PipelineConfig()
+    dim = config.dim
     proj = rng.standard_normal((text, dim)) / np.sqrt(text)
     e_u = (cat_dir[prefs].sum(1) @ proj + rng.standard_normal((READERS, dim)) * 0.5).astype(np.float32)
 
@@ -295,7 +296,7 @@ def _feed_world(folder: Path) -> dict:
     x_cold = pair_features(prof, ri, vectors, cat_of, items, age_h[items])
     cold_model = ColdStartModel().fit(x_cold, y)
     cold_logit = cold_model.decision_function(x_cold)
-    save_lookalike(folder / "lookalike", LookalikeModel(LookalikeConfig(dim=dim, k=20)))
+    save_lookalike(folder / "lookalike", LookalikeModel(LookalikeConfig(dim=dim, k=config.k)))
     from recsys.artifacts import load_lookalike
 
     scorer = LookalikeScorer.from_model(load_lookalike(folder / "lookalike"))
@@ -312,10 +313,10 @@ def _feed_world(folder: Path) -> dict:
     for k in np.flatnonzero(is_warm):
         st = state_of[int(items[k])]
         ralm[k] = scorer.audience(e_u[sample_readers[ri[k]]][None], st)[0]
-    cold_map = PlattCalibrator().fit(cold_logit[~is_warm], y[~is_warm])
-    warm_map = PlattCalibrator().fit(np.stack([ralm[is_warm], cold_logit[is_warm]], 1), y[is_warm])
-    save_coldstart(folder / "coldstart", model=cold_model, calibration=Calibration(cold_map, warm_map, 20, {}),
-                   meta={"threshold": 20})
+    cold_map, warm_map = calibration_maps(cold_logit, ralm, y, is_warm)
+    save_coldstart(folder / "coldstart", model=cold_model,
+                   calibration=Calibration(cold_map, warm_map, config.seed_threshold, {}),
+                   meta={"threshold": config.seed_threshold})
     save_ctr(folder / "ctr", models={"ctr": ctr_model,
                                      "ctr_feature": CtrModel().fit(learned_rows(x5, ralm, cold_logit), y),
                                      "ctr_noralm": CtrModel().fit(learned_rows(x5, ralm, cold_logit, ralm=False), y)},

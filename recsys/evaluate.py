@@ -22,53 +22,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from recsys import ranker
 from recsys.arms import ARMS, DEFAULT_ARM, REFERENCE
-from recsys.baselines import ItemKNN, fit_als, reader_item_matrix
-from recsys.calibration import CalibrationError
 from recsys.datasets import READERS, DatasetError, read_dataset
-from recsys.hybrid import (
-    Calibration,
-    NotEnoughData,
-    calibrate,
-    fit_coldstart,
-    fit_replay_ctr,
-    fit_replay_learned,
-    labelled,
-    profiles_at,
-    reliability,
-)
-from recsys.interactions import Interactions, from_dataset
-from recsys.lookalike import LookalikeConfig
+from recsys.evaluation_models import TooLittleData, build_models
+from recsys.hybrid import Calibration, labelled, reliability
+from recsys.interactions import from_dataset
 from recsys.metrics import positive_metrics
+from recsys.pipeline import PipelineConfig
 from recsys.replay import VIEWS, Groups, Timeline, replay_groups
-from recsys.scorers import (
-    AsOfReaders,
-    ColdStart,
-    Hybrid,
-    Lookalike,
-    Ranker,
-    SeedAverage,
-    SeedTimeline,
-    Unseen,
-    dot_scorer,
-    frozen_profiles,
-    itemknn_scorer,
-    popularity,
-    query_dot_scorer,
-    random_scorer,
-)
-from recsys.serving import LookalikeScorer
-from recsys.stage1 import Stage1Params, fit_tower, reader_vectors
-from recsys.stage2 import (
-    BUCKETS,
-    SNAPSHOT_SHARES,
-    Stage2Params,
-    fit_lookalike,
-    snapshots_for,
-)
-from recsys.text import TextEncoder
+from recsys.stage2 import BUCKETS, SNAPSHOT_SHARES
 
+DEFAULTS = PipelineConfig()
 SCORERS = ["random", "popularity", "itemknn", "mf", "als", "als_seed_avg", "eu_seed_avg", "ralm_avg",
            "ralm_noclust", "ralm", "coldstart_linear", "hybrid", "ranker_ctr", "ranker"]
 # Paired differences of per-group AUC on the same groups: (scorer, baseline).
@@ -80,15 +44,6 @@ UNSEEN_PAIRS = [(a, b) for a in ("ralm", "hybrid", "ranker", "coldstart_linear",
                 for b in ("popularity", "itemknn")]
 METRICS = ["auc", "mrr", "ndcg@5", "ndcg@10"]
 POOLED = {"5-99": ("5-19", "20-99")}
-
-
-class TooLittleData(ValueError):
-    pass
-
-
-def time_cut(times: np.ndarray, share: float) -> float:
-    """The time before which `share` of the events fall (ties stay on one side)."""
-    return float(times[min(int(share * len(times)), len(times) - 1)])
 
 
 def summarize(per_seed: list[dict[str, np.ndarray]]) -> dict:
@@ -131,143 +86,11 @@ def evaluate_groups(score: Callable[[Groups], np.ndarray], groups: Groups) -> di
     return positive_metrics(s[:, 0], s[:, 1:], valid[:, 1:])
 
 
-def _ticker(bar: tqdm) -> Callable[[str, dict], None]:
-    def tick(_stage: str, epoch: dict) -> None:
-        bar.update(1)
-        bar.set_postfix(val_auc=epoch["val_auc"])
-    return tick
-
-
-def build_models(inter: Interactions, args, log) -> tuple[dict[str, Callable], dict]:
-    seconds: dict[str, float] = {}
-    cut = time_cut(inter.click_time, args.train_share)
-    train = inter.click_time < cut
-    train_counts = np.bincount(inter.click_reader[train], minlength=inter.n_readers)
-    has_vector = train_counts >= 1
-
-    t = time.perf_counter()
-    matrix = reader_item_matrix(inter.click_reader[train], inter.click_item[train], (inter.n_readers, inter.n_items))
-    als_u, als_i = fit_als(matrix, factors=args.dim, seed=args.seed)
-    knn = ItemKNN(matrix)
-    seconds["als_and_itemknn"] = round(time.perf_counter() - t, 1)
-
-    log(f"stage 1: user tower on {int(train.sum()):,} train clicks")
-    bar = tqdm(total=args.stage1_epochs, desc="stage 1", unit="epoch", leave=False, disable=args.quiet)
-    s1 = fit_tower(inter, train_before=cut, tower={"dim": args.dim},
-                   params=Stage1Params(epochs=args.stage1_epochs, seed=args.seed),
-                   progress=_ticker(bar))
-    bar.close()
-    seconds["stage1"] = round(s1.seconds, 1)
-    e_u = reader_vectors(s1, before=cut)
-
-    # Stage 2 learns from snapshots through the training period: seeds and vectors as of a
-    # cut, labels from the window after it.
-    train_times = inter.click_time[train]
-    cuts = [time_cut(train_times, q) for q in SNAPSHOT_SHARES]
-    snaps = snapshots_for(inter, vectors=lambda c: reader_vectors(s1, before=c), cuts=cuts, until=cut,
-                          seed_cap=args.seed_cap, negatives=4, rng=np.random.default_rng(args.seed))
-    n_samples = sum(len(x.samples.label) for x in snaps)
-    if n_samples == 0:
-        raise TooLittleData("no returning reader clicked an item with seeds during training; nothing for stage 2")
-    log(f"stage 2: {len(snaps)} snapshots, {n_samples:,} samples "
-        f"({int(sum(x.samples.label.sum() for x in snaps)):,} clicks)")
-    fits = {}
-    for mode in ("attention", "mean"):
-        bar = tqdm(total=args.stage2_epochs, desc=f"stage 2 ({mode})", unit="epoch", leave=False,
-                   disable=args.quiet)
-        fits[mode] = fit_lookalike(
-            snaps, config=LookalikeConfig(dim=args.dim, k=args.k, mode=mode),
-            params=Stage2Params(epochs=args.stage2_epochs, seed_cap=args.seed_cap, seed=args.seed,
-                                validation_from=cuts[-1]),
-            progress=_ticker(bar))
-        bar.close()
-        seconds[f"stage2_{mode}"] = round(fits[mode].seconds, 1)
-
-    timeline = SeedTimeline.build(inter.click_reader, inter.click_item, inter.click_time, has_vector, inter.n_items)
-    ralm = LookalikeScorer.from_model(fits["attention"].model)
-    avg = LookalikeScorer.from_model(fits["mean"].model)
-    bias = s1.softmax.bias.weight.detach().numpy().ravel()
-    scorers = {
-        "random": random_scorer(args.seed),
-        "popularity": popularity,
-        "itemknn": itemknn_scorer(knn),
-        "mf": dot_scorer(e_u, s1.softmax.weight.weight.detach().numpy(), bias),
-        "als": dot_scorer(als_u, als_i),
-        "als_seed_avg": SeedAverage(als_u, timeline, args.seed_cap),
-        # Diagnostic: our E_u in place of ALS factors, untrained seed average (E_u vs ALS).
-        "eu_seed_avg": SeedAverage(e_u, timeline, args.seed_cap),
-        "ralm_avg": Lookalike(avg, e_u, timeline, args.seed_cap),
-        "ralm_noclust": Lookalike(ralm, e_u, timeline, args.seed_cap, clustered=False),
-        "ralm": Lookalike(ralm, e_u, timeline, args.seed_cap),
-    }
-    training = {"stage1": {"best_epoch": s1.best_epoch, "history": s1.history},
-                "stage2": {m: {"best_epoch": f.best_epoch, "history": f.history} for m, f in fits.items()},
-                "stage2_final": {m: {k: round(float(getattr(f.model, k).detach()), 4) for k in
-                                     ("alpha", "beta", "temperature", "bias")} for m, f in fits.items()}}
-    training["stage2_samples"] = n_samples
-
-    # Cold start: the linear model on text features, trained on the windows before the last
-    # cut; the last window [cuts[-1], cut) is replayed to calibrate both parts of the hybrid.
-    t = time.perf_counter()
-    item_vectors = TextEncoder().encode(inter.item_text, progress=not args.quiet)
-    seconds["text_vectors"] = round(time.perf_counter() - t, 1)
-    t = time.perf_counter()
-    cold_model, n_cold = fit_coldstart(inter, item_vectors, cuts, seed=args.seed)
-    seconds["coldstart"] = round(time.perf_counter() - t, 1)
-    log(f"cold start: linear model on {n_cold:,} samples")
-    cold = ColdStart(cold_model, profiles_at(inter, item_vectors, cut), item_vectors, inter.item_category,
-                     inter.item_published)
-    scorers["coldstart_linear"] = cold
-    t = time.perf_counter()
-    try:
-        cal = calibrate(inter, cal_from=cuts[-1], until=cut, cold_model=cold_model, item_vectors=item_vectors,
-                        ralm=ralm, e_u=reader_vectors(s1, before=cuts[-1]), seed_cap=args.seed_cap,
-                        threshold=args.seed_threshold, min_history=args.min_history, seed=args.seed)
-    except (CalibrationError, NotEnoughData) as exc:  # no hybrid, said in the JSON and on stderr
-        log(f"no hybrid: calibration slice: {exc}")
-        calibration = {"error": str(exc), "threshold": args.seed_threshold}
-    else:
-        scorers["hybrid"] = Hybrid(cold, scorers["ralm"], cal.cold, cal.warm, args.seed_threshold)
-        calibration = cal  # run() adds how the maps hold on the test period
-    seconds["calibration"] = round(time.perf_counter() - t, 1)
-    ctr = None
-    if "hybrid" in scorers:  # the feed ranker: a CTR model from the same slice, blended with the hybrid
-        t = time.perf_counter()
-        try:
-            ctr = fit_replay_ctr(inter, cal, seed=args.seed)
-        except NotEnoughData as exc:
-            log(f"no ranker: {exc}")
-        else:
-            try:  # the learned-weight arms' models; without them those arms serve by their fallback
-                learned = fit_replay_learned(inter, cal, cold=cold, ralm=scorers["ralm"], seed=args.seed)
-            except NotEnoughData as exc:
-                log(f"no learned-weight models: {exc}")
-                learned = {}
-            models = ranker.Models(coldstart=cold_model.linear(), ctr=ctr.linear(), cold_map=cal.cold,
-                                   warm_map=cal.warm, **learned)
-            served = {"ranker_ctr": ARMS[REFERENCE], "ranker": ARMS[args.arm]}
-            for name, arm in served.items():
-                scorers[name] = Ranker(arm, models, inter, item_vectors, frozen_profiles(cold.profiles),
-                                       scorers["ralm"], args.seed_threshold)
-
-    # Readers with no train history, scored from their clicks before each group (no refit):
-    # E_u from the tower, the text profile, itemknn's rows. ALS factors would need a fold-in,
-    # so `als` and `als_seed_avg` have no unseen view.
-    asof = AsOfReaders(inter, s1, item_vectors)
-    unseen = {"random": scorers["random"], "popularity": popularity, "itemknn": Unseen(knn, asof, "history"),
-              "mf": Unseen(query_dot_scorer(s1.softmax.weight.weight.detach().numpy(), bias), asof, "vector"),
-              "coldstart_linear": Unseen(cold, asof, "profile")}
-    for name in ("eu_seed_avg", "ralm_avg", "ralm_noclust", "ralm"):
-        unseen[name] = Unseen(scorers[name], asof, "vector")
-    if "hybrid" in scorers:
-        unseen["hybrid"] = Hybrid(unseen["coldstart_linear"], unseen["ralm"], cal.cold, cal.warm, args.seed_threshold)
-    if ctr is not None:  # the same rankers with each group's reader as of its time
-        for name, arm in served.items():
-            unseen[name] = Ranker(arm, models, inter, item_vectors, asof.profiles, unseen["ralm"],
-                                  args.seed_threshold)
-        seconds["ranker_ctr"] = round(time.perf_counter() - t, 1)
-    return scorers, {"seconds": seconds, "training": training, "train_before": cut, "unseen": unseen,
-                     "readers_with_vector": int(has_vector.sum()), "calibration": calibration}
+def config_of(args) -> PipelineConfig:
+    """The pipeline's config of the command line's training options."""
+    return PipelineConfig(dim=args.dim, k=args.k, seed_cap=args.seed_cap, seed_threshold=args.seed_threshold,
+                          min_history=args.min_history, stage1_epochs=args.stage1_epochs,
+                          stage2_epochs=args.stage2_epochs, seed=args.seed)
 
 
 def run(args) -> dict:
@@ -280,7 +103,8 @@ def run(args) -> dict:
         raise TooLittleData(f"{len(inter.click_item)} clicks")
     seconds = {"load": round(time.perf_counter() - t, 1)}
     log(f"{args.format}: {inter.n_readers:,} readers, {inter.n_items:,} items, {len(inter.click_item):,} clicks")
-    scorers, info = build_models(inter, args, log)
+    scorers, info = build_models(inter, config_of(args), train_share=args.train_share, arm=args.arm,
+                                 quiet=args.quiet, log=log)
     seconds.update(info.pop("seconds"))
     wanted = [name for name in (args.scorers or SCORERS) if name in scorers]
 
@@ -393,16 +217,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path, help="PNG of AUC by seed bucket (default: OUT with .png)")
     ap.add_argument("--train-share", type=float, default=0.8)
     ap.add_argument("--seeds", type=int, default=3, help="negative-sampling seeds")
-    ap.add_argument("--seed", type=int, default=0, help="training seed")
-    ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--k", type=int, default=20)
-    ap.add_argument("--seed-cap", type=int, default=200)
-    ap.add_argument("--seed-threshold", type=int, default=20, help="seeds at which an item turns warm (hybrid)")
+    ap.add_argument("--seed", type=int, default=DEFAULTS.seed, help="training seed")
+    ap.add_argument("--dim", type=int, default=DEFAULTS.dim)
+    ap.add_argument("--k", type=int, default=DEFAULTS.k)
+    ap.add_argument("--seed-cap", type=int, default=DEFAULTS.seed_cap)
+    ap.add_argument("--seed-threshold", type=int, default=DEFAULTS.seed_threshold,
+                    help="seeds at which an item turns warm (hybrid)")
     ap.add_argument("--arm", default=DEFAULT_ARM, choices=sorted(set(ARMS) - {REFERENCE}),
                     help="the ranker arm the `ranker` scorer serves with (recsys.arms; `ranker_ctr` is ctr)")
-    ap.add_argument("--min-history", type=int, default=1, help="train clicks a reader needs to be scored")
-    ap.add_argument("--stage1-epochs", type=int, default=30)
-    ap.add_argument("--stage2-epochs", type=int, default=4)
+    ap.add_argument("--min-history", type=int, default=DEFAULTS.min_history,
+                    help="train clicks a reader needs to be scored")
+    ap.add_argument("--stage1-epochs", type=int, default=DEFAULTS.stage1_epochs)
+    ap.add_argument("--stage2-epochs", type=int, default=DEFAULTS.stage2_epochs)
     ap.add_argument("--scorers", nargs="*", choices=SCORERS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quiet", action="store_true")

@@ -107,89 +107,107 @@ class Timeline:
         return cls(inter, train_before, has_vector, eligible, first_seen, touched)
 
 
+class _Counts:
+    """Per item, its seeds (distinct clickers with a vector) and clicks so far, and the
+    bucket sets of the live items, updated click by click."""
+
+    def __init__(self, tl: Timeline) -> None:
+        self.tl = tl
+        self.seeds = np.zeros(tl.inter.n_items, dtype=np.int64)
+        self.clicks = np.zeros(tl.inter.n_items, dtype=np.int64)
+        self.pairs: set[tuple[int, int]] = set()
+        self.sets = _BucketSets(tl.inter.n_items)
+
+    def click(self, r: int, i: int) -> None:
+        self.clicks[i] += 1
+        if self.tl.has_vector[r] and (r, i) not in self.pairs:
+            self.pairs.add((int(r), int(i)))
+            self.seeds[i] += 1
+            if self.sets.bucket[i] >= 0:
+                self.sets.put(i, int(bucket_of(self.seeds[i])))
+
+
+def _events_by_time(tl: Timeline, test: np.ndarray, until: float) -> dict[float, list]:
+    """The test period's events by time: impression lists (index lists, one per request)
+    where the log has them, else click indices."""
+    inter = tl.inter
+    by_time: dict[float, list] = {}
+    if not inter.has_impressions:
+        for n in test:
+            by_time.setdefault(float(inter.click_time[n]), []).append(n)
+        return by_time
+    imp_test = np.flatnonzero((inter.imp_time >= tl.train_before) & (inter.imp_time < until))
+    requests = {}
+    for n in imp_test:
+        requests.setdefault(int(inter.imp_request[n]), []).append(n)
+    for idx in requests.values():
+        by_time.setdefault(float(inter.imp_time[idx[0]]), []).append(idx)
+    return by_time
+
+
+def _event_clicks(inter: Interactions, event) -> list[tuple[int, int]]:
+    """(reader, item) of the clicks of one event."""
+    if inter.has_impressions:
+        return [(int(inter.imp_reader[n]), int(inter.imp_item[n])) for n in event if inter.imp_clicked[n]]
+    return [(int(inter.click_reader[event]), int(inter.click_item[event]))]
+
+
 def replay_groups(tl: Timeline, *, view: str, rng: np.random.Generator, until: float = np.inf) -> Groups:
     """Groups of every event from tl.train_before up to `until` (exclusive)."""
     assert view in VIEWS
     sample_view = "buckets" if view == "buckets" else "overall"  # unseen readers: the overall view's negatives
     inter = tl.inter
-    seeds = np.zeros(inter.n_items, dtype=np.int64)
-    clicks = np.zeros(inter.n_items, dtype=np.int64)
-    pairs: set[tuple[int, int]] = set()
+    counts = _Counts(tl)
     train = inter.click_time < tl.train_before
     for r, i in zip(inter.click_reader[train], inter.click_item[train], strict=True):
-        clicks[i] += 1
-        if tl.has_vector[r] and (r, i) not in pairs:
-            pairs.add((int(r), int(i)))
-            seeds[i] += 1
+        counts.click(r, i)
     test = np.flatnonzero(~train & (inter.click_time < until))
     test_pop = np.bincount(inter.click_item[test], minlength=inter.n_items).astype(np.float64)
     live_order = np.argsort(tl.first_seen, kind="stable")
     live_time = tl.first_seen[live_order]
     cum_pop = np.cumsum(test_pop[live_order])
-    sets = _BucketSets(inter.n_items)
     n_live = 0
-
-    rows: list[tuple[int, float, list[int], int]] = []
-    if inter.has_impressions:
-        imp_test = np.flatnonzero((inter.imp_time >= tl.train_before) & (inter.imp_time < until))
-        requests = {}
-        for n in imp_test:
-            requests.setdefault(int(inter.imp_request[n]), []).append(n)
-        by_time: dict[float, list] = {}
-        for idx in requests.values():
-            by_time.setdefault(float(inter.imp_time[idx[0]]), []).append(idx)
-    else:
-        by_time = {}
-        for n in test:
-            by_time.setdefault(float(inter.click_time[n]), []).append(n)
-
-    items_out, seeds_out, pop_out = [], [], []
+    by_time = _events_by_time(tl, test, until)
+    rows: list[tuple[int, float, list[int], list[int], list[int], int]] = []
     for t in sorted(by_time):
         while n_live < len(live_order) and live_time[n_live] <= t:
             j = int(live_order[n_live])
-            sets.put(j, int(bucket_of(seeds[j])))
+            counts.sets.put(j, int(bucket_of(counts.seeds[j])))
             n_live += 1
         for event in by_time[t]:
             reader = int(inter.imp_reader[event[0]] if inter.has_impressions else inter.click_reader[event])
             if (tl.has_vector[reader] if view == "unseen_readers" else not tl.eligible[reader]):
                 continue
             if inter.has_impressions:
-                groups = _impression_groups(inter, event, seeds, sample_view)
+                groups = _impression_groups(inter, event, counts.seeds, sample_view)
             else:
                 pos = int(inter.click_item[event])
-                groups = [_sampled_group(tl, reader, pos, seeds, sets, cum_pop[:n_live], live_order, sample_view,
-                                         rng)]
-            for cands in groups:
-                if cands is None:
-                    continue
-                rows.append((reader, t, cands, int(bucket_of(seeds[cands[0]]))))
-                items_out.append(cands)
-                seeds_out.append(seeds[cands].tolist())
-                pop_out.append(clicks[cands].tolist())
+                groups = [_sampled_group(tl, reader, pos, counts.seeds, counts.sets, cum_pop[:n_live], live_order,
+                                         sample_view, rng)]
+            rows.extend((reader, t, c, counts.seeds[c].tolist(), counts.clicks[c].tolist(),
+                         int(bucket_of(counts.seeds[c[0]]))) for c in groups if c is not None)
         # Apply this timestamp's clicks only after all of its groups are formed.
         for event in by_time[t]:
-            if inter.has_impressions:
-                done = [(int(inter.imp_reader[n]), int(inter.imp_item[n])) for n in event if inter.imp_clicked[n]]
-            else:
-                done = [(int(inter.click_reader[event]), int(inter.click_item[event]))]
-            for r, i in done:
-                clicks[i] += 1
-                if tl.has_vector[r] and (r, i) not in pairs:
-                    pairs.add((r, i))
-                    seeds[i] += 1
-                    if sets.bucket[i] >= 0:
-                        sets.put(i, int(bucket_of(seeds[i])))
-    width = max((len(c) for c in items_out), default=1)
+            for r, i in _event_clicks(inter, event):
+                counts.click(r, i)
+    return _packed(view, rows)
 
-    def pad(rows_: list[list[int]], fill: int) -> np.ndarray:
-        return np.array([r + [fill] * (width - len(r)) for r in rows_], dtype=np.int64).reshape(-1, width)
+
+def _packed(view: str, rows: list[tuple[int, float, list[int], list[int], list[int], int]]) -> Groups:
+    """Rows of (reader, time, items, their seeds, their clicks, bucket) as Groups, the item
+    lists padded to the longest."""
+    width = max((len(r[2]) for r in rows), default=1)
+
+    def pad(column: int, fill: int) -> np.ndarray:
+        return np.array([r[column] + [fill] * (width - len(r[column])) for r in rows],
+                        dtype=np.int64).reshape(-1, width)
 
     return Groups(
         view=view,
         reader=np.array([r[0] for r in rows], dtype=np.int64),
         time=np.array([r[1] for r in rows], dtype=np.float64),
-        items=pad(items_out, -1), seeds=pad(seeds_out, 0), pop=pad(pop_out, 0),
-        bucket=np.array([r[3] for r in rows], dtype=np.int64),
+        items=pad(2, -1), seeds=pad(3, 0), pop=pad(4, 0),
+        bucket=np.array([r[5] for r in rows], dtype=np.int64),
     )
 
 

@@ -79,6 +79,84 @@ def vectors_for(result: Stage1Result, readers: np.ndarray, histories: list[np.nd
     return out
 
 
+@dataclass
+class _Holdout:
+    """Each reader's last train click held out (from both targets and inputs) to validate."""
+
+    hists: list[np.ndarray]  # per reader, the latest max_history train clicks, oldest first
+    by_reader: list[list[int]]  # per reader, the train clicks that are positives
+    val_reader: np.ndarray  # (V,)
+    val_item: np.ndarray  # (V,)
+
+
+def _holdout(inter: Interactions, builder: FeatureBuilder, train: np.ndarray, train_before: float) -> _Holdout:
+    hists = builder.histories(before=train_before, extra=1)  # latest max_history + 1, oldest first
+    val_reader, val_item = [], []
+    for r, h in enumerate(hists):
+        if len(h) >= 3:
+            val_reader.append(r)
+            val_item.append(int(h[-1]))
+            hists[r] = h[:-1]
+    # Positives: every train click except the held-out ones.
+    by_reader = [[] for _ in range(inter.n_readers)]
+    held = set(zip(val_reader, val_item, strict=True))
+    for r, i in zip(inter.click_reader[train], inter.click_item[train], strict=True):
+        by_reader[r].append(int(i))
+    for r, i in held:
+        by_reader[r].remove(i)
+    return _Holdout(hists, by_reader, np.array(val_reader, dtype=np.int64), np.array(val_item, dtype=np.int64))
+
+
+@dataclass
+class _Step:
+    """What one epoch of stage 1 trains with."""
+
+    inter: Interactions
+    params: Stage1Params
+    model: UserTower
+    softmax: ItemSoftmax
+    builder: FeatureBuilder
+    sampler: LogUniformSampler
+    opt: torch.optim.Optimizer
+    clicked_keys: np.ndarray  # reader * n_items + item of every train click
+
+
+def _epoch(st: _Step, held: _Holdout, rng: np.random.Generator) -> float:
+    """One epoch over at most positives_per_reader positives per reader; the mean loss."""
+    p, inter = st.params, st.inter
+    readers, targets = [], []
+    for r, items in enumerate(held.by_reader):
+        if items:
+            take = rng.choice(len(items), size=min(len(items), p.positives_per_reader), replace=False)
+            readers.extend([r] * len(take))
+            targets.extend(items[t] for t in take)
+    order = rng.permutation(len(readers))
+    readers, targets = np.array(readers)[order], np.array(targets)[order]
+    # How often each reader is drawn this epoch: the in-batch readers' sampling correction.
+    reader_log_q = np.log(np.maximum(np.bincount(readers, minlength=inter.n_readers), 1) / max(len(readers), 1))
+    st.model.train()
+    total, steps = 0.0, 0
+    for s in range(0, len(readers), p.batch_size):
+        rb, tb = readers[s:s + p.batch_size], targets[s:s + p.batch_size]
+        fields = st.builder.batch(rb, [_without(held.hists[r], t, st.model.config.max_history)
+                                       for r, t in zip(rb, tb, strict=True)])
+        negs = st.sampler.sample((len(rb), p.negatives), rng)
+        cands = np.concatenate([tb[:, None], negs], axis=1)  # (B, 1 + negatives)
+        log_q = np.log(p.negatives * st.sampler.probability(cands))
+        e_u, _ = st.model(_to_torch(fields))
+        logits = st.softmax.logits(e_u, torch.from_numpy(cands))
+        accidental = np.concatenate([np.zeros((len(rb), 1), bool), negs == tb[:, None]], axis=1)
+        loss = sampled_softmax_loss(logits, torch.from_numpy(log_q).float(), torch.from_numpy(accidental))
+        if p.audience_loss > 0:
+            loss = loss + p.audience_loss * _audience_loss(e_u, st.softmax, rb, tb, reader_log_q, st.clicked_keys,
+                                                           inter.n_items)
+        st.opt.zero_grad()
+        loss.backward()
+        st.opt.step()
+        total, steps = total + float(loss.detach()), steps + 1
+    return total / max(steps, 1)
+
+
 def fit_tower(
     inter: Interactions, *, train_before: float, tower: dict | None = None,
     params: Stage1Params | None = None, progress: Callable[[str, dict], None] | None = None,
@@ -98,63 +176,17 @@ def fit_tower(
 
     train = inter.click_time < train_before
     counts = np.bincount(inter.click_item[train], minlength=inter.n_items)
-    sampler = LogUniformSampler(counts)
-    known_items = np.flatnonzero(counts > 0)
-
-    hists = builder.histories(before=train_before, extra=1)  # latest max_history + 1, oldest first
-    val_reader, val_item = [], []
-    for r, h in enumerate(hists):
-        if len(h) >= 3:
-            val_reader.append(r)
-            val_item.append(int(h[-1]))
-            hists[r] = h[:-1]
-    # Positives: every train click except the held-out ones.
-    by_reader = [[] for _ in range(inter.n_readers)]
-    held = set(zip(val_reader, val_item, strict=True))
-    for r, i in zip(inter.click_reader[train], inter.click_item[train], strict=True):
-        by_reader[r].append(int(i))
-    for r, i in held:
-        by_reader[r].remove(i)
-    val_reader = np.array(val_reader, dtype=np.int64)
-    val_item = np.array(val_item, dtype=np.int64)
-    val_negs = rng.choice(known_items, size=(len(val_reader), p.validation_negatives))
+    held = _holdout(inter, builder, train, train_before)
+    val_negs = rng.choice(np.flatnonzero(counts > 0), size=(len(held.val_reader), p.validation_negatives))
     clicked_keys = np.unique(inter.click_reader[train].astype(np.int64) * inter.n_items + inter.click_item[train])
-
     opt = torch.optim.Adam([*model.parameters(), *softmax.parameters()], lr=p.lr, weight_decay=p.weight_decay)
+    step = _Step(inter, p, model, softmax, builder, LogUniformSampler(counts), opt, clicked_keys)
     result = Stage1Result(model, softmax, builder, train_before)
     best = (-1.0, None)
     for epoch in range(1, p.epochs + 1):
-        readers, targets = [], []
-        for r, items in enumerate(by_reader):
-            if items:
-                take = rng.choice(len(items), size=min(len(items), p.positives_per_reader), replace=False)
-                readers.extend([r] * len(take))
-                targets.extend(items[t] for t in take)
-        order = rng.permutation(len(readers))
-        readers, targets = np.array(readers)[order], np.array(targets)[order]
-        # How often each reader is drawn this epoch: the in-batch readers' sampling correction.
-        reader_log_q = np.log(np.maximum(np.bincount(readers, minlength=inter.n_readers), 1) / max(len(readers), 1))
-        model.train()
-        total, steps = 0.0, 0
-        for s in range(0, len(readers), p.batch_size):
-            rb, tb = readers[s:s + p.batch_size], targets[s:s + p.batch_size]
-            fields = builder.batch(rb, [_without(hists[r], t, cfg.max_history) for r, t in zip(rb, tb, strict=True)])
-            negs = sampler.sample((len(rb), p.negatives), rng)
-            cands = np.concatenate([tb[:, None], negs], axis=1)  # (B, 1 + negatives)
-            log_q = np.log(p.negatives * sampler.probability(cands))
-            e_u, _ = model(_to_torch(fields))
-            logits = softmax.logits(e_u, torch.from_numpy(cands))
-            accidental = np.concatenate([np.zeros((len(rb), 1), bool), negs == tb[:, None]], axis=1)
-            loss = sampled_softmax_loss(logits, torch.from_numpy(log_q).float(), torch.from_numpy(accidental))
-            if p.audience_loss > 0:
-                loss = loss + p.audience_loss * _audience_loss(e_u, softmax, rb, tb, reader_log_q, clicked_keys,
-                                                               inter.n_items)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total, steps = total + float(loss.detach()), steps + 1
-        auc = _validate(result, hists, val_reader, val_item, val_negs)
-        result.history.append({"epoch": epoch, "loss": round(total / max(steps, 1), 4), "val_auc": round(auc, 4)})
+        loss = _epoch(step, held, rng)
+        auc = _validate(result, held.hists, held.val_reader, held.val_item, val_negs)
+        result.history.append({"epoch": epoch, "loss": round(loss, 4), "val_auc": round(auc, 4)})
         if auc > best[0]:
             best = (auc, copy.deepcopy((model.state_dict(), softmax.state_dict())))
             result.best_epoch = epoch

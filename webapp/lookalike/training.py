@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +18,20 @@ from django.utils import timezone
 
 from recsys.artifacts import save_coldstart, save_ctr, save_lookalike, save_tower
 from recsys.calibration import CalibrationError
-from recsys.ctr import FEATURE_COLUMNS, FEATURES, NORALM_COLUMNS, fit_ctr, fit_learned, impression_features
-from recsys.hybrid import NotEnoughData, calibrate, fit_coldstart, impression_parts
+from recsys.coldstart import ColdStartModel
+from recsys.ctr import FEATURES
+from recsys.hybrid import Calibration, NotEnoughData
 from recsys.interactions import Interactions, build_interactions
-from recsys.lookalike import LookalikeConfig
 from recsys.online import OnlineTower
-from recsys.serving import LookalikeScorer
-from recsys.stage1 import Stage1Params, fit_tower, reader_vectors
-from recsys.stage2 import SNAPSHOT_SHARES, Stage2Params, fit_lookalike, snapshots_for
+from recsys.pipeline import (
+    ImpressionLog,
+    PipelineConfig,
+    RalmFit,
+    calibration_fit,
+    coldstart_train,
+    logged_ctr_train,
+    ralm_train,
+)
 from recsys.text import DIM
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector
@@ -84,49 +91,158 @@ def _item_vectors(inter: Interactions) -> np.ndarray:
     return out
 
 
-LEARNED_SLICE = 100_000  # logged impressions of the last window the learned-weight arms are fitted on, at most
+def web_config(**overrides) -> PipelineConfig:
+    """The pipeline's config of the served models, with `overrides` (PipelineConfig fields)."""
+    # Stage 1 stops at 20 epochs to keep `make demo` and the nightly retrain short (the best
+    # epoch is kept either way). The seed cap and threshold are serving's, so training sees
+    # the seed sets the feed serves from. The snapshot cuts are interpolated quantiles.
+    return replace(PipelineConfig(stage1_epochs=20, seed_cap=settings.SEED_CAP, seed_threshold=settings.SEED_THRESHOLD,
+                                  interpolated_cuts=True), **overrides)
 
 
-def _fit_ctr_models(inter: Interactions, *, cuts: list[float], cold_model, item_vectors: np.ndarray,
-                    ralm: LookalikeScorer, e_u: np.ndarray, seed: int) -> tuple[dict, dict]:
-    """The CTR model on every logged impression (features as of the impression), and the
-    learned-weight arms' models (`feature` and its ablation `noralm`, recsys.ctr.fit_learned)
-    on the last window's impressions, whose RALM and cold-start logits come from models
-    frozen as of the window's start."""
+def _impression_log(inter: Interactions) -> ImpressionLog | None:
+    """Every logged impression of the trained readers and items, as indices of `inter`."""
     reader_index = {int(k): n for n, k in enumerate(inter.reader_keys)}
     item_index = {int(k): n for n, k in enumerate(inter.item_keys)}
     rows = [(reader_index[r], item_index[i], p, t.timestamp(), c is not None)
             for r, i, p, t, c in Impression.objects.filter(reader_id__in=reader_index, item_id__in=item_index)
             .values_list("reader_id", "item_id", "position", "shown_at", "click__id").iterator(chunk_size=20_000)]
-    models: dict = {"ctr": None, "ctr_feature": None, "ctr_noralm": None}
     if not rows:
-        return models, {"error": "no impressions logged"}
-    reader, item, position, when, clicked = (np.array(c) for c in zip(*rows, strict=True))
-    x, prior = impression_features(reader=reader, item=item, time=when, position=position, clicked=clicked,
-                                   item_category=inter.item_category, item_published=inter.item_published,
-                                   n_categories=len(inter.categories))
-    models["ctr"], report = fit_ctr(x, clicked, when, validation_from=cuts[-1], seed=seed)
-    report = {"prior": prior, "ctr": report, "ctr_feature": None, "ctr_noralm": None, "ralm_weight": None,
-              "columns": {"ctr_feature": list(FEATURE_COLUMNS), "ctr_noralm": list(NORALM_COLUMNS)}}
-    late = np.flatnonzero(when >= cuts[-1])
-    if models["ctr"] is not None and len(late):
-        late = late[np.random.default_rng(seed).permutation(len(late))[:LEARNED_SLICE]]
-        late = late[np.argsort(when[late], kind="stable")]
-        ral, lin = impression_parts(inter, cal_from=cuts[-1], cold_model=cold_model, item_vectors=item_vectors,
-                                    ralm=ralm, e_u=e_u, seed_cap=settings.SEED_CAP,
-                                    threshold=settings.SEED_THRESHOLD, reader=reader[late], item=item[late],
-                                    time=when[late])
-        learned, learned_report = fit_learned(x[late], ral, lin, clicked[late], when[late],
-                                              validation_from=float(np.median(when[late])), seed=seed)
-        models |= learned
-        report |= learned_report
-    return models, report
+        return None
+    return ImpressionLog(*(np.array(c) for c in zip(*rows, strict=True)))
 
 
-def model_train(
-    *, source: str = Source.DEMO, dim: int = 64, stage1_epochs: int = 20, stage2_epochs: int = 4, seed: int = 0,
-    progress: Callable[[str, dict], None] | None = None, log: Callable[[str], None] = lambda m: None,
-) -> TrainReport:
+@dataclass
+class _Trained:
+    """What one training produced, before it is saved."""
+
+    fit: RalmFit
+    cold_model: ColdStartModel
+    n_cold: int
+    calibration: Calibration | None
+    calibration_report: dict
+    ctr_models: dict
+    ctr_report: dict
+
+
+def _models_train(inter: Interactions, config: PipelineConfig, *, progress: Callable[[str, dict], None] | None,
+                  log: Callable[[str], None], seconds: dict[str, float]) -> _Trained:
+    """Both RALM stages on every click, then the cold-start model, the maps that put it and
+    RALM on one P(click) scale, and the CTR models; each step's seconds go to `seconds`."""
+    try:
+        fit = ralm_train(inter, train_before=float(inter.click_time[-1]) + 1.0, config=config, progress=progress)
+    except NotEnoughData:
+        raise TrainingError("no item had seeds before a window with clicks: too little history to train stage 2"
+                            ) from None
+    seconds["stage1"] = round(fit.stage1.seconds, 1)
+    seconds["stage2"] = round(fit.stage2["attention"].seconds, 1)
+    t = time.perf_counter()
+    items_embed(progress=False)  # anything that slipped through the embedding task
+    item_vectors = _item_vectors(inter)
+    try:
+        cold_model, n_cold = coldstart_train(inter, item_vectors, fit, config)
+    except NotEnoughData as exc:
+        raise TrainingError(f"cold-start model: {exc}") from None
+    try:
+        cal = calibration_fit(inter, fit, cold_model=cold_model, item_vectors=item_vectors, config=config)
+        cal_report = cal.report
+    except (CalibrationError, NotEnoughData) as exc:
+        cal, cal_report = None, {"error": str(exc)}
+        log(f"calibration failed ({exc}); the feed will rank cold and warm items apart")
+    seconds["coldstart"] = round(time.perf_counter() - t, 1)
+    # The CTR model of the ranker, and the learned-weight arms' models with RALM's and the
+    # cold-start model's logits as inputs.
+    t = time.perf_counter()
+    ctr_models, ctr_report = logged_ctr_train(inter, _impression_log(inter), fit, cold_model=cold_model,
+                                              item_vectors=item_vectors, config=config)
+    seconds["ctr"] = round(time.perf_counter() - t, 1)
+    _learned_log(ctr_report, log)
+    return _Trained(fit, cold_model, n_cold, cal, cal_report, ctr_models, ctr_report)
+
+
+def _learned_log(ctr_report: dict, log: Callable[[str], None]) -> None:
+    if "weights" not in (ctr_report.get("ctr_feature") or {}):  # the slice had no clicks to fit
+        return
+    f = ctr_report["ctr_feature"]
+    w = f["weights"]
+    why = " (set to 0: the fit gave it a negative one)" if f["ralm_clamped"] else \
+        " (set to 0: no held-out gain)" if f.get("ralm_dropped") else ""
+    log(f"feature arm's learned weights: RALM's logit {w['ralm_logit']:.3f}{why}, "
+        f"warm {w['warm']:.3f}, cold-start logit {w['coldstart_logit']:.3f}")
+
+
+def _version_free(source: str, now: datetime) -> str:
+    """The run's version: the time, with -2, -3, ... for two runs within one second."""
+    version = now.strftime("%Y%m%d-%H%M%S")
+    taken = set(ModelRun.objects.filter(version__startswith=f"{source}-{version}").values_list("version", flat=True))
+    for n in range(1, 1000):
+        candidate = version if n == 1 else f"{version}-{n}"
+        if f"{source}-{candidate}" not in taken and not (Path(settings.MODEL_DIR) / f"{source}-{candidate}").exists():
+            return candidate
+    return version
+
+
+def _artifacts_save(folder: Path, m: _Trained, config: PipelineConfig) -> None:
+    save_tower(folder / "tower", m.fit.stage1)
+    save_lookalike(folder / "lookalike", m.fit.stage2["attention"].model)
+    save_coldstart(folder / "coldstart", model=m.cold_model, calibration=m.calibration,
+                   meta={"samples": m.n_cold, "threshold": config.seed_threshold,
+                         "calibration": m.calibration_report})
+    save_ctr(folder / "ctr", models=m.ctr_models, meta=m.ctr_report)
+
+
+def _runs_create(*, version: str, folder: Path, m: _Trained, config: PipelineConfig, seconds: dict[str, float],
+                 n_clicks: int, n_readers: int) -> dict[str, ModelRun]:
+    """One ModelRun per model, by kind."""
+    s1, s2 = m.fit.stage1, m.fit.stage2["attention"]
+    run = lambda kind, name, **kw: ModelRun.objects.create(  # noqa: E731
+        kind=kind, version=version, artifact_path=str(folder / name), finished_at=timezone.now(), **kw)
+    return {
+        ModelKind.USER_TOWER: run(
+            ModelKind.USER_TOWER, "tower", config=s1.tower.config.to_dict(),
+            metrics={"best_epoch": s1.best_epoch, "val_auc": s1.history[s1.best_epoch - 1]["val_auc"],
+                     "history": s1.history, "seconds": seconds["stage1"], "clicks": n_clicks, "readers": n_readers}),
+        ModelKind.LOOKALIKE: run(
+            ModelKind.LOOKALIKE, "lookalike", config=s2.model.config.to_dict(),
+            metrics={"best_epoch": s2.best_epoch, "val_auc": s2.history[s2.best_epoch - 1]["val_auc"],
+                     "history": s2.history, "seconds": seconds["stage2"], "samples": m.fit.samples}),
+        ModelKind.COLDSTART: run(
+            ModelKind.COLDSTART, "coldstart", config={"C": m.cold_model.C, "threshold": config.seed_threshold},
+            metrics={"samples": m.n_cold, "seconds": seconds["coldstart"], "calibration": m.calibration_report}),
+        ModelKind.CTR: run(
+            ModelKind.CTR, "ctr", config={"features": list(FEATURES), "learned": [
+                k for k in ("ctr_feature", "ctr_noralm") if m.ctr_models[k] is not None]},
+            metrics={**m.ctr_report, "seconds": seconds["ctr"]}),
+    }
+
+
+def _serve(runs: dict[str, ModelRun], *, tower: OnlineTower, vectors: list[tuple[int, np.ndarray]], source: str,
+           log: Callable[[str], None]) -> bool:
+    """Redis under the new run's keys (nothing serves them yet), then the switch: seeds and
+    item states under the new models, active flags, and both Redis pointers at once. True
+    when Redis took every write."""
+    tower_run, look_run = runs[ModelKind.USER_TOWER], runs[ModelKind.LOOKALIKE]
+    try:
+        store.reader_vectors_write(run_id=tower_run.pk, vectors=vectors)
+        redis_ok = True
+    except redis.RedisError as exc:
+        log(f"Redis unreachable ({exc.__class__.__name__}): the vectors are in Postgres only")
+        redis_ok = False
+    # Readers of this catalog the tower did not train on (web readers) get their vectors
+    # under the new run too, before it serves: they stay personal and remain seeds.
+    web_readers_embed(run=tower_run, tower=tower, catalog=Source.DEMO if source == Source.WEB else source)
+    switched = serving_switch(runs=list(runs.values()), tower=tower_run, lookalike=look_run)
+    redis_ok = redis_ok and switched["redis"]
+    if redis_ok:
+        item_status_refresh()  # the new seed counts decide which items are warm
+    return redis_ok
+
+
+def model_train(*, source: str = Source.DEMO, progress: Callable[[str, dict], None] | None = None,
+                log: Callable[[str], None] = lambda m: None, **overrides) -> TrainReport:
+    """Train every model on the reader source's log (web_config with `overrides`: dim,
+    stage1_epochs, stage2_epochs, seed, ...), record the runs and make them the serving ones."""
+    config = web_config(**overrides)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     inter = interactions_from_db(source=source)
@@ -138,109 +254,22 @@ def model_train(
     log(f"loaded {inter.n_readers:,} readers, {inter.n_items:,} items, {n_clicks:,} clicks, "
         f"{len(inter.imp_item):,} impressions in {seconds['load']} s")
     now = timezone.now()
-    version = now.strftime("%Y%m%d-%H%M%S")
-    taken = set(ModelRun.objects.filter(version__startswith=f"{source}-{version}").values_list("version", flat=True))
-    for n in range(1, 1000):  # two runs within one second get -2, -3, ...
-        candidate = version if n == 1 else f"{version}-{n}"
-        if f"{source}-{candidate}" not in taken and not (Path(settings.MODEL_DIR) / f"{source}-{candidate}").exists():
-            version = candidate
-            break
-    folder = Path(settings.MODEL_DIR) / f"{source}-{version}"
-    end = float(inter.click_time[-1]) + 1.0
-
-    s1 = fit_tower(inter, train_before=end, tower={"dim": dim},
-                   params=Stage1Params(epochs=stage1_epochs, seed=seed), progress=progress)
-    seconds["stage1"] = round(s1.seconds, 1)
-    e_u = reader_vectors(s1, before=end)
-    cuts = [float(np.quantile(inter.click_time, q)) for q in SNAPSHOT_SHARES]
-    snaps = snapshots_for(inter, vectors=lambda c: reader_vectors(s1, before=c), cuts=cuts, until=end,
-                          seed_cap=settings.SEED_CAP, negatives=4, rng=np.random.default_rng(seed))
-    if not snaps:
-        raise TrainingError("no item had seeds before a window with clicks: too little history to train stage 2")
-    s2 = fit_lookalike(snaps, config=LookalikeConfig(dim=dim),
-                       params=Stage2Params(epochs=stage2_epochs, seed=seed, validation_from=cuts[-1]),
-                       progress=progress)
-    seconds["stage2"] = round(s2.seconds, 1)
-
-    # The cold-start model, and the maps that put it and RALM on one P(click) scale.
-    t = time.perf_counter()
-    items_embed(progress=False)  # anything that slipped through the embedding task
-    item_vectors = _item_vectors(inter)
-    try:
-        cold_model, n_cold = fit_coldstart(inter, item_vectors, cuts, seed=seed)
-    except NotEnoughData as exc:
-        raise TrainingError(f"cold-start model: {exc}") from None
-    try:
-        cal = calibrate(inter, cal_from=cuts[-1], until=end, cold_model=cold_model, item_vectors=item_vectors,
-                        ralm=LookalikeScorer.from_model(s2.model), e_u=reader_vectors(s1, before=cuts[-1]),
-                        seed_cap=settings.SEED_CAP, threshold=settings.SEED_THRESHOLD, seed=seed)
-        cal_report = cal.report
-    except (CalibrationError, NotEnoughData) as exc:
-        cal, cal_report = None, {"error": str(exc)}
-        log(f"calibration failed ({exc}); the feed will rank cold and warm items apart")
-    seconds["coldstart"] = round(time.perf_counter() - t, 1)
-
-    # The CTR model of the ranker, and the learned-weight arms' models with RALM's and the
-    # cold-start model's logits as inputs.
-    t = time.perf_counter()
-    ctr_models, ctr_report = _fit_ctr_models(inter, cuts=cuts, cold_model=cold_model, item_vectors=item_vectors,
-                                             ralm=LookalikeScorer.from_model(s2.model),
-                                             e_u=reader_vectors(s1, before=cuts[-1]), seed=seed)
-    seconds["ctr"] = round(time.perf_counter() - t, 1)
-    if "weights" in (ctr_report.get("ctr_feature") or {}):  # not when the slice had no clicks to fit
-        f = ctr_report["ctr_feature"]
-        w = f["weights"]
-        why = " (set to 0: the fit gave it a negative one)" if f["ralm_clamped"] else \
-            " (set to 0: no held-out gain)" if f.get("ralm_dropped") else ""
-        log(f"feature arm's learned weights: RALM's logit {w['ralm_logit']:.3f}{why}, "
-            f"warm {w['warm']:.3f}, cold-start logit {w['coldstart_logit']:.3f}")
+    version = f"{source}-{_version_free(source, now)}"
+    folder = Path(settings.MODEL_DIR) / version
+    m = _models_train(inter, config, progress=progress, log=log, seconds=seconds)
 
     t = time.perf_counter()
-    save_tower(folder / "tower", s1)
-    save_lookalike(folder / "lookalike", s2.model)
-    save_coldstart(folder / "coldstart", model=cold_model, calibration=cal,
-                   meta={"samples": n_cold, "threshold": settings.SEED_THRESHOLD, "calibration": cal_report})
-    save_ctr(folder / "ctr", models=ctr_models, meta=ctr_report)
+    _artifacts_save(folder, m, config)
+    reader_ids = [int(k) for k in inter.reader_keys]
     with transaction.atomic():
-        tower_run = ModelRun.objects.create(
-            kind=ModelKind.USER_TOWER, version=f"{source}-{version}", artifact_path=str(folder / "tower"),
-            config=s1.tower.config.to_dict(), finished_at=timezone.now(),
-            metrics={"best_epoch": s1.best_epoch, "val_auc": s1.history[s1.best_epoch - 1]["val_auc"],
-                     "history": s1.history, "seconds": seconds["stage1"], "clicks": n_clicks,
-                     "readers": inter.n_readers})
-        look_run = ModelRun.objects.create(
-            kind=ModelKind.LOOKALIKE, version=f"{source}-{version}", artifact_path=str(folder / "lookalike"),
-            config=s2.model.config.to_dict(), finished_at=timezone.now(),
-            metrics={"best_epoch": s2.best_epoch, "val_auc": s2.history[s2.best_epoch - 1]["val_auc"],
-                     "history": s2.history, "seconds": seconds["stage2"],
-                     "samples": int(sum(len(s.samples.label) for s in snaps))})
-        cold_run = ModelRun.objects.create(
-            kind=ModelKind.COLDSTART, version=f"{source}-{version}", artifact_path=str(folder / "coldstart"),
-            config={"C": cold_model.C, "threshold": settings.SEED_THRESHOLD}, finished_at=timezone.now(),
-            metrics={"samples": n_cold, "seconds": seconds["coldstart"], "calibration": cal_report})
-        ctr_run = ModelRun.objects.create(
-            kind=ModelKind.CTR, version=f"{source}-{version}", artifact_path=str(folder / "ctr"),
-            config={"features": list(FEATURES), "learned": [k for k in ("ctr_feature", "ctr_noralm")
-                                                            if ctr_models[k] is not None]},
-            finished_at=timezone.now(), metrics={**ctr_report, "seconds": seconds["ctr"]})
-        reader_ids = [int(k) for k in inter.reader_keys]
+        runs = _runs_create(version=version, folder=folder, m=m, config=config, seconds=seconds, n_clicks=n_clicks,
+                            n_readers=inter.n_readers)
         ReaderVector.objects.bulk_create(
-            [ReaderVector(reader_id=r, model_run=tower_run, dim=dim, vector=v.astype("<f4").tobytes(), computed_at=now)
-             for r, v in zip(reader_ids, e_u, strict=True)], batch_size=2000)
-    # Redis under the new run's keys (nothing serves them yet), then the switch: seeds and
-    # item states under the new models, active flags, and both Redis pointers at once.
-    try:
-        store.reader_vectors_write(run_id=tower_run.pk, vectors=zip(reader_ids, e_u, strict=True))
-        redis_ok = True
-    except redis.RedisError as exc:
-        log(f"Redis unreachable ({exc.__class__.__name__}): the vectors are in Postgres only")
-        redis_ok = False
-    # Readers of this catalog the tower did not train on (web readers) get their vectors
-    # under the new run too, before it serves: they stay personal and remain seeds.
-    web_readers_embed(run=tower_run, tower=OnlineTower(s1), catalog=Source.DEMO if source == Source.WEB else source)
-    switched = serving_switch(runs=[tower_run, look_run, cold_run, ctr_run], tower=tower_run, lookalike=look_run)
-    redis_ok = redis_ok and switched["redis"]
-    if redis_ok:
-        item_status_refresh()  # the new seed counts decide which items are warm
+            [ReaderVector(reader_id=r, model_run=runs[ModelKind.USER_TOWER], dim=config.dim,
+                          vector=v.astype("<f4").tobytes(), computed_at=now)
+             for r, v in zip(reader_ids, m.fit.e_u, strict=True)], batch_size=2000)
+    redis_ok = _serve(runs, tower=OnlineTower(m.fit.stage1), vectors=zip(reader_ids, m.fit.e_u, strict=True),
+                      source=source, log=log)
     seconds["store"] = round(time.perf_counter() - t, 1)
-    return TrainReport(tower_run, look_run, cold_run, len(reader_ids), n_clicks, seconds, redis_ok)
+    return TrainReport(runs[ModelKind.USER_TOWER], runs[ModelKind.LOOKALIKE], runs[ModelKind.COLDSTART],
+                       len(reader_ids), n_clicks, seconds, redis_ok)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from webapp.lookalike.training import TrainingError, model_train
+from webapp.lookalike.training import TrainingError, model_train, web_config
 from webapp.news.models import Source
 
 
@@ -14,10 +14,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--source", default=Source.DEMO, choices=[s.value for s in Source])
-        parser.add_argument("--dim", type=int, default=64, help="size of the reader vector E_u")
-        parser.add_argument("--stage1-epochs", type=int, default=20)
-        parser.add_argument("--stage2-epochs", type=int, default=4)
-        parser.add_argument("--seed", type=int, default=0)
+        defaults = web_config()
+        parser.add_argument("--dim", type=int, default=defaults.dim, help="size of the reader vector E_u")
+        parser.add_argument("--stage1-epochs", type=int, default=defaults.stage1_epochs)
+        parser.add_argument("--stage2-epochs", type=int, default=defaults.stage2_epochs)
+        parser.add_argument("--seed", type=int, default=defaults.seed)
 
     def handle(self, *args, **o) -> None:
         if o["dim"] < 2 or o["stage1_epochs"] < 1 or o["stage2_epochs"] < 1:
