@@ -12,7 +12,7 @@ import io
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +27,7 @@ MAX_SUBCATEGORY = 128
 MAX_URL = 500
 MAX_IMPRESSION_ID = 58  # the request id is "mind-" + it, in 64 characters
 _DIGITS = re.compile(r"[0-9]{1,20}")
+_YEAR = re.compile(r"\((\d{4})\)\s*$")
 
 
 class DatasetError(ValueError):
@@ -144,55 +145,10 @@ def read_movielens(folder: Path | str) -> Dataset:
     """MovieLens latest(-small): movies are items (first genre = category, all genres =
     subcategory), every rating is a click, genres and tags are the item text."""
     folder = Path(folder)
-    movies: dict[str, tuple[str, list[str], datetime | None]] = {}
-    movies_path = folder / "movies.csv"
-    for line, (movie_id, title, genres) in _csv_rows(movies_path, ["movieId", "title", "genres"]):
-        _id(movies_path, line, movie_id, "movieId")
-        if not title.strip() or len(title) > MAX_TITLE:
-            raise DatasetError(movies_path, line, "title empty or longer than 500 characters")
-        if movie_id in movies:
-            raise DatasetError(movies_path, line, f"duplicate movieId {movie_id}")
-        genre_list = [g for g in genres.split("|") if g and g != "(no genres listed)"]
-        if any(len(g) > MAX_CATEGORY for g in genre_list):
-            raise DatasetError(movies_path, line, f"a genre longer than {MAX_CATEGORY} characters")
-        movies[movie_id] = (title.strip(), genre_list, _year(movies_path, line, title.strip()))
-
-    def check_movie(path: Path, line: int, movie_id: str) -> None:
-        _id(path, line, movie_id, "movieId")
-        if movie_id not in movies:
-            raise DatasetError(path, line, f"unknown movieId {movie_id}")
-
-    clicks: list[ClickRow] = []
-    first_seen: dict[str, datetime] = {}
-    ratings = folder / "ratings.csv"
-    for line, (user, movie_id, rating, ts) in _csv_rows(ratings, ["userId", "movieId", "rating", "timestamp"]):
-        _id(ratings, line, user, "userId")
-        check_movie(ratings, line, movie_id)
-        try:
-            value = float(rating)
-        except ValueError:
-            raise DatasetError(ratings, line, f"rating is not a number: {rating[:40]!r}") from None
-        if not 0.0 <= value <= 5.0:
-            raise DatasetError(ratings, line, f"rating out of range: {value}")
-        at = _epoch(ratings, line, ts)
-        clicks.append(ClickRow(user, movie_id, at))
-        if movie_id not in first_seen or at < first_seen[movie_id]:
-            first_seen[movie_id] = at
-
-    tags: dict[str, Counter] = defaultdict(Counter)
+    movies = _movielens_movies(folder / "movies.csv")
+    clicks, first_seen = _movielens_ratings(folder / "ratings.csv", movies)
     readers = {c.reader for c in clicks}
-    tags_path = folder / "tags.csv"
-    if tags_path.exists():
-        for line, (user, movie_id, tag, ts) in _csv_rows(tags_path, ["userId", "movieId", "tag", "timestamp"]):
-            _id(tags_path, line, user, "userId")
-            check_movie(tags_path, line, movie_id)
-            _epoch(tags_path, line, ts)
-            if len(tag) > 250:
-                raise DatasetError(tags_path, line, "tag longer than 250 characters")
-            if tag.strip():
-                tags[movie_id][tag.strip().lower()] += 1
-            readers.add(user)
-
+    tags = _movielens_tags(folder / "tags.csv", movies, readers)
     items = []
     for movie_id, (title, genres, released) in movies.items():
         top_tags = [t for t, _ in tags[movie_id].most_common(20)]
@@ -208,131 +164,68 @@ def read_movielens(folder: Path | str) -> Dataset:
     return Dataset(name="movielens", items=items, readers=sorted(readers, key=int), clicks=clicks)
 
 
-MIND_TIME = "%m/%d/%Y %I:%M:%S %p"
-_YEAR = re.compile(r"\((\d{4})\)\s*$")
+def _movielens_movies(path: Path) -> dict[str, tuple[str, list[str], datetime | None]]:
+    movies: dict[str, tuple[str, list[str], datetime | None]] = {}
+    for line, (movie_id, title, genres) in _csv_rows(path, ["movieId", "title", "genres"]):
+        _id(path, line, movie_id, "movieId")
+        if not title.strip() or len(title) > MAX_TITLE:
+            raise DatasetError(path, line, "title empty or longer than 500 characters")
+        if movie_id in movies:
+            raise DatasetError(path, line, f"duplicate movieId {movie_id}")
+        genre_list = [g for g in genres.split("|") if g and g != "(no genres listed)"]
+        if any(len(g) > MAX_CATEGORY for g in genre_list):
+            raise DatasetError(path, line, f"a genre longer than {MAX_CATEGORY} characters")
+        movies[movie_id] = (title.strip(), genre_list, _year(path, line, title.strip()))
+    return movies
 
 
-def _mind_news_row(path: Path, line: int, raw: str) -> tuple[str, list[str]]:
-    """One news.tsv line, checked: its news id and [category, subcategory, title, abstract, url]."""
-    cols = raw.split("\t")
-    if len(cols) < 6 or len(cols) > 8:
-        raise DatasetError(path, line, f"expected 6 to 8 tab-separated fields, got {len(cols)}")
-    if any(len(c) > MAX_FIELD for c in cols):
-        raise DatasetError(path, line, "field too long")
-    if "\x00" in raw:
-        raise DatasetError(path, line, "NUL byte in a field")
-    news_id, category, subcategory, title, abstract, url = cols[:6]
-    if not news_id or not category or not title.strip():
-        raise DatasetError(path, line, "news id, category and title are required")
-    if len(title.strip()) > MAX_TITLE or len(abstract) > MAX_TEXT:
-        raise DatasetError(path, line, "title or abstract too long")
-    for value, width, what in ((news_id, MAX_ID, "news id"), (category, MAX_CATEGORY, "category"),
-                               (subcategory, MAX_SUBCATEGORY, "subcategory"), (url.strip(), MAX_URL, "url")):
-        if len(value) > width:
-            raise DatasetError(path, line, f"{what} longer than {width} characters")
-    return news_id, [category, subcategory, title.strip(), abstract.strip(), url.strip()]
+def _movielens_movie(path: Path, line: int, movie_id: str, movies: dict) -> None:
+    _id(path, line, movie_id, "movieId")
+    if movie_id not in movies:
+        raise DatasetError(path, line, f"unknown movieId {movie_id}")
 
 
-def _mind_news(path: Path) -> dict[str, list[str]]:
-    news: dict[str, list[str]] = {}
-    for line, raw in enumerate(_read_text(path).splitlines(), start=1):
-        if not raw.strip():
-            continue
-        news_id, values = _mind_news_row(path, line, raw)
-        if news_id in news:
-            raise DatasetError(path, line, f"duplicate news id {news_id}")
-        news[news_id] = values
-    return news
-
-
-class _MindLog:
-    """behaviors.tsv read line by line: the impressions, each reader's first history and the
-    time of their first logged impression."""
-
-    def __init__(self, path: Path, news: dict[str, list[str]]) -> None:
-        self.path, self.news = path, news
-        self.impressions: list[ImpressionRow] = []
-        self.histories: dict[str, list[str]] = {}
-        self.first_time: dict[str, datetime] = {}
-        self.seen_requests: set[str] = set()
-
-    def known(self, line: int, news_id: str) -> str:
-        if news_id not in self.news:
-            raise DatasetError(self.path, line, f"unknown news id {news_id[:40]}")
-        return news_id
-
-    def add(self, line: int, raw: str) -> None:
-        path = self.path
-        cols = raw.split("\t")
-        if len(cols) != 5:
-            raise DatasetError(path, line, f"expected 5 tab-separated fields, got {len(cols)}")
-        if "\x00" in raw:
-            raise DatasetError(path, line, "NUL byte in a field")
-        imp_id, user, when, history, shown = cols
-        if not imp_id or not user:
-            raise DatasetError(path, line, "impression id and user id are required")
-        if len(user) > MAX_ID or len(imp_id) > MAX_IMPRESSION_ID:
-            raise DatasetError(path, line, "impression id or user id too long")
-        request_id = f"mind-{imp_id}"
-        if request_id in self.seen_requests:
-            raise DatasetError(path, line, f"duplicate impression id {imp_id}")
-        self.seen_requests.add(request_id)
+def _movielens_ratings(path: Path, movies: dict) -> tuple[list[ClickRow], dict[str, datetime]]:
+    clicks: list[ClickRow] = []
+    first_seen: dict[str, datetime] = {}
+    for line, (user, movie_id, rating, ts) in _csv_rows(path, ["userId", "movieId", "rating", "timestamp"]):
+        _id(path, line, user, "userId")
+        _movielens_movie(path, line, movie_id, movies)
         try:
-            at = datetime.strptime(when, MIND_TIME).replace(tzinfo=UTC)
+            value = float(rating)
         except ValueError:
-            raise DatasetError(path, line, f"bad time {when[:40]!r} (expected {MIND_TIME})") from None
-        self.first_time[user] = min(self.first_time.get(user, at), at)
-        hist = [self.known(line, n) for n in history.split()]
-        if hist and user not in self.histories:
-            self.histories[user] = hist
-        tokens = shown.split()
-        if not tokens:
-            raise DatasetError(path, line, "no impressions")
-        for pos, token in enumerate(tokens):
-            news_id, sep, label = token.rpartition("-")
-            if not sep:
-                news_id, label = token, ""
-            if label not in ("0", "1", ""):
-                raise DatasetError(path, line, f"bad impression {token[:40]!r} (expected ID-0 or ID-1)")
-            self.impressions.append(ImpressionRow(user, self.known(line, news_id), request_id, pos, at, label == "1"))
+            raise DatasetError(path, line, f"rating is not a number: {rating[:40]!r}") from None
+        if not 0.0 <= value <= 5.0:
+            raise DatasetError(path, line, f"rating out of range: {value}")
+        at = _epoch(path, line, ts)
+        clicks.append(ClickRow(user, movie_id, at))
+        if movie_id not in first_seen or at < first_seen[movie_id]:
+            first_seen[movie_id] = at
+    return clicks, first_seen
 
-    def clicks(self) -> list[ClickRow]:
-        """History clicks one second apart before the reader's first impression, then the
-        logged clicks."""
-        clicks: list[ClickRow] = []
-        for user, hist in self.histories.items():
-            start = self.first_time[user] - timedelta(seconds=len(hist) + 1)
-            done: set[str] = set()
-            for n, news_id in enumerate(hist):
-                if news_id not in done:
-                    done.add(news_id)
-                    clicks.append(ClickRow(user, news_id, start + timedelta(seconds=n)))
-        return clicks + [ClickRow(i.reader, i.item, i.shown_at, i.request_id) for i in self.impressions if i.clicked]
+
+def _movielens_tags(path: Path, movies: dict, readers: set[str]) -> dict[str, Counter]:
+    """Each movie's tag counts (a missing tags.csv is none); taggers join `readers`."""
+    tags: dict[str, Counter] = defaultdict(Counter)
+    if not path.exists():
+        return tags
+    for line, (user, movie_id, tag, ts) in _csv_rows(path, ["userId", "movieId", "tag", "timestamp"]):
+        _id(path, line, user, "userId")
+        _movielens_movie(path, line, movie_id, movies)
+        _epoch(path, line, ts)
+        if len(tag) > 250:
+            raise DatasetError(path, line, "tag longer than 250 characters")
+        if tag.strip():
+            tags[movie_id][tag.strip().lower()] += 1
+        readers.add(user)
+    return tags
 
 
 def read_mind(folder: Path | str) -> Dataset:
-    """MIND: news.tsv (items) and behaviors.tsv (impression logs with history). History
-    clicks carry no time in MIND; they are placed one second apart just before the reader's
-    first logged impression, in history order."""
-    folder = Path(folder)
-    news = _mind_news(folder / "news.tsv")
-    log = _MindLog(folder / "behaviors.tsv", news)
-    for line, raw in enumerate(_read_text(log.path).splitlines(), start=1):
-        if raw.strip():
-            log.add(line, raw)
-    clicks = log.clicks()
-    first_seen: dict[str, datetime] = {}
-    for c in clicks:
-        first_seen[c.item] = min(first_seen.get(c.item, c.clicked_at), c.clicked_at)
-    for i in log.impressions:
-        first_seen[i.item] = min(first_seen.get(i.item, i.shown_at), i.shown_at)
-    items = [
-        ItemRow(external_id=n, title=v[2], abstract=v[3], category=v[0], subcategory=v[1], url=v[4],
-                published_at=first_seen.get(n))
-        for n, v in news.items()
-    ]
-    return Dataset(name="mind", items=items, readers=sorted(log.first_time), clicks=clicks,
-                   impressions=log.impressions)
+    """MIND (recsys.mind): news are items, a click in an impression or a history is a click."""
+    from recsys.mind import read_mind_folder  # it builds on this module's rows and checks
+
+    return read_mind_folder(folder)
 
 
 READERS = {"movielens": read_movielens, "mind": read_mind}
