@@ -3,8 +3,6 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
-# pytest-xdist processes for `make test`, each with a test database and a Redis db of its own
-TEST_WORKERS ?= 2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -20,7 +18,7 @@ demo: install nginx .env services db  ## set up everything and run web, proxy, w
 
 test: install-test browser nginx promtool .env services  ## run the whole suite against the real Postgres and Redis
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

@@ -16,9 +16,6 @@ from django.utils import timezone
 from webapp.feed import closedloop, loopcopies
 from webapp.news.models import Click, Impression
 
-# Both tests run their copies in loopcopies.REDIS_DBS: one xdist worker runs them, one after the other.
-pytestmark = pytest.mark.xdist_group("closed-loop-redis")
-
 
 def test_copies_of_one_plan_replay_exactly_and_leave_the_database_alone(trained, settings):
     logged, clicks = Impression.objects.count(), Click.objects.count()
