@@ -40,7 +40,6 @@ from recsys.audience import (
 from recsys.baselines import fit_als, reader_item_matrix
 from recsys.history import TruthMatrix
 from recsys.ranker import rank
-from recsys.serving import ItemState
 from recsys.simulation import item_truth
 from recsys.stage2 import BUCKETS, bucket_of
 from webapp.common.connections import redis_client
@@ -152,7 +151,7 @@ def _lookalike(ix: _Index, tower: ModelRun, look: ModelRun, states: dict,
                seed_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
     """E_u under the active tower; RALM's logit for every reader from each story's state, and
     the seeds' mean E_u by cosine. None without reader vectors."""
-    vectors = {pk: np.frombuffer(bytes(v), "<f4") for pk, v in ReaderVector.objects.filter(
+    vectors = {pk: ReaderVector.vector_from(v) for pk, v in ReaderVector.objects.filter(
         model_run=tower, reader_id__in=ix.reader_ids.tolist()).values_list("reader_id", "vector")}
     if not vectors:
         return None
@@ -163,10 +162,7 @@ def _lookalike(ix: _Index, tower: ModelRun, look: ModelRun, states: dict,
     scorer = scorer_for(look)
     ralm = np.full(ix.shape, np.nan)
     for i, pk in enumerate(ix.item_ids):
-        s = states[int(pk)]
-        ralm[:, i] = scorer.audience(e_u, ItemState(
-            np.frombuffer(bytes(s.centroids), "<f4").reshape(s.k, s.dim), np.array(s.cluster_sizes, np.float32),
-            np.frombuffer(bytes(s.global_embedding), "<f4")))
+        ralm[:, i] = scorer.audience(e_u, states[int(pk)].item_state)
     with_vec = [s[has[s]] for s in seed_rows]
     return ralm, seed_lookalike(e_u, with_vec, cosine=True)
 

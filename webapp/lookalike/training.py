@@ -87,7 +87,7 @@ def _item_vectors(inter: Interactions) -> np.ndarray:
     out = np.zeros((inter.n_items, DIM), dtype=np.float32)
     index = {int(k): n for n, k in enumerate(inter.item_keys)}
     for pk, raw in Item.objects.filter(pk__in=index, text_vector__isnull=False).values_list("pk", "text_vector"):
-        out[index[pk]] = np.frombuffer(bytes(raw), dtype="<f4")
+        out[index[pk]] = Item.vector_from(raw)
     return out
 
 
