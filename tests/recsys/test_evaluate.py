@@ -18,7 +18,9 @@ from tests.conftest import DATA
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    folder = write_movielens(tmp_path_factory.mktemp("ml"))
+    """One evaluation run on a planted log whose last six readers click only at the end
+    (readers with no train history), shared by the tests of its figures."""
+    folder = write_movielens(tmp_path_factory.mktemp("ml"), late_readers=6)
     out = folder / "results.json"
     code = main(["--format", "movielens", "--data", str(folder), "--out", str(out), "--seeds", "2",
                  "--stage1-epochs", "6", "--stage2-epochs", "2", "--dim", "16", "--quiet"])
@@ -51,14 +53,11 @@ def test_planted_taste_is_found_by_the_learned_scorers(planted):
     assert pooled > s["random"]["pooled"]["5-99"]["auc"] + 0.15
 
 
-def test_readers_without_train_history_have_their_own_view(tmp_path):
+def test_readers_without_train_history_have_their_own_view(planted):
     """Six readers click only at the end: each of their clicks is scored from their clicks
     before it (E_u from the tower, text profile, itemknn rows), in `unseen_readers`."""
-    folder = write_movielens(tmp_path / "ml", late_readers=6)
-    out = tmp_path / "r.json"
-    assert main(["--format", "movielens", "--data", str(folder), "--out", str(out), "--seeds", "2",
-                 "--stage1-epochs", "6", "--stage2-epochs", "2", "--dim", "16", "--quiet"]) == 0
-    result = json.loads(out.read_text())
+    result, out = planted
+    folder = out.parent
     assert result["unseen_readers"] == {"groups": 6 * 40, "readers": 6}
     s = result["scorers"]
     no_fold_in = {"als", "als_seed_avg"}
