@@ -18,7 +18,7 @@ demo: install nginx .env services db  ## set up everything and run web, proxy, w
 
 test: install-test browser nginx promtool .env services  ## run the whole suite against the real Postgres and Redis
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
