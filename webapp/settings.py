@@ -166,7 +166,7 @@ FEED_ARM = env.str("FEED_ARM", default="feature")
 # (recsys.simulation.WORLDS; a name, optionally with overrides such as audiences:w_audience=1.2).
 DEMO_WORLD = env.str("DEMO_WORLD", default="audiences")
 FEED_CATALOG_TTL_SECONDS = env.float("FEED_CATALOG_TTL_SECONDS", default=30.0)  # per-process catalog copy
-# Above this many live stories the feed recalls candidates before ranking (webapp.feed.ranking),
+# Above this many live stories the feed recalls candidates before ranking (webapp.feed.gathering),
 # and above this many item states the web processes keep a recall index instead of the states
 # (webapp.lookalike.serving).
 FEED_RECALL_ABOVE = env.int("FEED_RECALL_ABOVE", default=2000)

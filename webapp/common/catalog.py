@@ -1,5 +1,5 @@
 """The live catalog's version: every web process keeps a copy of the catalog
-(webapp.feed.ranking) and reloads it when this number moves. Whatever changes what the feed
+(webapp.feed.catalog) and reloads it when this number moves. Whatever changes what the feed
 may show (a story published, edited or deleted, a status flipped, the counts refreshed)
 calls `catalog_changed`."""
 

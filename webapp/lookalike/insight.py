@@ -201,7 +201,7 @@ def _calibrated(reader: Reader, item: Item, logit: float) -> dict:
     on (RALM logit, cold-start logit), the cold-start logit from the reader's clicks and topics
     as the feed builds them (this story left out: the feed never shows a reader a story they
     read). Built here from the active cold-start run and the reader's clicks, as
-    webapp.feed.ranking builds it (the apps import one way: lookalike never imports feed).
+    webapp.feed.gathering builds it (the apps import one way: lookalike never imports feed).
     None, with the reason, when no calibration maps serve or the story is not published."""
     none = {"calibrated": None, "calibrated_note": "", "coldstart_logit": None}
     run = ModelRun.objects.filter(kind=ModelKind.COLDSTART, is_active=True).values_list("artifact_path", "metrics") \
