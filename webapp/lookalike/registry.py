@@ -45,9 +45,12 @@ class ModelRegistry:
         model = self._models.get(key)
         if model is None:
             model = self._load(key, load)
+        self._used(kind, run, model)
+        return model
+
+    def _used(self, kind: str, run: Hashable, model: Any) -> None:
         if self._current.get(kind, (None,))[0] != run:
             self._current[kind] = (run, model)
-        return model
 
     def _load(self, key: tuple[str, Hashable], load: Callable[[], T]) -> T:
         with self._lock:
@@ -66,11 +69,15 @@ class ModelRegistry:
             return model
 
     def find(self, kind: str, run: Hashable) -> Any | None:
-        """The run's model if this process loaded it, else None (nothing is loaded)."""
-        return self._models.get((kind, run))
+        """The run's model if this process loaded it, else None (nothing is loaded); a model
+        found counts as used, as one got does (`current`)."""
+        model = self._models.get((kind, run))
+        if model is not None:
+            self._used(kind, run, model)
+        return model
 
     def current(self, kind: str) -> tuple[Hashable, Any] | None:
-        """(run, model) last got of this kind, for when the serving run cannot be asked."""
+        """(run, model) last got or found of this kind, for when the serving run cannot be asked."""
         return self._current.get(kind)
 
     def on_clear(self, hook: Callable[[], None]) -> Callable[[], None]:
