@@ -1,12 +1,14 @@
 """Replay evaluation of RALM and baselines on a public log, without a database.
 
     python -m recsys.evaluate --format movielens --data DIR --out results.json
+    python -m recsys.evaluate --format mind --train TRAIN --test TEST --out mind.json  # MIND's protocol
 
 Events are ordered by time; the first 80% train every model; the rest are replayed in time
 order with seeds updated in real time and nothing retrained (see recsys.replay). Each scorer
 is measured in the `overall` and `buckets` views, over several negative-sampling seeds, and,
 where it can score a reader with no train history (from their clicks before each group,
-no refit), in the `unseen_readers` view.
+no refit), in the `unseen_readers` view. MIND's own protocol (every shown story of every test
+impression, MIND's metrics) is the `impressions` protocol, recsys.mind_eval.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recsys import mind_eval
 from recsys.arms import ARMS, DEFAULT_ARM, REFERENCE
 from recsys.datasets import READERS, DatasetError, read_dataset
 from recsys.evaluation_models import TooLittleData, build_models
@@ -209,13 +212,42 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _protocol(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checks which folders go with which protocol and sets args.protocol."""
+    if args.train is not None or args.test is not None:
+        if args.train is None or args.test is None:
+            ap.error("--train and --test go together")
+        if args.data is not None:
+            ap.error("give either --data DIR or --train A --test B, not both")
+        if args.format != "mind":
+            ap.error("--train and --test are MIND folders: use --format mind")
+        if args.protocol == "replay":
+            ap.error("the replay reads one folder: --data DIR")
+        args.protocol = "impressions"
+        return
+    if args.data is None:
+        ap.error("need --data DIR, or (MIND) --train A --test B")
+    args.protocol = args.protocol or "replay"
+    if args.protocol == "impressions" and args.format != "mind":
+        ap.error("--protocol impressions needs logged impression lists: --format mind")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m recsys.evaluate", description=__doc__.splitlines()[0])
     ap.add_argument("--format", required=True, choices=sorted(READERS))
-    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--data", type=Path, help="the log's folder")
+    ap.add_argument("--train", type=Path, help="MIND's protocol: the train folder (e.g. MINDsmall_train)")
+    ap.add_argument("--test", type=Path, help="MIND's protocol: the later folder scored (e.g. MINDsmall_dev)")
+    ap.add_argument("--protocol", choices=["replay", "impressions"],
+                    help="replay (the default with --data): each test click against sampled negatives; "
+                         "impressions (the default with --train/--test; MIND only): every shown story of every "
+                         "test impression, MIND's metrics; with --data, the last of the impressions by time "
+                         "(1 - --train-share) are the test")
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--plot", type=Path, help="PNG of AUC by seed bucket (default: OUT with .png)")
-    ap.add_argument("--train-share", type=float, default=0.8)
+    ap.add_argument("--plot", type=Path, help="PNG of AUC by seed bucket (default: OUT with .png; the replay only)")
+    ap.add_argument("--train-share", type=float, default=0.8,
+                    help="the share of clicks (the replay) or of impressions (--data with --protocol impressions) "
+                         "before the test period")
     ap.add_argument("--seeds", type=int, default=3, help="negative-sampling seeds")
     ap.add_argument("--seed", type=int, default=DEFAULTS.seed, help="training seed")
     ap.add_argument("--dim", type=int, default=DEFAULTS.dim)
@@ -229,14 +261,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="train clicks a reader needs to be scored")
     ap.add_argument("--stage1-epochs", type=int, default=DEFAULTS.stage1_epochs)
     ap.add_argument("--stage2-epochs", type=int, default=DEFAULTS.stage2_epochs)
-    ap.add_argument("--scorers", nargs="*", choices=SCORERS)
+    ap.add_argument("--scorers", nargs="*", choices=sorted(set(SCORERS) | set(mind_eval.SCORERS)))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if not 0.1 <= args.train_share < 1 or args.seeds < 1 or args.dim < 2 or args.k < 1:
         ap.error("need 0.1 <= --train-share < 1, --seeds >= 1, --dim >= 2, --k >= 1")
+    _protocol(ap, args)
     try:
-        result = run(args)
+        result = mind_eval.run(args, config_of(args)) if args.protocol == "impressions" else run(args)
     except DatasetError as exc:
         print(f"recsys.evaluate: {exc}", file=sys.stderr)
         return 2
@@ -245,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.protocol == "impressions":
+        print(mind_eval.table(result))
+        print(f"wrote {args.out} in {result['seconds']['total']:.0f} s")
+        return 0
     plot_path = args.plot or args.out.with_suffix(".png")
     plot(result, plot_path)
     print(table(result))

@@ -73,11 +73,12 @@ class _Bars:
 
 
 def build_models(inter: Interactions, config: PipelineConfig, *, train_share: float, arm: str, quiet: bool,
-                 log: Callable[[str], None]) -> tuple[Scorers, dict]:
-    """Every scorer, trained on the first `train_share` of the clicks; and what the results
-    report of the training (seconds, histories, calibration, the unseen readers' scorers)."""
+                 log: Callable[[str], None], train_before: float | None = None) -> tuple[Scorers, dict]:
+    """Every scorer, trained on the first `train_share` of the clicks (or on the clicks
+    before `train_before`, where given); and what the results report of the training
+    (seconds, histories, calibration, the unseen readers' scorers)."""
     seconds: dict[str, float] = {}
-    cut = time_cut(inter.click_time, train_share)
+    cut = time_cut(inter.click_time, train_share) if train_before is None else float(train_before)
     train = inter.click_time < cut
     has_vector = np.bincount(inter.click_reader[train], minlength=inter.n_readers) >= 1
 

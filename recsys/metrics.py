@@ -1,5 +1,6 @@
-"""Ranking metrics: per group (one clicked item among candidates), ties counted fairly; ROC AUC
-over a whole set; Spearman's rho."""
+"""Ranking metrics: per group (one clicked item among candidates), ties counted fairly; MIND's
+official per-impression metrics (several clicks among the shown stories, the scoring script's
+tie order); ROC AUC over a whole set; Spearman's rho."""
 
 from __future__ import annotations
 
@@ -24,6 +25,61 @@ def positive_metrics(pos: np.ndarray, neg: np.ndarray, neg_mask: np.ndarray | No
         gain = 1.0 / np.log2(rank + 1)
         out["ndcg@5"] += w * np.where(rank <= 5, gain, 0.0)
         out["ndcg@10"] += w * np.where(rank <= 10, gain, 0.0)
+    return out
+
+
+MIND_METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
+
+
+def impression_metrics(scores: np.ndarray, labels: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+    """MIND's official metrics (msnews/MIND evaluate.py) of each impression, vectorized.
+
+    scores, labels (S,): the impressions' shown stories one after another, each impression in
+    its logged order; lengths (G,): stories per impression. Returns per impression "auc"
+    (scikit-learn's roc_auc_score: a tie counts one half), "mrr" (sum(labels / rank) /
+    sum(labels)) and "ndcg@5", "ndcg@10" (gains 2^y - 1, discounts log2(rank + 1)), each (G,).
+    MRR and nDCG rank by the script's `np.argsort(scores)[::-1]` on float64 scores: rows of one
+    length go through numpy's argsort together, which orders ties as the per-impression call
+    does, so tied scores land where the official script puts them.
+
+    An impression with one class only (every story clicked, or none) is NaN in every metric:
+    the official script's roc_auc_score raises on it, so callers skip and count such rows.
+    Raises ValueError on a non-finite score, as the script's roc_auc_score does."""
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels, np.float64)
+    lengths = np.asarray(lengths, np.int64)
+    if not np.isfinite(scores).all():
+        raise ValueError("scores must be finite")
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    out = {m: np.full(len(lengths), np.nan) for m in MIND_METRICS}
+    for n in np.unique(lengths[lengths > 0]).tolist():
+        rows = np.flatnonzero(lengths == n)
+        cells = offsets[rows][:, None] + np.arange(n)
+        s, y = scores[cells], labels[cells]
+        pos = y.sum(1)
+        both = (pos > 0) & (pos < n)
+        rows, s, y, pos = rows[both], s[both], y[both], pos[both]
+        if not len(rows):
+            continue
+        for name, value in _ranked_metrics(s, y, pos).items():
+            out[name][rows] = value
+    return out
+
+
+def _ranked_metrics(s: np.ndarray, y: np.ndarray, pos: np.ndarray) -> dict[str, np.ndarray]:
+    """The four metrics of impressions of one length n: scores and labels (G, n), clicks (G,)."""
+    from scipy.stats import rankdata
+
+    n = s.shape[1]
+    ranks = rankdata(s, method="average", axis=1)  # Mann-Whitney's U: the ROC curve's area with ties
+    auc = ((ranks * y).sum(1) - pos * (pos + 1) / 2) / (pos * (n - pos))
+    ranked = np.take_along_axis(y, np.argsort(s, axis=1)[:, ::-1], 1)
+    ideal = np.take_along_axis(y, np.argsort(y, axis=1)[:, ::-1], 1)
+    out = {"auc": auc, "mrr": (ranked / np.arange(1, n + 1)).sum(1) / pos}
+    for k in (5, 10):
+        discounts = np.log2(np.arange(min(k, n)) + 2)
+        dcg = lambda r, k=k, d=discounts: ((2 ** r[:, :k] - 1) / d).sum(1)  # noqa: E731
+        out[f"ndcg@{k}"] = dcg(ranked) / dcg(ideal)
     return out
 
 

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import rankdata
 
 from recsys import audience, ctr
-from recsys.metrics import group_metrics
+from recsys.metrics import MIND_METRICS, group_metrics, impression_metrics
 
 EXACT = {"rel": 0, "abs": 1e-12}
 
@@ -109,3 +109,93 @@ def test_view_rhos_are_the_rank_formulas(axis):
     assert set(got) == set(want)
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-12, err_msg=k)
+
+
+# MIND's official scoring script (msnews/MIND evaluate.py), per impression, as the reference.
+def _official_dcg_score(y_true, y_score, k=10):
+    order = np.argsort(y_score)[::-1]
+    y_true = np.take(y_true, order[:k])
+    gains = 2 ** y_true - 1
+    discounts = np.log2(np.arange(len(y_true)) + 2)
+    return np.sum(gains / discounts)
+
+
+def _official_ndcg_score(y_true, y_score, k=10):
+    best = _official_dcg_score(y_true, y_true, k)
+    actual = _official_dcg_score(y_true, y_score, k)
+    return actual / best
+
+
+def _official_mrr_score(y_true, y_score):
+    order = np.argsort(y_score)[::-1]
+    y_true = np.take(y_true, order)
+    rr_score = y_true / (np.arange(len(y_true)) + 1)
+    return np.sum(rr_score) / np.sum(y_true)
+
+
+def _official(impressions) -> dict[str, list[float]]:
+    """The script's four metrics of each (labels, scores) impression; NaN where it would fail
+    (roc_auc_score raises on one class)."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {m: [] for m in MIND_METRICS}
+    for y, s in impressions:
+        y, s = np.asarray(y), np.asarray(s, np.float64)
+        one_class = y.min() == y.max()
+        for m, f in (("auc", roc_auc_score), ("mrr", _official_mrr_score),
+                     ("ndcg@5", lambda a, b: _official_ndcg_score(a, b, 5)),
+                     ("ndcg@10", lambda a, b: _official_ndcg_score(a, b, 10))):
+            out[m].append(np.nan if one_class else float(f(y, s)))
+    return out
+
+
+def _flat(impressions):
+    return (np.concatenate([s for _, s in impressions]).astype(np.float64),
+            np.concatenate([y for y, _ in impressions]), np.array([len(y) for y, _ in impressions]))
+
+
+def _assert_official(impressions) -> dict[str, np.ndarray]:
+    got = impression_metrics(*_flat(impressions))
+    want = _official(impressions)
+    for m in MIND_METRICS:
+        np.testing.assert_allclose(got[m], want[m], rtol=0, atol=1e-12, err_msg=m)  # NaN where NaN
+    return got
+
+
+def test_mind_metrics_are_the_official_scripts_on_hand_made_impressions():
+    long_y = [0] * 30
+    long_y[3] = long_y[17] = long_y[29] = 1
+    impressions = [
+        ([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]),  # two clicks, no tie
+        ([1, 0, 0], [0.9, 0.1, 0.5]),
+        ([0, 1, 0, 0], [1.0, 1.0, 1.0, 1.0]),  # every score tied: the script's order decides
+        ([1, 0], [0.5, 0.5]),
+        ([0, 1, 1, 0, 1], [2.0, 1.0, 2.0, 1.0, 0.0]),  # ties across the classes
+        ([0, 0, 0], [0.3, 0.2, 0.1]),  # one class only: skipped
+        ([1, 1], [0.3, 0.2]),  # one class only: skipped
+        (long_y, [float(i % 3) for i in range(30)]),  # long enough for numpy's quicksort, with ties
+    ]
+    got = _assert_official(impressions)
+    # The definitions by hand on the first impression: order 0.8 (clicked), 0.4, 0.35 (clicked), 0.1.
+    assert got["auc"][0] == pytest.approx(3 / 4)
+    assert got["mrr"][0] == pytest.approx((1 + 1 / 3) / 2)
+    assert got["ndcg@5"][0] == pytest.approx((1 + 1 / np.log2(4)) / (1 + 1 / np.log2(3)))
+    assert got["auc"][1] == got["mrr"][1] == got["ndcg@10"][1] == 1.0
+    assert got["auc"][2] == got["auc"][3] == 0.5  # a tie counts one half
+    assert np.isnan([got[m][k] for m in MIND_METRICS for k in (5, 6)]).all()
+    assert not np.isnan(np.delete(got["auc"], [5, 6])).any()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mind_metrics_are_the_official_scripts_on_random_impressions(seed):
+    rng = np.random.default_rng(seed)
+    impressions = []
+    for _ in range(400):
+        n = int(rng.integers(1, 80))
+        y = (rng.random(n) < rng.uniform(0.02, 0.5)).astype(int)
+        s = rng.integers(0, 4, n).astype(float) if rng.random() < 0.5 else rng.normal(size=n)  # ties, or none
+        impressions.append((y, s))
+    got = _assert_official(impressions)
+    assert np.isnan(got["auc"]).any() and (~np.isnan(got["auc"])).sum() > 300
+    with pytest.raises(ValueError, match="finite"):
+        impression_metrics(np.array([0.1, np.nan]), np.array([1, 0]), np.array([2]))
