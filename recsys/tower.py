@@ -56,7 +56,9 @@ class UserTower(nn.Module):
         self.config = config
         c = config
         self.names = sorted(c.fields)
-        self.embed = nn.ModuleDict({n: nn.Embedding(v, c.field_dim, padding_idx=0) for n, v in c.fields.items()})
+        # A bag per field: the mean over a row's non-padding values without building (B, L, m).
+        self.embed = nn.ModuleDict({n: nn.EmbeddingBag(v, c.field_dim, mode="mean", padding_idx=0)
+                                    for n, v in c.fields.items()})
         self.constant = nn.Parameter(torch.zeros(c.field_dim))
         self.merge = AttentionMerge(c.field_dim, c.attn_dim)
         self.mlp = nn.Sequential(
@@ -72,10 +74,8 @@ class UserTower(nn.Module):
         pooled, present = [], []
         for name in self.names:
             idx = fields[name]  # (B, L)
-            mask = (idx > 0).unsqueeze(-1).float()  # (B, L, 1)
-            count = mask.sum(1)  # (B, 1)
-            pooled.append((self.embed[name](idx) * mask).sum(1) / count.clamp(min=1.0))  # (B, m)
-            present.append(count.squeeze(-1) > 0)
+            pooled.append(self.embed[name](idx))  # (B, m); a row of padding only gives zeros
+            present.append((idx > 0).any(1))
         batch = pooled[0].shape[0]
         pooled.append(self.constant.expand(batch, -1))
         present.append(torch.ones(batch, dtype=torch.bool))
