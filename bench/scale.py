@@ -11,14 +11,16 @@ history or the catalog, measured at 100× the demo (100,000 stories and readers)
   minute of traffic as the feed writes it (one INSERT per page of 10, one per click); then
   the counts job (`item_popularity_refresh`: the decayed popularity and the impression and
   click counts) is timed. Its time at 10M must stay within 1.5× of its time at 1M.
-- **Refresh.** 10,000 dirty stories with 200 seeds each, refreshed by real Celery workers
-  (prefork) with one process and with two: beat's `refresh_seeds` fans out into one task per
-  partition (workers.tasks), and the clock stops when no seed set is dirty any more.
+- **Refresh** (bench/scalerefresh.py). From scratch: 10,000 brand-new stories with 200 seeds
+  each. Steady state: 100,000 warm stories with 200 seeds each, and a minute in which 10,000
+  of them get 1-5 new clickers. Each refreshed by real Celery workers (prefork) with one
+  process and with two: beat's `refresh_seeds` fans out into one task per partition
+  (workers.tasks), and the clock stops when no seed set or state is dirty any more.
 
 A scratch database and Redis db 12; writes results.json["scale"]; `python bench/scale.py
 feed|counts|refresh` measures one part and keeps the others. Tiny mode (bench/common.py):
 2,000 stories and readers with recall from 500 live stories, 10,000 and 100,000 impressions,
-400 dirty stories × 20 seeds."""
+400 dirty stories × 20 seeds (from scratch; 2,000 warm with 400 dirty, steady)."""
 
 from __future__ import annotations
 
@@ -33,8 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, TINY, clicked_world, save, scratch_database, sized, table
-from procs import wait_for
+from common import ROOT, TINY, save, scratch_database, sized, table
+from scalerefresh import refresh_scratch, refresh_steady
 
 STORIES, READERS = sized(100_000, 2_000), sized(100_000, 2_000)
 SIZES = sized((1_000_000, 10_000_000), (10_000, 100_000))  # impressions of history
@@ -42,10 +44,8 @@ RATE_PER_HOUR = sized(1_000_000 / 72, 10_000 / 72)  # the history's traffic: 1M 
 CTR = 0.03
 MINUTE_PAGES = sized(2_000, 50)  # one minute of traffic before each timing: pages of 10
 RUNS = 3  # timings of the counts job at each size (median)
-DIRTY, SEEDS, DIM = sized(10_000, 400), sized(200, 20), 64
 CHUNK = 1_000_000  # rows per COPY
 REDIS_DB = "redis://127.0.0.1:6379/12"
-CELERY = [sys.executable, "-m", "celery", "-A", "workers"]
 
 
 def _history(cur, *, start_id: int, n: int, end: float, rng: np.random.Generator, item_ids: np.ndarray,
@@ -146,51 +146,6 @@ def _counts() -> dict:
     out["ratio"] = round(last / first, 2) if first else None
     out["stories_shown"] = shown
     return out
-
-
-def _refresh() -> dict:
-    import torch
-
-    from webapp.lookalike.models import SeedSet
-
-    torch.manual_seed(0)
-    print(f"refresh: {DIRTY:,} dirty stories × {SEEDS} seeds among {READERS:,} readers", flush=True)
-    clicked_world(Path(os.environ["MODEL_DIR"]), readers=READERS, items=DIRTY, clicked=DIRTY, seeds=SEEDS, dim=DIM,
-                  rng=np.random.default_rng(1))
-    env = {**os.environ, "REDIS_URL": REDIS_DB, "PYTHONUNBUFFERED": "1", "LOOKALIKE_REFRESH_PARTITIONS": "2",
-           "LOOKALIKE_REFRESH_BATCH": str(DIRTY)}
-    from django.db import connection as conn
-
-    db = conn.settings_dict
-    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    out, rows = {}, []
-    for processes in sized((1, 2, 1, 2), (1, 2)):  # alternated, each measured twice
-        SeedSet.objects.all().delete()
-        SeedSet.objects.bulk_create([SeedSet(item_id=i, dirty=True) for i in range(1, DIRTY + 1)], batch_size=5000)
-        log = Path(tempfile.mkstemp(prefix=f"ralm-scale-worker{processes}-", suffix=".log")[1])
-        worker = subprocess.Popen([*CELERY, "worker", "--pool", "prefork", "--concurrency", str(processes),
-                                   "--without-mingle", "--without-gossip", "--loglevel", "INFO", "-n",
-                                   f"scale{processes}@%h"], cwd=ROOT, env=env, stdout=log.open("w"),
-                                  stderr=subprocess.STDOUT)
-        try:
-            assert wait_for(lambda log=log: " ready." in log.read_text(), timeout=120), log.read_text()[-2000:]
-            from workers.tasks import refresh_seeds
-
-            started = time.perf_counter()
-            refresh_seeds.apply_async(kwargs={})
-            finished = wait_for(lambda: not SeedSet.objects.filter(dirty=True).exists()
-                                and not SeedSet.objects.filter(state_dirty=True).exists(), timeout=600, every=0.05)
-            seconds = time.perf_counter() - started
-            assert finished, log.read_text()[-3000:]
-        finally:
-            worker.terminate()
-            worker.wait(timeout=60)
-        out.setdefault(processes, []).append(seconds)
-        rows.append((processes, f"{seconds:.2f}"))
-    print(table(rows, ("worker processes", "seconds, 10,000 dirty × 200 seeds" if not TINY else "seconds")))
-    one, two = float(np.median(out[1])), float(np.median(out[2]))
-    return {"items": DIRTY, "seeds_per_item": SEEDS, "one_worker_s": round(one, 2), "two_workers_s": round(two, 2),
-            "speedup": round(one / two, 2), "runs": {str(k): [round(x, 2) for x in v] for k, v in out.items()}}
 
 
 FEED_WARM_SHARE, FEED_SEEDS, FEED_HISTORY = 0.5, sized(50, 10), 10  # warm stories, seeds each, clicks per reader
@@ -462,7 +417,11 @@ def main() -> int:
             from workers.celery import app
 
             app.control.purge()
-            refresh = _refresh()
+            refresh = refresh_scratch()
+            redis_client().flushdb()
+        with scratch_database("ralm_feed_bench_scale"):
+            app.control.purge()
+            refresh = refresh_steady(refresh)
             redis_client().flushdb()
     if counts is None or refresh is None or feed is None:
         print("results.json has no earlier scale run to keep: run every part", file=sys.stderr)
@@ -472,7 +431,8 @@ def main() -> int:
     save("scale", result)
     print(f"feed p50 {feed['p50_ms']} ms, p99 {feed['p99_ms']} ms, top 10 kept {feed['top10_kept']}, web process "
           f"{rss} MiB; counts job at {SIZES[-1]:,} / at {SIZES[0]:,} impressions: {counts['ratio']}×; refresh with "
-          f"two worker processes {refresh['two_workers_s']} s, {refresh['speedup']}× one")
+          f"two worker processes {refresh['two_workers_s']} s, {refresh['speedup']}× one; a steady minute "
+          f"{refresh.get('steady_two_workers_s')} s")
     return 0
 
 

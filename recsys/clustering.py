@@ -51,13 +51,46 @@ def pad_states(states: list[tuple[np.ndarray, np.ndarray]], k: int, dim: int):
     return cents, sizes, mask
 
 
+def _dist2(c, p, p_sq):
+    """Squared distances (B, n, K) of points p (B, n, h) with norms p_sq (B, n) to centres c (B, K, h)."""
+    import torch
+
+    return (p_sq[:, :, None] - 2 * torch.bmm(p, c.transpose(1, 2)) + (c * c).sum(-1)[:, None, :]).clamp(min=0)
+
+
+def _kmeans_pp(pts, sq, valid, lengths: np.ndarray, kmax: int, gen):
+    """Greedy k-means++ (as scikit-learn): the first centre uniformly; each next one the best of
+    2 + log(k) candidates drawn with probability ~ squared distance to the closest centre."""
+    import torch
+
+    b, _, h = pts.shape
+    rows = torch.arange(b)
+    cents = torch.zeros(b, kmax, h)
+    first = (torch.rand(b, generator=gen) * torch.from_numpy(lengths).float()).long()
+    cents[:, 0] = pts[rows, first]
+    closest = _dist2(cents[:, :1], pts, sq)[..., 0].masked_fill(~valid, 0)  # (B, n)
+    tries = 2 + int(np.log(kmax))
+    for j in range(1, kmax):
+        cand = torch.multinomial(closest + 1e-12 * valid, tries, replacement=True, generator=gen)  # (B, L)
+        cand_pts = pts[rows[:, None], cand]  # (B, L, h)
+        d = _dist2(cand_pts, pts, sq).masked_fill(~valid[..., None], 0)  # (B, n, L)
+        potential = torch.minimum(closest[..., None], d).sum(1)  # (B, L)
+        best = potential.argmin(-1)
+        cents[:, j] = cand_pts[rows, best]
+        closest = torch.minimum(closest, d[rows, :, best])
+    return cents
+
+
 def batched_kmeans(x: np.ndarray, lengths: np.ndarray, n_clusters: np.ndarray, *, iters: int = 15,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                   seed: int = 0, init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """k-means for many items at once (Lloyd's algorithm with k-means++ seeding, in torch).
 
     x (B, n, h): each item's points, padded; lengths (B,): real points per item;
     n_clusters (B,): clusters wanted per item (1 <= c <= length). Returns centroids
     (B, K, h) and cluster sizes (B, K) with K = max(n_clusters); unused slots have size 0.
+    `init` (B, K, h): the starting centres (an item's previous centroids, the first
+    n_clusters[i] of each row used) instead of k-means++; then a few `iters` reach a fixed
+    point when the points moved little.
     """
     import torch
 
@@ -65,31 +98,14 @@ def batched_kmeans(x: np.ndarray, lengths: np.ndarray, n_clusters: np.ndarray, *
     kmax = int(n_clusters.max()) if b else 0
     if b == 0 or kmax == 0:
         return np.zeros((b, kmax, h), np.float32), np.zeros((b, kmax), np.float32)
-    gen = torch.Generator().manual_seed(seed)
     pts = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))  # (B, n, h)
     valid = torch.arange(n)[None, :] < torch.from_numpy(lengths)[:, None]  # (B, n)
     want = torch.from_numpy(n_clusters.astype(np.int64))  # (B,)
     sq = (pts * pts).sum(-1)  # (B, n)
-    rows = torch.arange(b)
-
-    def dist2(c: torch.Tensor, p: torch.Tensor = pts, p_sq: torch.Tensor = sq) -> torch.Tensor:  # (B, n, K)
-        return (p_sq[:, :, None] - 2 * torch.bmm(p, c.transpose(1, 2)) + (c * c).sum(-1)[:, None, :]).clamp(min=0)
-
-    # Greedy k-means++ (as scikit-learn): the first centre uniformly; each next one the best of
-    # 2 + log(k) candidates drawn with probability ~ squared distance to the closest centre.
-    cents = torch.zeros(b, kmax, h)
-    first = (torch.rand(b, generator=gen) * torch.from_numpy(lengths).float()).long()
-    cents[:, 0] = pts[rows, first]
-    closest = dist2(cents[:, :1])[..., 0].masked_fill(~valid, 0)  # (B, n)
-    tries = 2 + int(np.log(kmax))
-    for j in range(1, kmax):
-        cand = torch.multinomial(closest + 1e-12 * valid, tries, replacement=True, generator=gen)  # (B, L)
-        cand_pts = pts[rows[:, None], cand]  # (B, L, h)
-        d = dist2(cand_pts).masked_fill(~valid[..., None], 0)  # (B, n, L)
-        potential = torch.minimum(closest[..., None], d).sum(1)  # (B, L)
-        best = potential.argmin(-1)
-        cents[:, j] = cand_pts[rows, best]
-        closest = torch.minimum(closest, d[rows, :, best])
+    if init is None:
+        cents = _kmeans_pp(pts, sq, valid, lengths, kmax, torch.Generator().manual_seed(seed))
+    else:
+        cents = torch.from_numpy(np.ascontiguousarray(init[:, :kmax], dtype=np.float32)).clone()
     unused = torch.arange(kmax)[None, :] >= want[:, None]  # (B, K)
     labels = torch.full((b, n), -1, dtype=torch.long)
     # Lloyd's iterations on the items still moving: an item whose labels did not change sits
@@ -98,7 +114,7 @@ def batched_kmeans(x: np.ndarray, lengths: np.ndarray, n_clusters: np.ndarray, *
     active = torch.arange(b)
     for _ in range(iters):
         p, v = pts[active], valid[active]
-        d = dist2(cents[active], p, sq[active])
+        d = _dist2(cents[active], p, sq[active])
         new = d.masked_fill(unused[active][:, None, :], float("inf")).argmin(-1).masked_fill(~v, -1)
         moved = (new != labels[active]).any(1)
         if not moved.any():

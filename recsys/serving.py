@@ -96,44 +96,60 @@ class LookalikeScorer:
         return ItemState(cents, sizes, e_global[0].astype(np.float32))
 
     def item_states(self, seed_sets: list[np.ndarray], *, matrix: np.ndarray | None = None, seed: int = 0,
-                    chunk_floats: int = 8_000_000) -> list[ItemState]:
+                    chunk_floats: int = 8_000_000, init: list[np.ndarray | None] | None = None,
+                    warm_iters: int = 5) -> list[ItemState]:
         """The states of many items at once: seed_sets[i] holds item i's seeds' raw E_u
         (n_i, h); or, given `matrix` (U, h) of seeds' transformed vectors f(E_u), row indices
         into it (so that millions of seed references are never copied at once). Items are
         clustered in batches (recsys.clustering.batched_kmeans), sorted by size so that
-        little padding is wasted."""
+        little padding is wasted. `init[i]`: item i's previous centroids (c, h), where its
+        seeds changed little: k-means starts there and runs at most `warm_iters` iterations,
+        when c is still the number of clusters its seeds get; otherwise it starts afresh."""
         out: list[ItemState | None] = [None] * len(seed_sets)
         empty = ItemState(np.zeros((0, self.dim), np.float32), np.zeros(0, np.float32), np.zeros(self.dim, np.float32))
-        order = sorted((i for i, s in enumerate(seed_sets) if len(s)), key=lambda i: len(seed_sets[i]))
         for i, s in enumerate(seed_sets):
             if not len(s):
                 out[i] = empty
-        start = 0
-        while start < len(order):
-            n_max = len(seed_sets[order[min(len(order) - 1, start)]])
-            size = max(1, chunk_floats // max(n_max * self.dim, 1))
-            idx = order[start:start + size]
-            n_max = max(len(seed_sets[i]) for i in idx)
-            x = np.zeros((len(idx), n_max, self.dim), np.float32)
-            lengths = np.array([len(seed_sets[i]) for i in idx])
-            for row, i in enumerate(idx):
-                if matrix is not None:
-                    x[row, : lengths[row]] = matrix[seed_sets[i]]
-                else:
-                    x[row, : lengths[row]] = self.transform(np.asarray(seed_sets[i], np.float64))
-            if self.mode == "mean":
-                cents = (x.sum(1) / lengths[:, None])[:, None, :]
-                sizes = lengths[:, None].astype(np.float32)
-            else:
-                wanted = np.array([clusters_for(n, self.k, self.min_cluster) for n in lengths])
-                cents, sizes = batched_kmeans(x, lengths, wanted, seed=seed)
-            e_global = self.global_embedding(cents.astype(np.float64), sizes, sizes > 0)
-            for row, i in enumerate(idx):
-                keep = sizes[row] > 0
-                out[i] = ItemState(cents[row][keep].astype(np.float32), sizes[row][keep].astype(np.float32),
-                                   e_global[row].astype(np.float32))
-            start += len(idx)
+        warm = [i for i, s in enumerate(seed_sets) if len(s) and init is not None and init[i] is not None
+                and self.mode != "mean" and len(init[i]) == clusters_for(len(s), self.k, self.min_cluster)]
+        fresh = sorted(set(i for i, s in enumerate(seed_sets) if len(s)) - set(warm))
+        for group, starts in ((warm, init), (fresh, None)):
+            order = sorted(group, key=lambda i: len(seed_sets[i]))
+            start = 0
+            while start < len(order):
+                n_max = len(seed_sets[order[start]])
+                size = max(1, chunk_floats // max(n_max * self.dim, 1))
+                idx = order[start:start + size]
+                for i, state in zip(idx, self._states_chunk([seed_sets[i] for i in idx], matrix=matrix, seed=seed,
+                                                            init=[starts[i] for i in idx] if starts else None,
+                                                            iters=warm_iters), strict=True):
+                    out[i] = state
+                start += len(idx)
         return out
+
+    def _states_chunk(self, seed_sets: list[np.ndarray], *, matrix: np.ndarray | None, seed: int,
+                      init: list[np.ndarray] | None, iters: int) -> list[ItemState]:
+        """`item_states` of one batch of non-empty seed sets."""
+        n_max = max(len(s) for s in seed_sets)
+        x = np.zeros((len(seed_sets), n_max, self.dim), np.float32)
+        lengths = np.array([len(s) for s in seed_sets])
+        for row, s in enumerate(seed_sets):
+            x[row, : lengths[row]] = matrix[s] if matrix is not None else self.transform(np.asarray(s, np.float64))
+        if self.mode == "mean":
+            cents = (x.sum(1) / lengths[:, None])[:, None, :]
+            sizes = lengths[:, None].astype(np.float32)
+        else:
+            wanted = np.array([clusters_for(n, self.k, self.min_cluster) for n in lengths])
+            starts = None
+            if init is not None:
+                starts = np.zeros((len(seed_sets), int(wanted.max()), self.dim), np.float32)
+                for row, c in enumerate(init):
+                    starts[row, : len(c)] = c
+            cents, sizes = batched_kmeans(x, lengths, wanted, seed=seed, init=starts,
+                                          **({"iters": iters} if init is not None else {}))
+        e_global = self.global_embedding(cents.astype(np.float64), sizes, sizes > 0)
+        return [ItemState(cents[row][sizes[row] > 0].astype(np.float32), sizes[row][sizes[row] > 0].astype(np.float32),
+                          e_global[row].astype(np.float32)) for row in range(len(seed_sets))]
 
     def score(self, e_u: np.ndarray, cents: np.ndarray, sizes: np.ndarray, mask: np.ndarray,
               e_global: np.ndarray) -> np.ndarray:

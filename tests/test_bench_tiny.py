@@ -34,6 +34,8 @@ def test_every_benchmark_runs_in_tiny_mode(tmp_path):
     scale = r["scale"]
     assert scale["counts"]["ratio"] > 0 and scale["counts"]["stories_shown"] > 0
     assert scale["refresh"]["one_worker_s"] > 0 and scale["refresh"]["two_workers_s"] > 0
+    assert scale["refresh"]["steady_one_worker_s"] > 0 and scale["refresh"]["steady_two_workers_s"] > 0
+    assert scale["refresh"]["steady_dirty"] < scale["refresh"]["steady_stories"]
     feed = scale["feed"]  # through recall (the tiny world is above its recall threshold)
     assert 0 < feed["p50_ms"] <= feed["p99_ms"] and feed["requests"] > 0 and 0.5 <= feed["top10_kept"] <= 1
     assert feed["warm_stories"] > 0 and 0 < scale["web_rss_mib"] < 4096

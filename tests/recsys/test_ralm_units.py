@@ -199,3 +199,19 @@ def test_item_states_in_batch_equal_one_by_one_for_small_seed_sets():
         assert np.allclose(got.centroids, one.centroids, atol=1e-5) and np.allclose(got.e_global, one.e_global,
                                                                                      atol=1e-5)
         assert got.sizes.sum() == len(seeds)
+
+
+def test_kmeans_from_previous_centroids_stays_at_their_fixed_point_and_follows_a_small_change():
+    from recsys.clustering import batched_kmeans
+
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((4, 8)) * 4
+    x = (centres[rng.integers(0, 4, 200)] + rng.standard_normal((200, 8))).astype(np.float32)[None]
+    cents, sizes = batched_kmeans(x, np.array([200]), np.array([4]))
+    again, same = batched_kmeans(x, np.array([200]), np.array([4]), init=cents, iters=5)
+    assert np.allclose(again, cents, atol=1e-5) and (same == sizes).all()  # a fixed point stays put
+    more = np.concatenate([x[0], (centres[rng.integers(0, 4, 5)] + rng.standard_normal((5, 8)))])[None]
+    warm, warm_sizes = batched_kmeans(more.astype(np.float32), np.array([205]), np.array([4]), init=cents, iters=5)
+    fresh, _ = batched_kmeans(more.astype(np.float32), np.array([205]), np.array([4]))
+    sse = lambda c: ((more[0][:, None] - c[0][None]) ** 2).sum(-1).min(1).sum()  # noqa: E731
+    assert warm_sizes.sum() == 205 and sse(warm) <= sse(fresh) * 1.001

@@ -27,9 +27,10 @@ REDIS_DBS = (8, 9)
 
 
 # The tables a copy needs from a snapshot taken of a database in use, parents first (a COPY
-# checks its foreign keys at once); the counts' deltas last, after the triggers' own.
+# checks its foreign keys at once); the triggers' deltas (counts, seeds) last.
 SNAPSHOT_TABLES = ("auth_user", "news_reader", "news_item", "news_impression", "news_click", "lookalike_modelrun",
-                   "lookalike_seedset", "lookalike_lookalikestate", "lookalike_readervector", "news_itemcountdelta")
+                   "lookalike_seedset", "lookalike_lookalikestate", "lookalike_readervector", "news_itemcountdelta",
+                   "lookalike_seeddelta")
 
 
 def _admin():
@@ -85,8 +86,8 @@ def snapshot_make(name: str) -> None:
             target.cursor() as dst:
         dst.execute(f"TRUNCATE {', '.join(SNAPSHOT_TABLES)} CASCADE")
         for t in SNAPSHOT_TABLES:
-            if t == "news_itemcountdelta":  # the triggers saw the rows above come in: keep the source's own
-                dst.execute("TRUNCATE news_itemcountdelta")
+            if t in ("news_itemcountdelta", "lookalike_seeddelta"):  # the triggers saw the rows above
+                dst.execute(f"TRUNCATE {t}")  # come in: keep the source's own
             with src.copy(f"COPY {t} TO STDOUT") as out, dst.copy(f"COPY {t} FROM STDIN") as into:
                 for chunk in out:
                     into.write(chunk)

@@ -44,11 +44,20 @@ class ModelRun(models.Model):
 
 
 class SeedSet(models.Model):
-    """An item's seed readers: its latest clickers that have a reader vector."""
+    """An item's seed readers: its latest clickers that have a reader vector, latest first."""
 
     item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="seed_set")
     seed_reader_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # Each seed's latest click, in the order of seed_reader_ids: what the refresh merges the
+    # clicks since its last run into (SeedDelta) without reading the item's clicks again.
+    seed_clicked_at = ArrayField(models.DateTimeField(), default=list, blank=True)
     count = models.PositiveIntegerField(default=0)
+    # The next refresh recomputes the seeds from the click table instead of merging deltas:
+    # a new set (its earlier clicks may predate the deltas), a set whose clicks were deleted.
+    rebuild = models.BooleanField(default=True)
+    # Seeds that entered or left the list since the item's state was computed: a state whose
+    # seeds changed by a small share is re-clustered from its previous centroids.
+    seeds_changed = models.PositiveIntegerField(default=0)
     # Set by a click, cleared by the refresh job once the seeds are rebuilt.
     dirty = models.BooleanField(default=True)
     # Set when the seeds changed, cleared once the item's look-alike state is recomputed.
@@ -69,6 +78,23 @@ class SeedSet(models.Model):
 
     def __str__(self) -> str:
         return f"seeds of item {self.item_id}: {self.count}{' (dirty)' if self.dirty else ''}"
+
+
+class SeedDelta(models.Model):
+    """A reader's latest click on an item not yet merged into the item's seed list. A
+    trigger on news_click writes one row per (item, reader) and statement, in the writer's
+    own transaction (as news.ItemCountDelta's do); the seed refresh takes the rows of its
+    items whose reader has a vector, so a row whose reader has none yet waits for it."""
+
+    item_id = models.BigIntegerField()  # no foreign key: the click's hot path pays no check
+    reader_id = models.BigIntegerField()
+    clicked_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["item_id"], name="seeddelta_item_idx")]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id}: reader {self.reader_id} at {self.clicked_at:%H:%M:%S}"
 
 
 class LookalikeState(models.Model):

@@ -1,6 +1,6 @@
-"""The every-minute refresh: seeds of the items clicked since the last run, then their
-look-alike states (k-means centroids and E_global under the active model, batched across
-items), written to Postgres and to the Redis serving store.
+"""The every-minute refresh: seeds of the items clicked since the last run
+(webapp.lookalike.seeds), then their look-alike states (k-means centroids and E_global under
+the active model, batched across items), written to Postgres and to the Redis serving store.
 
 Safe to run twice and safe to miss: work is found by flags (SeedSet.dirty, .state_dirty),
 taken in bounded batches under `select_for_update(skip_locked)`, optionally of one partition
@@ -20,8 +20,7 @@ import numpy as np
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, QuerySet, When
-from django.db.models.functions import Mod
+from django.db.models import Case, F, When
 from django.utils import timezone
 
 from recsys.artifacts import ArtifactError
@@ -30,82 +29,29 @@ from webapp.common import metrics
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.registry import lookalike_scorer
+from webapp.lookalike.seeds import (
+    SEEDS_SQL,
+    Part,
+    seeds_refresh,  # noqa: F401 -- the refresh's first step, called from here
+    seedsets,
+)
 from webapp.lookalike.selectors import active_run
 from webapp.news.models import Item, ItemStatus
 
 log = logging.getLogger(__name__)
 
 
+# A state whose seeds changed by at most this share (entered plus left, of the seeds) is
+# re-clustered from its previous centroids in at most WARM_ITERS Lloyd iterations: a few
+# readers move a local optimum a little, and Lloyd's from there reaches the nearby fixed
+# point; a larger change is clustered afresh, as a new story is.
+WARM_START_SHARE = 0.1
+WARM_ITERS = 5
+
+
 def scorer_for(run: ModelRun) -> LookalikeScorer:
     """The run's look-alike model, loaded once per process (webapp.lookalike.registry)."""
     return lookalike_scorer(run.pk, run.artifact_path)
-
-
-# Per item among %(items)s: its latest %(cap)s distinct clickers with a vector under the tower run %(run)s.
-_LATEST_SEEDS = """
-WITH last AS (
-    SELECT c.item_id, c.reader_id, MAX(c.clicked_at) AS at
-    FROM news_click c
-    JOIN lookalike_readervector v ON v.reader_id = c.reader_id AND v.model_run_id = %(run)s
-    WHERE c.item_id = ANY(%(items)s)
-    GROUP BY c.item_id, c.reader_id
-), ranked AS (
-    SELECT item_id, reader_id, ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY at DESC, reader_id) AS n
-    FROM last
-), fresh AS (
-    SELECT item_id, array_agg(reader_id ORDER BY n) AS ids FROM ranked WHERE n <= %(cap)s GROUP BY item_id
-)"""
-
-_SEEDS_SQL = _LATEST_SEEDS + "\nSELECT item_id, ids FROM fresh"
-
-_SEEDS_UPDATE_SQL = _LATEST_SEEDS + """, new AS (
-    SELECT t.item_id, COALESCE(f.ids, '{}'::bigint[]) AS ids
-    FROM unnest(%(items)s::bigint[]) AS t(item_id) LEFT JOIN fresh f USING (item_id)
-)
-UPDATE lookalike_seedset s
-SET seed_reader_ids = new.ids, count = cardinality(new.ids), dirty = false,
-    state_dirty = s.state_dirty OR s.seed_reader_ids IS DISTINCT FROM new.ids, updated_at = now(),
-    dirty_since = CASE WHEN s.state_dirty OR s.seed_reader_ids IS DISTINCT FROM new.ids THEN s.dirty_since END
-FROM new WHERE s.item_id = new.item_id
-RETURNING s.state_dirty
-"""  # noqa: S608 -- two constants joined, nothing from input
-
-
-Part = tuple[int, int]  # (n, parts): the items whose id is n modulo parts
-
-
-def _seedsets(part: Part | None, **flags: bool) -> QuerySet:
-    """Seed sets with these flags, of one partition of the items (all of them without one)."""
-    qs = SeedSet.objects.filter(**flags)
-    if part is None or part[1] == 1:
-        return qs
-    return qs.annotate(part=Mod("item_id", part[1])).filter(part=part[0])
-
-
-def seeds_refresh(*, batch: int | None = None, part: Part | None = None) -> dict:
-    """Rebuild the seed lists of up to `batch` dirty items (of the partition `part`): their
-    latest distinct clickers that have a reader vector under the active tower, capped at
-    SEED_CAP. One statement computes and stores them; an item's state is marked stale only
-    if its seeds changed."""
-    batch = batch or settings.LOOKALIKE_REFRESH_BATCH
-    tower = active_run(kind=ModelKind.USER_TOWER)
-    if tower is None:
-        return {"items": 0, "remaining": False, "skipped": "no active user tower"}
-    start = time.perf_counter()
-    with transaction.atomic():
-        ids = list(_seedsets(part, dirty=True).select_for_update(skip_locked=True)
-                   .order_by("item_id").values_list("item_id", flat=True)[:batch])
-        if not ids:
-            return {"items": 0, "remaining": False}
-        with connection.cursor() as cur:
-            # The clicks of a few thousand stories, grouped and ranked: in memory, not spilled
-            # to disk under the default 4 MB (for this transaction only).
-            cur.execute("SET LOCAL work_mem = '64MB'")
-            cur.execute(_SEEDS_UPDATE_SQL, {"run": tower.pk, "items": ids, "cap": settings.SEED_CAP})
-            changed = sum(1 for (stale,) in cur.fetchall() if stale)
-    metrics.refresh_batch(step="seeds", seconds=time.perf_counter() - start, items=len(ids))
-    remaining = _seedsets(part, dirty=True).exists()
-    return {"items": len(ids), "changed": changed, "remaining": remaining}
 
 
 def _vectors(run: ModelRun, reader_ids: np.ndarray) -> dict[int, np.ndarray]:
@@ -117,8 +63,10 @@ def _vectors(run: ModelRun, reader_ids: np.ndarray) -> dict[int, np.ndarray]:
         return {reader_id: ReaderVector.vector_from(raw) for reader_id, raw in cur.fetchall()}
 
 
-def states_compute(*, items: list[tuple[int, list[int]]], tower: ModelRun, lookalike: ModelRun) -> dict:
-    """item id -> ItemState for (item id, seed reader ids) pairs, batched across items."""
+def states_compute(*, items: list[tuple[int, list[int]]], tower: ModelRun, lookalike: ModelRun,
+                   init: dict[int, np.ndarray] | None = None, seed: int = 0) -> dict:
+    """item id -> ItemState for (item id, seed reader ids) pairs, batched across items; an
+    item in `init` is clustered from those centroids (LookalikeScorer.item_states)."""
     scorer = scorer_for(lookalike)
     lengths = np.array([len(seeds) for _, seeds in items], dtype=np.int64)
     flat = np.concatenate([np.asarray(seeds, dtype=np.int64) for _, seeds in items]) if len(items) else \
@@ -133,7 +81,8 @@ def states_compute(*, items: list[tuple[int, list[int]]], tower: ModelRun, looka
         np.zeros(len(flat), bool)
     owner = np.repeat(np.arange(len(items)), lengths)
     rows = np.split(pos[has], np.cumsum(np.bincount(owner[has], minlength=len(items)))[:-1])
-    states = scorer.item_states(rows, matrix=matrix)
+    starts = [init.get(item_id) for item_id, _ in items] if init else None
+    states = scorer.item_states(rows, matrix=matrix, init=starts, warm_iters=WARM_ITERS, seed=seed)
     return {item_id: state for (item_id, _), state in zip(items, states, strict=True)}
 
 
@@ -152,18 +101,33 @@ def states_refresh(*, batch: int | None = None, part: Part | None = None) -> dic
         return {"items": 0, "remaining": False, "skipped": f"model artifact unusable: {exc}"}
     start = time.perf_counter()
     with transaction.atomic():
-        rows = list(_seedsets(part, state_dirty=True).select_for_update(skip_locked=True)
-                    .order_by("item_id").values_list("item_id", "seed_reader_ids")[:batch])
+        rows = list(seedsets(part, state_dirty=True).select_for_update(skip_locked=True)
+                    .order_by("item_id").values_list("item_id", "seed_reader_ids", "seeds_changed")[:batch])
         if not rows:
             return {"items": 0, "remaining": False}
-        written = states_write(items=[(i, list(s or [])) for i, s in rows], tower=tower, lookalike=lookalike)
+        init = _previous_centroids(rows, lookalike=lookalike)
+        written = states_write(items=[(i, list(s or [])) for i, s, _ in rows], tower=tower, lookalike=lookalike,
+                               init=init)
         # Served as of this batch: nothing waits, unless a click came after the seeds this state
         # was made from (then it waits since at most that seed rebuild).
         SeedSet.objects.filter(item_id__in=[r[0] for r in rows]).update(
-            state_dirty=False, dirty_since=Case(When(dirty=True, then=F("updated_at")), default=None))
+            state_dirty=False, seeds_changed=0,
+            dirty_since=Case(When(dirty=True, then=F("updated_at")), default=None))
     metrics.refresh_batch(step="states", seconds=time.perf_counter() - start, items=len(rows))
-    remaining = _seedsets(part, state_dirty=True).exists()
-    return {"items": len(rows), "version": written, "remaining": remaining}
+    remaining = seedsets(part, state_dirty=True).exists()
+    return {"items": len(rows), "version": written, "warm_started": len(init), "remaining": remaining}
+
+
+def _previous_centroids(rows: list[tuple[int, list[int], int]], *, lookalike: ModelRun) -> dict[int, np.ndarray]:
+    """item id -> its state's centroids under `lookalike`, for the items whose seeds changed
+    by at most WARM_START_SHARE since (rows: item id, seed ids, seeds changed)."""
+    near = [i for i, seeds, changed in rows if seeds and changed <= WARM_START_SHARE * len(seeds)]
+    if not near:
+        return {}
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT item_id, k, dim, centroids FROM {LookalikeState._meta.db_table} "  # noqa: S608 (a model's table)
+                    "WHERE model_run_id = %s AND item_id = ANY(%s) AND k > 0", [lookalike.pk, near])
+        return {i: np.frombuffer(bytes(c), "<f4").reshape(k, dim) for i, k, dim, c in cur.fetchall()}
 
 
 def _states_to_redis(states: dict, *, lookalike: ModelRun) -> int:
@@ -198,10 +162,11 @@ def _states_to_db(states: dict, *, lookalike: ModelRun) -> None:
         cur.execute(_STATES_UPSERT_SQL, {"run": lookalike.pk, "now": timezone.now()})
 
 
-def states_write(*, items: list[tuple[int, list[int]]], tower: ModelRun, lookalike: ModelRun) -> int:
+def states_write(*, items: list[tuple[int, list[int]]], tower: ModelRun, lookalike: ModelRun,
+                 init: dict[int, np.ndarray] | None = None) -> int:
     """Compute and store the states of these items under `lookalike`: Redis first (one value
     per item, published by one version bump), then the durable LookalikeState rows."""
-    states = states_compute(items=items, tower=tower, lookalike=lookalike)
+    states = states_compute(items=items, tower=tower, lookalike=lookalike, init=init)
     version = _states_to_redis(states, lookalike=lookalike)
     _states_to_db(states, lookalike=lookalike)
     return version
@@ -216,11 +181,13 @@ def serving_switch(*, runs: list[ModelRun], tower: ModelRun, lookalike: ModelRun
     with transaction.atomic():
         rows = list(SeedSet.objects.select_for_update().values_list("item_id", flat=True))
         with connection.cursor() as cur:
-            cur.execute(_SEEDS_SQL, {"run": tower.pk, "items": rows, "cap": settings.SEED_CAP})
-            seeds = {i: list(s) for i, s in cur.fetchall()}
-            cur.executemany("UPDATE lookalike_seedset SET seed_reader_ids = %s, count = %s, dirty = false,"
-                            " state_dirty = false, dirty_since = NULL, updated_at = now() WHERE item_id = %s",
-                            [(seeds.get(i, []), len(seeds.get(i, [])), i) for i in rows])
+            cur.execute(SEEDS_SQL, {"run": tower.pk, "items": rows, "cap": settings.SEED_CAP})
+            fresh = {i: (list(s), list(at)) for i, s, at in cur.fetchall()}
+            seeds = {i: s for i, (s, _) in fresh.items()}
+            cur.executemany("UPDATE lookalike_seedset SET seed_reader_ids = %s, seed_clicked_at = %s, count = %s,"
+                            " rebuild = false, seeds_changed = 0, dirty = false, state_dirty = false,"
+                            " dirty_since = NULL, updated_at = now() WHERE item_id = %s",
+                            [(*fresh.get(i, ([], [])), len(seeds.get(i, [])), i) for i in rows])
         states = states_compute(items=[(i, s) for i, s in seeds.items()], tower=tower, lookalike=lookalike) \
             if seeds else {}
         _states_to_db(states, lookalike=lookalike)

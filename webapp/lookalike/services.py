@@ -18,8 +18,9 @@ from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, SeedSet
 from webapp.news.models import Click, Item, ItemStatus
 
 _MARK_DIRTY_SQL = f"""
-INSERT INTO {SeedSet._meta.db_table} (item_id, seed_reader_ids, count, dirty, state_dirty, dirty_since, updated_at)
-SELECT item_id, '{{}}', 0, true, false, %(now)s, %(now)s FROM unnest(%(items)s::bigint[]) AS t(item_id)
+INSERT INTO {SeedSet._meta.db_table} (item_id, seed_reader_ids, seed_clicked_at, count, rebuild, seeds_changed, dirty,
+                                      state_dirty, dirty_since, updated_at)
+SELECT item_id, '{{}}', '{{}}', 0, true, 0, true, false, %(now)s, %(now)s FROM unnest(%(items)s::bigint[]) AS t(item_id)
 ORDER BY item_id
 ON CONFLICT (item_id) DO UPDATE SET dirty = true,
     dirty_since = COALESCE({SeedSet._meta.db_table}.dirty_since, EXCLUDED.dirty_since)
