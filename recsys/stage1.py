@@ -225,9 +225,13 @@ def _validate(result: Stage1Result, hists, val_reader, val_item, val_negs) -> fl
         return 0.0
     tower, softmax = result.tower, result.softmax
     tower.eval()
+    wins = np.zeros(len(val_reader))
     with torch.no_grad():
-        fields = result.builder.batch(val_reader, [hists[r] for r in val_reader])
-        e_u, _ = tower(_to_torch(fields))
-        pos = softmax.logits(e_u, torch.from_numpy(val_item[:, None])).numpy()  # (V, 1)
-        neg = softmax.logits(e_u, torch.from_numpy(val_negs)).numpy()  # (V, N)
-    return float(((neg < pos).mean(1) + 0.5 * (neg == pos).mean(1)).mean())
+        # In slices: one batch of every reader's field embeddings takes gigabytes at 50,000 readers.
+        for s in range(0, len(val_reader), 4096):
+            readers = val_reader[s:s + 4096]
+            e_u, _ = tower(_to_torch(result.builder.batch(readers, [hists[r] for r in readers])))
+            pos = softmax.logits(e_u, torch.from_numpy(val_item[s:s + 4096, None])).numpy()  # (B, 1)
+            neg = softmax.logits(e_u, torch.from_numpy(val_negs[s:s + 4096])).numpy()  # (B, N)
+            wins[s:s + 4096] = (neg < pos).mean(1) + 0.5 * (neg == pos).mean(1)
+    return float(wins.mean())
