@@ -103,11 +103,14 @@ def _evaluate(train: Path, dev: Path, env: dict) -> tuple[float | None, dict | N
     seconds, _ = _run("evaluate", [sys.executable, "-m", "recsys.evaluate", "--format", "mind", "--train",
                                    str(train), "--test", str(dev), "--out", str(out), *extra], env)
     result = json.loads(out.read_text())
-    names = {"auc": "auc", "auc_se": "auc_se", "mrr": "mrr", "ndcg@5": "ndcg5", "ndcg@10": "ndcg10"}
+    # MIND's protocol writes each scorer's metrics flat (auc, auc_se, mrr, ndcg5, ndcg10); the
+    # replay's views nest them under `overall` with ndcg@5-style names.
+    names = {"auc": "auc", "auc_se": "auc_se", "mrr": "mrr", "ndcg5": "ndcg5", "ndcg10": "ndcg10",
+             "ndcg@5": "ndcg5", "ndcg@10": "ndcg10"}
     view = {}
     for scorer, r in result.get("scorers", {}).items():
-        cell = r.get("mind") or r.get("overall") or {}
-        view[scorer] = {short: cell[long] for long, short in names.items() if long in cell}
+        cell = r if "auc" in r else r.get("overall") or {}
+        view[scorer] = {short: cell[long] for long, short in names.items() if cell.get(long) is not None}
     return seconds, view
 
 
