@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = os.environ.get("BENCH_TINY") == "1"
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results.json")
 # Redis databases: tests use 15; a full `make bench` 14 (its load test and the closed loop's
-# second copy 13); tiny runs 11 and 10; `ab_report --closed-loop` 8 and 9.
+# second copy 13); tiny runs 11 and 10; `ab_report --closed-loop` 8 and 9; bench/scale.py 12,
+# bench/mind.py 7.
 REDIS_URL = "redis://127.0.0.1:6379/11" if TINY else "redis://127.0.0.1:6379/14"
 LOAD_REDIS_URL = "redis://127.0.0.1:6379/10" if TINY else "redis://127.0.0.1:6379/13"
 sys.path.insert(0, str(ROOT))

@@ -23,6 +23,9 @@ class Stage1Params:
     lr: float = 3e-3  # 1e-3 sat on a plateau in a prototype; 1e-2 was worse
     batch_size: int = 256
     positives_per_reader: int = 50  # per epoch, as in the paper
+    # An epoch's positives at most: past it every reader gets the same smaller share, so an
+    # epoch's cost stops growing with the readers and a large log is seen over several epochs.
+    positives_per_epoch: int = 200_000
     negatives: int = 10  # per positive
     weight_decay: float = 0.0
     validation_negatives: int = 100
@@ -122,12 +125,15 @@ class _Step:
 
 
 def _epoch(st: _Step, held: _Holdout, rng: np.random.Generator) -> float:
-    """One epoch over at most positives_per_reader positives per reader; the mean loss."""
+    """One epoch over at most positives_per_reader positives per reader (fewer where the
+    readers would pass positives_per_epoch); the mean loss."""
     p, inter = st.params, st.inter
     readers, targets = [], []
+    active = sum(1 for items in held.by_reader if items)
+    per_reader = max(1, min(p.positives_per_reader, p.positives_per_epoch // max(active, 1)))
     for r, items in enumerate(held.by_reader):
         if items:
-            take = rng.choice(len(items), size=min(len(items), p.positives_per_reader), replace=False)
+            take = rng.choice(len(items), size=min(len(items), per_reader), replace=False)
             readers.extend([r] * len(take))
             targets.extend(items[t] for t in take)
     order = rng.permutation(len(readers))
@@ -207,7 +213,8 @@ def _audience_loss(e_u: torch.Tensor, softmax: ItemSoftmax, readers: np.ndarray,
     logits = softmax.weight(torch.from_numpy(items)) @ e_u.T  # (B items, B readers); the item bias cancels
     logits = logits - torch.from_numpy(reader_log_q[readers]).float()[None, :]
     keys = readers[None, :].astype(np.int64) * n_items + items[:, None]
-    excluded = np.isin(keys, clicked_keys) | (readers[None, :] == readers[:, None])
+    at = np.minimum(np.searchsorted(clicked_keys, keys), len(clicked_keys) - 1)  # clicked_keys is sorted
+    excluded = (clicked_keys[at] == keys) | (readers[None, :] == readers[:, None])
     np.fill_diagonal(excluded, False)
     logits = logits.masked_fill(torch.from_numpy(excluded), float("-inf"))
     return F.cross_entropy(logits, torch.arange(len(items)))
@@ -218,9 +225,13 @@ def _validate(result: Stage1Result, hists, val_reader, val_item, val_negs) -> fl
         return 0.0
     tower, softmax = result.tower, result.softmax
     tower.eval()
+    wins = np.zeros(len(val_reader))
     with torch.no_grad():
-        fields = result.builder.batch(val_reader, [hists[r] for r in val_reader])
-        e_u, _ = tower(_to_torch(fields))
-        pos = softmax.logits(e_u, torch.from_numpy(val_item[:, None])).numpy()  # (V, 1)
-        neg = softmax.logits(e_u, torch.from_numpy(val_negs)).numpy()  # (V, N)
-    return float(((neg < pos).mean(1) + 0.5 * (neg == pos).mean(1)).mean())
+        # In slices: one batch of every reader's field embeddings takes gigabytes at 50,000 readers.
+        for s in range(0, len(val_reader), 4096):
+            readers = val_reader[s:s + 4096]
+            e_u, _ = tower(_to_torch(result.builder.batch(readers, [hists[r] for r in readers])))
+            pos = softmax.logits(e_u, torch.from_numpy(val_item[s:s + 4096, None])).numpy()  # (B, 1)
+            neg = softmax.logits(e_u, torch.from_numpy(val_negs[s:s + 4096])).numpy()  # (B, N)
+            wins[s:s + 4096] = (neg < pos).mean(1) + 0.5 * (neg == pos).mean(1)
+    return float(wins.mean())

@@ -34,10 +34,10 @@ def _fields(model, given: set[str]):
     return [f for f in model._meta.concrete_fields if not f.primary_key or {f.name, f.attname} & given]
 
 
-def _copy(cursor, model, fields, text: str) -> None:
+def _copy(cursor, model, fields, text: str, table: str | None = None) -> None:
     columns = ", ".join(f.column for f in fields)
     raw = getattr(cursor, "cursor", cursor)  # Django's cursor wrapper or psycopg's cursor
-    with raw.copy(f"COPY {model._meta.db_table} ({columns}) FROM STDIN") as copy:  # noqa: S608 (model names)
+    with raw.copy(f"COPY {table or model._meta.db_table} ({columns}) FROM STDIN") as copy:  # noqa: S608 (our names)
         copy.write(text)
 
 
@@ -53,10 +53,11 @@ def copy_rows(cursor, model, rows: Iterable[dict]) -> None:
     _copy(cursor, model, fields, buf.getvalue())
 
 
-def copy_columns(cursor, model, columns: dict[str, Sequence], n: int) -> None:
+def copy_columns(cursor, model, columns: dict[str, Sequence], n: int, *, table: str | None = None) -> None:
     """COPY n rows given column-wise (field name -> n values already in COPY text form, or
     numbers); the other fields take their defaults. For millions of rows: one join per row,
-    no per-value conversion beyond str()."""
+    no per-value conversion beyond str(). `table`: another table of the model's columns (a
+    staging copy) to COPY into."""
     fields = _fields(model, set(columns))
     parts = []
     for f in fields:
@@ -67,7 +68,8 @@ def copy_columns(cursor, model, columns: dict[str, Sequence], n: int) -> None:
             assert len(values) == n, f"{f.name}: {len(values)} values for {n} rows"
             parts.append(values if isinstance(values, list) and (not n or isinstance(values[0], str))
                          else [str(v) for v in np.asarray(values).tolist()])
-    _copy(cursor, model, fields, "".join("\t".join(row) + "\n" for row in zip(*parts, strict=True)) if n else "")
+    _copy(cursor, model, fields, "".join("\t".join(row) + "\n" for row in zip(*parts, strict=True)) if n else "",
+          table)
 
 
 def timestamps_text(epoch_seconds: np.ndarray) -> list[str]:
