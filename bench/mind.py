@@ -9,8 +9,7 @@ MIND-format world with a known truth (fixtures/mindworld.py: 50,000 stories and 
 3. `manage.py train --source mind`: every stage, as `make demo` trains.
 4. A fresh web process (the Django stack through the test client): its first feed after
    training, then FEED_REQUESTS feeds for imported readers, p50 and p99.
-5. The MIND view: `python -m recsys.evaluate --format mind --train TRAIN --test DEV`, when
-   that CLI takes `--train` (skipped with a line saying so otherwise).
+5. MIND's own protocol: `python -m recsys.evaluate --format mind --train TRAIN --test DEV`.
 
 A scratch database (ralm_feed_bench_mind) and Redis db 7; writes results.json["mind"].
 `--users/--news/--impressions` run it at another size (results.json is written only at the
@@ -91,27 +90,15 @@ def _web_process() -> None:
                       "rss_mib": int(status["VmHWM"].split()[0]) / 1024}))
 
 
-def _evaluate(train: Path, dev: Path, env: dict) -> tuple[float | None, dict | None]:
-    """The MIND view of the replay evaluation, if recsys.evaluate takes a train and a test folder."""
-    usage = subprocess.run([sys.executable, "-m", "recsys.evaluate", "--help"], cwd=ROOT, env=env,
-                           capture_output=True, text=True).stdout
-    if not re.search(r"--train(?![-\w])", usage):
-        print("== evaluate: skipped (python -m recsys.evaluate takes no --train/--test yet)", flush=True)
-        return None, None
+def _evaluate(train: Path, dev: Path, env: dict) -> tuple[float, dict]:
+    """MIND's own protocol (python -m recsys.evaluate --format mind --train --test): its
+    seconds and each scorer's auc, auc_se, mrr, ndcg5 and ndcg10."""
     out = Path(tempfile.mkdtemp(prefix="ralm-bench-mind-eval-")) / "mind.json"
-    extra = ["--seeds", "1", "--stage1-epochs", "2", "--stage2-epochs", "1", "--dim", "16"] if TINY else []
+    extra = ["--stage1-epochs", "2", "--stage2-epochs", "1", "--dim", "16"] if TINY else []
     seconds, _ = _run("evaluate", [sys.executable, "-m", "recsys.evaluate", "--format", "mind", "--train",
                                    str(train), "--test", str(dev), "--out", str(out), *extra], env)
-    result = json.loads(out.read_text())
-    # MIND's protocol writes each scorer's metrics flat (auc, auc_se, mrr, ndcg5, ndcg10); the
-    # replay's views nest them under `overall` with ndcg@5-style names.
-    names = {"auc": "auc", "auc_se": "auc_se", "mrr": "mrr", "ndcg5": "ndcg5", "ndcg10": "ndcg10",
-             "ndcg@5": "ndcg5", "ndcg@10": "ndcg10"}
-    view = {}
-    for scorer, r in result.get("scorers", {}).items():
-        cell = r if "auc" in r else r.get("overall") or {}
-        view[scorer] = {short: cell[long] for long, short in names.items() if cell.get(long) is not None}
-    return seconds, view
+    keys = ("auc", "auc_se", "mrr", "ndcg5", "ndcg10")
+    return seconds, {scorer: {k: r[k] for k in keys} for scorer, r in json.loads(out.read_text())["scorers"].items()}
 
 
 def _steps(world: Path, meta: dict, env: dict) -> dict:
@@ -136,7 +123,7 @@ def _steps(world: Path, meta: dict, env: dict) -> dict:
             "feed": {"p50_ms": round(feed["p50_ms"], 2), "p99_ms": round(feed["p99_ms"], 2),
                      "requests": feed["requests"], "degraded": feed["degraded"]}, "web_rss_mib": round(feed["rss_mib"]),
             "import_peak_rss_mib": round(import_peak), "train_peak_rss_mib": round(train_peak),
-            "web_process_s": round(feed_s, 1), "eval_s": round(eval_s, 1) if eval_s else None, "eval": view}
+            "web_process_s": round(feed_s, 1), "eval_s": round(eval_s, 1), "eval": view}
 
 
 def _print(r: dict, write_s: float) -> None:
@@ -147,7 +134,7 @@ def _print(r: dict, write_s: float) -> None:
             ("first feed after training", f"{r['first_feed_s']:.2f}", f"web process {r['web_process_s']:.0f} s"),
             ("feed p50 / p99 ms", f"{r['feed']['p50_ms']:.2f} / {r['feed']['p99_ms']:.2f}",
              f"{r['feed']['requests']} requests ({r['feed']['degraded']} degraded), web RSS {r['web_rss_mib']:,} MiB"),
-            ("MIND view (recsys.evaluate)", f"{r['eval_s']:.1f}" if r["eval_s"] else "skipped", "")]
+            ("MIND view (recsys.evaluate)", f"{r['eval_s']:.1f}", "")]
     print(table(rows, (f"{r['users']:,} readers, {r['news']:,} stories, {r['impressions']:,} impressions "
                        f"({r['shown']:,} shown)", "seconds", "")))
     for scorer, v in (r["eval"] or {}).items():
