@@ -27,7 +27,8 @@ def main() -> None:
 
         from webapp.common.connections import redis_client
         from webapp.lookalike.models import SeedSet
-        from webapp.lookalike.refresh import seeds_refresh, states_refresh
+        from webapp.lookalike.refresh import states_refresh
+        from webapp.lookalike.seeds import seeds_refresh
 
         torch.set_num_threads(2)
         redis_client().flushdb()

@@ -87,7 +87,8 @@ def refresh_scratch() -> dict:
 def _warm_up() -> None:
     """Every story's seeds and state, refreshed in this process (not timed)."""
     from webapp.lookalike.models import SeedSet
-    from webapp.lookalike.refresh import seeds_refresh, states_refresh
+    from webapp.lookalike.refresh import states_refresh
+    from webapp.lookalike.seeds import seeds_refresh
 
     SeedSet.objects.bulk_create([SeedSet(item_id=i, dirty=True) for i in range(1, WARM + 1)], batch_size=5000)
     while seeds_refresh(batch=DIRTY)["remaining"]:

@@ -12,7 +12,7 @@ from celery import group, shared_task
 from django.conf import settings
 
 from webapp.common.locks import job_lock
-from webapp.lookalike import refresh
+from webapp.lookalike import refresh, seeds
 from webapp.lookalike.services import item_status_refresh
 from webapp.lookalike.training import model_train
 from webapp.news import services
@@ -70,7 +70,7 @@ def refresh_seeds(part: int | None = None) -> dict:
         healed = _locked("refresh_seeds", lambda: {"serving_store_rebuilt": refresh.serving_store_heal()})
         return _fan_out(refresh_seeds, {} if not healed.get("serving_store_rebuilt") else healed)
     parts = settings.LOOKALIKE_REFRESH_PARTITIONS
-    result = _locked(_part_lock("refresh_seeds", part, parts), lambda: refresh.seeds_refresh(part=(part, parts)))
+    result = _locked(_part_lock("refresh_seeds", part, parts), lambda: seeds.seeds_refresh(part=(part, parts)))
     return _then(result, "changed", refresh_states.si(part=part), again=refresh_seeds.si(part=part))
 
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.factories import TEST_CLIENT
 from webapp.common.connections import redis_client
 from webapp.feed import ranking, services
-from webapp.lookalike import refresh, registry, store
+from webapp.lookalike import refresh, registry, seeds, store
 from webapp.lookalike.models import ModelKind, ModelRun, SeedSet
 from webapp.lookalike.services import item_status_refresh
 from webapp.news.models import Impression, Item, ItemStatus, Reader, Source
@@ -83,7 +83,7 @@ def test_metrics_after_feeds_clicks_a_refusal_a_degraded_answer_and_a_refresh(tr
         cache.clear()
     assert degraded["degraded"] is True
 
-    while refresh.seeds_refresh()["remaining"]:
+    while seeds.seeds_refresh()["remaining"]:
         pass
     while refresh.states_refresh()["remaining"]:
         pass
@@ -143,7 +143,7 @@ def test_a_promotion_counts(trained, settings):
         shown = Impression.objects.create(reader=reader, item=item, request_id=f"t-{reader.pk}", position=0,
                                           client=TEST_CLIENT)
         Client().post("/api/clicks", {"impression": shown.pk, "reader": reader.pk}, content_type="application/json")
-    while refresh.seeds_refresh()["remaining"]:
+    while seeds.seeds_refresh()["remaining"]:
         pass
     while refresh.states_refresh()["remaining"]:
         pass
@@ -201,7 +201,7 @@ def test_the_refresh_lag_is_the_oldest_click_not_yet_served(trained):
         while step()["remaining"]:
             pass
 
-    drain(refresh.seeds_refresh)
+    drain(seeds.seeds_refresh)
     drain(refresh.states_refresh)
     assert since() is None
     seeds_before = SeedSet.objects.get(item=item).count
@@ -210,12 +210,12 @@ def test_the_refresh_lag_is_the_oldest_click_not_yet_served(trained):
     assert first is not None
     click(readers[1])
     assert since() == first  # the older click still waits
-    drain(refresh.seeds_refresh)
+    drain(seeds.seeds_refresh)
     assert since() == first  # its state does not have it yet
     click(readers[2])  # after the seeds were rebuilt, before the state
     rebuilt = SeedSet.objects.get(item=item).updated_at
     drain(refresh.states_refresh)
     assert since() == rebuilt  # served up to the rebuild; the third click waits from then on
-    drain(refresh.seeds_refresh)
+    drain(seeds.seeds_refresh)
     drain(refresh.states_refresh)
     assert since() is None and SeedSet.objects.get(item=item).count == seeds_before + 3

@@ -14,7 +14,7 @@ from webapp.feed.access import SESSION_KEY
 from webapp.lookalike import registry, store
 from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.online import reader_vector_refresh
-from webapp.lookalike.refresh import seeds_refresh
+from webapp.lookalike.seeds import seeds_refresh
 from webapp.news.models import Click, Item, Reader, Source
 
 

@@ -141,7 +141,7 @@ def test_5_ten_wrong_passwords_lock_the_account_out_from_that_address_for_a_whil
 
 def test_6_a_web_reader_is_counted_among_a_storys_seeds_but_never_named(trained):
     from webapp.feed import services
-    from webapp.lookalike.refresh import seeds_refresh
+    from webapp.lookalike.seeds import seeds_refresh
 
     browser = Client()
     browser.post("/start/")

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from webapp.feed import services
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedDelta, SeedSet
-from webapp.lookalike.refresh import scorer_for, seeds_refresh, states_compute, states_refresh
-from webapp.lookalike.seeds import SEEDS_SQL
+from webapp.lookalike.refresh import scorer_for, states_compute, states_refresh
+from webapp.lookalike.seeds import SEEDS_SQL, seeds_refresh
 from webapp.lookalike.services import seedset_mark_dirty
 from webapp.news.models import Click, Impression, Reader
 

@@ -16,7 +16,8 @@ from webapp.common.locks import job_lock
 from webapp.feed import services
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, SeedSet
-from webapp.lookalike.refresh import seeds_refresh, states_refresh
+from webapp.lookalike.refresh import states_refresh
+from webapp.lookalike.seeds import seeds_refresh
 from webapp.lookalike.serving import reader_view
 from webapp.news.models import Impression, Item, ItemStatus, Reader
 

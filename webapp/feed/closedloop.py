@@ -37,7 +37,7 @@ from recsys.simulation import item_truth
 from webapp.common.connections import redis_client
 from webapp.feed import services
 from webapp.feed.selectors import TAIL_WINDOW
-from webapp.lookalike import refresh
+from webapp.lookalike import refresh, seeds
 from webapp.lookalike.services import item_status_refresh
 from webapp.news.models import Item, ItemStatus, Reader, Source
 from webapp.news.services import item_popularity_refresh, item_publish_next
@@ -160,7 +160,7 @@ def _tick(now: datetime) -> None:
     """One simulated minute of the workers, in the order their chain runs: the counts, the
     seeds of clicked stories, their centroids and E_global, then promotion."""
     item_popularity_refresh(now=now)
-    while refresh.seeds_refresh().get("remaining"):
+    while seeds.seeds_refresh().get("remaining"):
         pass
     while refresh.states_refresh().get("remaining"):
         pass

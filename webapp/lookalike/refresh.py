@@ -29,12 +29,7 @@ from webapp.common import metrics
 from webapp.lookalike import store
 from webapp.lookalike.models import LookalikeState, ModelKind, ModelRun, ReaderVector, SeedSet
 from webapp.lookalike.registry import lookalike_scorer
-from webapp.lookalike.seeds import (
-    SEEDS_SQL,
-    Part,
-    seeds_refresh,  # noqa: F401 -- the refresh's first step, called from here
-    seedsets,
-)
+from webapp.lookalike.seeds import SEEDS_SQL, Part, seedsets
 from webapp.lookalike.selectors import active_run
 from webapp.news.models import Item, ItemStatus
 
@@ -182,13 +177,12 @@ def serving_switch(*, runs: list[ModelRun], tower: ModelRun, lookalike: ModelRun
         rows = list(SeedSet.objects.select_for_update().values_list("item_id", flat=True))
         with connection.cursor() as cur:
             cur.execute(SEEDS_SQL, {"run": tower.pk, "items": rows, "cap": settings.SEED_CAP})
-            fresh = {i: (list(s), list(at)) for i, s, at in cur.fetchall()}
-            seeds = {i: s for i, (s, _) in fresh.items()}
+            seeds = {i: (list(s), list(at)) for i, s, at in cur.fetchall()}  # ids and their latest clicks
             cur.executemany("UPDATE lookalike_seedset SET seed_reader_ids = %s, seed_clicked_at = %s, count = %s,"
                             " rebuild = false, seeds_changed = 0, dirty = false, state_dirty = false,"
                             " dirty_since = NULL, updated_at = now() WHERE item_id = %s",
-                            [(*fresh.get(i, ([], [])), len(seeds.get(i, [])), i) for i in rows])
-        states = states_compute(items=[(i, s) for i, s in seeds.items()], tower=tower, lookalike=lookalike) \
+                            [(ids, ats, len(ids), i) for i in rows for ids, ats in [seeds.get(i, ([], []))]])
+        states = states_compute(items=[(i, s) for i, (s, _) in seeds.items()], tower=tower, lookalike=lookalike) \
             if seeds else {}
         _states_to_db(states, lookalike=lookalike)
         for run in runs:
