@@ -19,6 +19,7 @@ from recsys.ranker import (
     expected_page_clicks,
     explored,
     final_scores,
+    models_from,
     rank,
     weight_ladder,
     within_budget,
@@ -285,6 +286,18 @@ def test_query_features_count_the_log_strictly_before_the_query():
     # reader 5 has never clicked; at 99 reader 0 has clicked categories 1 and 2 once each.
     share = lambda own, total: np.log((own + 1) / (total + 3) * 3)  # noqa: E731 (recsys.profiles.category_affinity)
     assert x[:, 0] == pytest.approx([0.0, share(1, 1), 0.0, share(1, 2)])
+
+
+def test_models_are_built_from_the_trained_ones_as_the_feed_loads_them():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    y = rng.random(400) < 1 / (1 + np.exp(-(x[:, 0] - 0.5 * x[:, 4])))
+    ctr, cold = CtrModel().fit(x, y), CtrModel().fit(x[:, :3], y)
+    m = models_from(cold, {"ctr": ctr, "ctr_noralm": None}, cold_map=None, warm_map=None)
+    assert np.allclose(m.ctr[0], ctr.linear()[0]) and np.allclose(m.coldstart[0], cold.linear()[0])
+    assert m.position_slope == pytest.approx(ctr.linear()[0][4]) and m.position_slope < 0
+    assert m.ctr_feature is None and m.ctr_noralm is None and not m.calibrated  # those arms fall back
+    assert models_from(cold, {"ctr": None}, cold_map=None, warm_map=None) is None
 
 
 def test_ctr_model_recovers_a_planted_effect():
