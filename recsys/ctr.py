@@ -65,39 +65,84 @@ def clipped_logit(p: np.ndarray) -> np.ndarray:
     return logit(np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6))
 
 
+class _EventIndex:
+    """Events (key, time) sorted once, so that counts strictly before any query time cost two
+    binary searches per query. Times are whole seconds; keys are non-negative integers."""
+
+    def __init__(self, keys: np.ndarray, times: np.ndarray, weights: np.ndarray | None = None) -> None:
+        times = np.asarray(times, np.int64)
+        self.t0 = int(times.min(initial=0))
+        comp = np.asarray(keys, np.int64) * (1 << 32) + (times - self.t0)
+        order = np.argsort(comp, kind="stable")
+        self.comp = comp[order]
+        self.cum = np.concatenate([[0.0], np.cumsum(np.ones(len(order)) if weights is None else weights[order])])
+
+    def before(self, keys: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """For each query (key, time): the number (or weight sum) of events with the same key
+        strictly before that time."""
+        base = np.asarray(keys, np.int64) * (1 << 32)
+        # A query before every event counts none: its offset is clipped to the first event's.
+        offset = np.maximum(np.asarray(times, np.int64) - self.t0, 0)
+        start = np.searchsorted(self.comp, base, side="left")
+        return self.cum[np.searchsorted(self.comp, base + offset, side="left")] - self.cum[start]
+
+
 def _counts_before(keys: np.ndarray, times: np.ndarray, event_keys: np.ndarray, event_times: np.ndarray,
                    weights: np.ndarray | None = None) -> np.ndarray:
     """For each query (key, time): the number (or weight sum) of events with the same key
     strictly before that time. Times are whole seconds."""
-    t0 = int(min(times.min(initial=0), event_times.min(initial=0)))
-    comp_e = event_keys.astype(np.int64) * (1 << 32) + (event_times.astype(np.int64) - t0)
-    order = np.argsort(comp_e, kind="stable")
-    comp_e = comp_e[order]
-    cum = np.concatenate([[0.0], np.cumsum(np.ones(len(order)) if weights is None else weights[order])])
-    comp_q = keys.astype(np.int64) * (1 << 32) + (times.astype(np.int64) - t0)
-    start = np.searchsorted(comp_e, keys.astype(np.int64) * (1 << 32), side="left")
-    end = np.searchsorted(comp_e, comp_q, side="left")
-    return cum[end] - cum[start]
+    return _EventIndex(event_keys, event_times, weights).before(keys, times)
+
+
+def _seconds(time: np.ndarray) -> np.ndarray:
+    return np.floor(np.asarray(time, np.float64)).astype(np.int64)
+
+
+class ImpressionCounts:
+    """What the CTR features count of a log of impressions (each (N,): reader and item
+    indices, times in seconds, clicked), indexed once: `features` gives the rows of any
+    (reader, item, time) queries as of their times. A click counts from the time of its
+    impression; only events strictly before a query's time count, so impressions sharing a
+    time never see each other."""
+
+    def __init__(self, *, reader: np.ndarray, item: np.ndarray, time: np.ndarray, clicked: np.ndarray,
+                 item_category: np.ndarray, item_published: np.ndarray, n_categories: int) -> None:
+        reader, item = np.asarray(reader, np.int64), np.asarray(item, np.int64)
+        t, clicked = _seconds(time), np.asarray(clicked, bool)
+        self.item_category = np.asarray(item_category, np.int64)
+        self.item_published = np.asarray(item_published, np.float64)
+        self.n_categories = n_categories
+        cat = self.item_category[item]
+        self.shown = _EventIndex(item, t)
+        self.clicks = _EventIndex(item[clicked], t[clicked])
+        self.own = _EventIndex(reader[clicked] * n_categories + cat[clicked], t[clicked])
+        self.total = _EventIndex(reader[clicked], t[clicked])
+
+    def features(self, *, reader: np.ndarray, item: np.ndarray, time: np.ndarray, position: np.ndarray | float,
+                 prior: float) -> np.ndarray:
+        """`assemble`'s rows (N, 5) of the queries (each (N,)) from the events strictly before
+        each query's time; `prior` the CTR the item CTR is smoothed towards (the fitted
+        model's, so that served rows match its training rows); `position` 0 as served."""
+        reader, item = np.asarray(reader, np.int64), np.asarray(item, np.int64)
+        t, cat = _seconds(time), self.item_category[item]
+        aff = category_affinity(self.own.before(reader * self.n_categories + cat, t), self.total.before(reader, t),
+                                self.n_categories)
+        age = (np.asarray(time, np.float64) - self.item_published[item]) / 3600.0
+        return assemble(affinity=aff, item_clicks=self.clicks.before(item, t),
+                        item_impressions=self.shown.before(item, t), age_hours=age, position=position, prior=prior)
 
 
 def impression_features(*, reader: np.ndarray, item: np.ndarray, time: np.ndarray, position: np.ndarray,
                         clicked: np.ndarray, item_category: np.ndarray, item_published: np.ndarray,
                         n_categories: int, prior: float | None = None) -> tuple[np.ndarray, float]:
-    """As-of features of logged impressions (arrays of shape (N,); times in seconds). A
-    click counts from the time of its impression. Returns the rows and the prior CTR used."""
-    reader, item = np.asarray(reader, np.int64), np.asarray(item, np.int64)
-    t = np.floor(np.asarray(time, np.float64)).astype(np.int64)
+    """As-of features of logged impressions (arrays of shape (N,); times in seconds): each
+    row is `ImpressionCounts.features` of the impression against the log itself. Returns
+    the rows and the prior CTR used (the log's CTR unless given)."""
     clicked = np.asarray(clicked, bool)
     prior = float(clicked.mean()) if prior is None and len(clicked) else float(prior or 0.05)
-    cat = np.asarray(item_category, np.int64)[item]
-    imps = _counts_before(item, t, item, t)
-    clicks = _counts_before(item, t, item[clicked], t[clicked])
-    own = _counts_before(reader * n_categories + cat, t, reader[clicked] * n_categories + cat[clicked], t[clicked])
-    total = _counts_before(reader, t, reader[clicked], t[clicked])
-    aff = category_affinity(own, total, n_categories)
-    age = (np.asarray(time, np.float64) - np.asarray(item_published, np.float64)[item]) / 3600.0
-    return assemble(affinity=aff, item_clicks=clicks, item_impressions=imps, age_hours=age, position=position,
-                    prior=prior), prior
+    counts = ImpressionCounts(reader=reader, item=item, time=time, clicked=clicked, item_category=item_category,
+                              item_published=item_published, n_categories=n_categories)
+    return counts.features(reader=reader, item=item, time=time, position=position, prior=prior), prior
 
 
 REPLAY_FEATURES = ("affinity", "popularity", "freshness")

@@ -13,13 +13,17 @@ from recsys import ranker
 from recsys.arms import ARMS, REFERENCE
 from recsys.baselines import ItemKNN, fit_als, reader_item_matrix
 from recsys.calibration import CalibrationError
+from recsys.ctr import ImpressionCounts
 from recsys.hybrid import Calibration, NotEnoughData, profiles_at
 from recsys.interactions import Interactions
 from recsys.pipeline import (
+    ImpressionLog,
     PipelineConfig,
     RalmFit,
     calibration_fit,
     coldstart_train,
+    impression_log,
+    logged_ranker_train,
     ralm_train,
     replay_ranker_train,
     time_cut,
@@ -28,6 +32,7 @@ from recsys.scorers import (
     AsOfReaders,
     ColdStart,
     Hybrid,
+    ImpressionFeatures,
     Lookalike,
     Ranker,
     SeedAverage,
@@ -73,10 +78,14 @@ class _Bars:
 
 
 def build_models(inter: Interactions, config: PipelineConfig, *, train_share: float, arm: str, quiet: bool,
-                 log: Callable[[str], None], train_before: float | None = None) -> tuple[Scorers, dict]:
+                 log: Callable[[str], None], train_before: float | None = None,
+                 served_ctr: bool = False) -> tuple[Scorers, dict]:
     """Every scorer, trained on the first `train_share` of the clicks (or on the clicks
     before `train_before`, where given); and what the results report of the training
-    (seconds, histories, calibration, the unseen readers' scorers)."""
+    (seconds, histories, calibration, the unseen readers' scorers). `served_ctr`: where the
+    log has impressions before the cut, the ranker's models are fitted and fed as the feed's
+    are (`_logged_ranker`) and the report says so under `ranker_models`; otherwise, and by
+    default, as the replay fits them on the calibration slice's groups."""
     seconds: dict[str, float] = {}
     cut = time_cut(inter.click_time, train_share) if train_before is None else float(train_before)
     train = inter.click_time < cut
@@ -111,15 +120,18 @@ def build_models(inter: Interactions, config: PipelineConfig, *, train_share: fl
     t = time.perf_counter()
     item_vectors = TextEncoder().encode(inter.item_text, progress=not quiet)
     seconds["text_vectors"] = round(time.perf_counter() - t, 1)
-    calibration, models = _hybrid_scorers(inter, fit, item_vectors, scorers, config, arm=arm, log=log,
-                                          seconds=seconds)
+    calibration, models, served = _hybrid_scorers(inter, fit, item_vectors, scorers, config, arm=arm, log=log,
+                                                  seconds=seconds, served_ctr=served_ctr)
     t = time.perf_counter()
     unseen = _unseen_scorers(inter, fit, item_vectors, scorers, knn, config, calibration=calibration, models=models,
-                             arm=arm)
+                             arm=arm, ctr_features=served.get("ctr_features"))
     if models is not None:
         seconds["ranker_ctr"] = round(seconds["ranker_ctr"] + time.perf_counter() - t, 1)
-    return scorers, {"seconds": seconds, "training": training, "train_before": cut, "unseen": unseen,
-                     "readers_with_vector": int(has_vector.sum()), "calibration": calibration}
+    out = {"seconds": seconds, "training": training, "train_before": cut, "unseen": unseen,
+           "readers_with_vector": int(has_vector.sum()), "calibration": calibration}
+    if "report" in served:
+        out["ranker_models"] = served["report"]
+    return scorers, out
 
 
 def _ralm_scorers(fit: RalmFit, timeline: SeedTimeline, als: tuple[np.ndarray, np.ndarray], knn: ItemKNN,
@@ -144,12 +156,14 @@ def _ralm_scorers(fit: RalmFit, timeline: SeedTimeline, als: tuple[np.ndarray, n
 
 
 def _hybrid_scorers(inter: Interactions, fit: RalmFit, item_vectors: np.ndarray, scorers: Scorers,
-                    config: PipelineConfig, *, arm: str, log: Callable[[str], None],
-                    seconds: dict) -> tuple[Calibration | dict, ranker.Models | None]:
+                    config: PipelineConfig, *, arm: str, log: Callable[[str], None], seconds: dict,
+                    served_ctr: bool = False) -> tuple[Calibration | dict, ranker.Models | None, dict]:
     """Adds `coldstart_linear`, and where the calibration and the CTR model fit, `hybrid`,
     `ranker_ctr` and `ranker`. Cold start: the linear model on text features, trained on the
     windows before the last cut; the last window [cuts[-1], cut) is replayed to calibrate
-    both parts of the hybrid. Returns the calibration (or its error) and the ranker's models."""
+    both parts of the hybrid. Returns the calibration (or its error), the ranker's models and,
+    where they were fitted on logged impressions (`served_ctr`), their `ctr_features` and
+    `report` (`_logged_ranker`)."""
     t = time.perf_counter()
     cold_model, n_cold = coldstart_train(inter, item_vectors, fit, config)
     seconds["coldstart"] = round(time.perf_counter() - t, 1)
@@ -163,19 +177,57 @@ def _hybrid_scorers(inter: Interactions, fit: RalmFit, item_vectors: np.ndarray,
     except (CalibrationError, NotEnoughData) as exc:  # no hybrid, said in the JSON and on stderr
         log(f"no hybrid: calibration slice: {exc}")
         seconds["calibration"] = round(time.perf_counter() - t, 1)
-        return {"error": str(exc), "threshold": config.seed_threshold}, None
+        return {"error": str(exc), "threshold": config.seed_threshold}, None, {}
     scorers["hybrid"] = Hybrid(cold, scorers["ralm"], cal.cold, cal.warm, config.seed_threshold)
     seconds["calibration"] = round(time.perf_counter() - t, 1)
-    # The feed ranker: a CTR model from the same slice, blended with the hybrid.
+    # The feed ranker: its CTR models from the logged impressions where the view asks for the
+    # served fit and the log has them, else from the calibration slice's groups.
     t = time.perf_counter()
-    models = replay_ranker_train(inter, cal, cold_model=cold_model, cold=cold, ralm=scorers["ralm"], config=config,
-                                 log=log)
+    impressions = impression_log(inter, before=fit.train_before) if served_ctr else None
+    served: dict = {}
+    if impressions is not None:
+        models, served = _logged_ranker(inter, impressions, fit, cal, cold_model=cold_model, item_vectors=item_vectors,
+                                        config=config, log=log)
+    else:
+        models = replay_ranker_train(inter, cal, cold_model=cold_model, cold=cold, ralm=scorers["ralm"],
+                                     config=config, log=log)
     if models is not None:
         for name, a in _served(arm).items():
             scorers[name] = Ranker(a, models, inter, item_vectors, frozen_profiles(cold.profiles), scorers["ralm"],
-                                   config.seed_threshold)
+                                   config.seed_threshold, ctr_features=served.get("ctr_features"))
         seconds["ranker_ctr"] = time.perf_counter() - t
-    return cal, models  # run() adds how the maps hold on the test period
+    return cal, models, served  # run() adds how the maps hold on the test period
+
+
+def _logged_ranker(inter: Interactions, impressions: ImpressionLog, fit: RalmFit, cal: Calibration, *,
+                   cold_model, item_vectors: np.ndarray, config: PipelineConfig,
+                   log: Callable[[str], None]) -> tuple[ranker.Models | None, dict]:
+    """The ranker's models as the feed fits them (recsys.pipeline.logged_ranker_train) on the
+    impressions logged before the cut, and how the feed computes their CTR rows: from the
+    whole log strictly before each group's time (the test period's earlier impressions are
+    in the feed's log by then), at position 0, with the fit's prior. Returns the models and
+    {"report": the fit's report, "ctr_features": the rows' function} ({"report"} alone when
+    the log cannot fit the CTR model)."""
+    models, report = logged_ranker_train(inter, impressions, fit, cal, cold_model=cold_model,
+                                         item_vectors=item_vectors, config=config)
+    report = {"fitted_on": "logged impressions", "impressions": len(impressions.item), **report}
+    if models is None:
+        log(f"no ranker: the logged impressions fit no CTR model ({report['ctr'].get('error')})")
+        return None, {"report": report}
+    counts = ImpressionCounts(reader=inter.imp_reader, item=inter.imp_item, time=inter.imp_time,
+                              clicked=inter.imp_clicked, item_category=inter.item_category,
+                              item_published=inter.item_published, n_categories=len(inter.categories))
+    _weights_log(report, log)
+    return models, {"report": report, "ctr_features": ImpressionFeatures(counts, report["prior"])}
+
+
+def _weights_log(report: dict, log: Callable[[str], None]) -> None:
+    """The learned weights of the CTR model and of the `feature` arm's model, one line each."""
+    for name in ("ctr", "ctr_feature", "ctr_noralm"):
+        weights = (report.get(name) or {}).get("weights")
+        if weights:
+            log(f"{name} on {report[name]['rows']:,} logged impressions: "
+                + ", ".join(f"{k} {v:+.3f}" for k, v in weights.items()))
 
 
 def _served(arm: str) -> dict:
@@ -184,10 +236,11 @@ def _served(arm: str) -> dict:
 
 def _unseen_scorers(inter: Interactions, fit: RalmFit, item_vectors: np.ndarray, scorers: Scorers, knn: ItemKNN,
                     config: PipelineConfig, *, calibration: Calibration | dict, models: ranker.Models | None,
-                    arm: str) -> Scorers:
+                    arm: str, ctr_features: Callable | None = None) -> Scorers:
     """Readers with no train history, scored from their clicks before each group (no refit):
     E_u from the tower, the text profile, itemknn's rows. ALS factors would need a fold-in,
-    so `als` and `als_seed_avg` have no unseen view."""
+    so `als` and `als_seed_avg` have no unseen view. `ctr_features`: the rankers' CTR rows,
+    as the seen readers' rankers get them (None: the click log's)."""
     s1 = fit.stage1
     asof = AsOfReaders(inter, s1, item_vectors)
     bias = s1.softmax.bias.weight.detach().numpy().ravel()
@@ -202,5 +255,5 @@ def _unseen_scorers(inter: Interactions, fit: RalmFit, item_vectors: np.ndarray,
     if models is not None:  # the same rankers with each group's reader as of its time
         for name, a in _served(arm).items():
             unseen[name] = Ranker(a, models, inter, item_vectors, asof.profiles, unseen["ralm"],
-                                  config.seed_threshold)
+                                  config.seed_threshold, ctr_features=ctr_features)
     return unseen

@@ -6,7 +6,11 @@
 Every model is trained as the replay trains it (recsys.evaluation_models.build_models), on
 everything before the test period: the train impressions and their clicks, and every reader's
 history (the test folder's History column holds clicks made before its impressions, so they
-are train clicks, seeds and the reader's history, never labels). Then every shown story of
+are train clicks, seeds and the reader's history, never labels). The feed's ranker
+(`ranker_ctr`, `ranker`) is the exception: its CTR models are fitted as the feed fits them,
+on every train impression logged (shown and skipped), and read the features the feed
+computes from its impression log (recsys.ctr.ImpressionCounts); the JSON's `ranker_models`
+holds that fit's report and learned weights. Then every shown story of
 every test impression is scored, one group per impression with its logged list and all its
 clicks, no negative sampling, and measured with the definitions of MIND's scoring script
 (recsys.metrics.impression_metrics), averaged over impressions.
@@ -38,7 +42,7 @@ from recsys.replay import Groups
 
 SCORERS = ["random", "popularity", "popularity_recent", "itemknn", "mf", "als", "als_seed_avg", "eu_seed_avg",
            "ralm_avg", "ralm_noclust", "ralm", "coldstart_linear", "hybrid", "ranker_ctr", "ranker"]
-BASELINES = ("popularity", "als")  # every scorer's paired differences are taken against these
+BASELINES = ("popularity", "als", "hybrid")  # every scorer's paired differences are taken against these
 METRICS = {"auc": "auc", "mrr": "mrr", "ndcg@5": "ndcg5", "ndcg@10": "ndcg10"}  # metric -> JSON key
 RECENT_HOURS = 24.0  # popularity_recent counts the clicks of this window before the impression
 CHUNK_CELLS = 50_000  # shown stories per scorer call: bounds the padded arrays of long impressions
@@ -211,7 +215,7 @@ def run(args, config: PipelineConfig) -> dict:
         raise TooLittleData(f"{n_train} clicks before the test period")
     log(f"mind: {inter.n_readers:,} readers, {inter.n_items:,} stories, {n_train:,} clicks before the test period")
     scorers, info = build_models(inter, config, train_share=0.0, train_before=test_from, arm=args.arm,
-                                 quiet=args.quiet, log=log)
+                                 quiet=args.quiet, log=log, served_ctr=True)
     seconds |= info.pop("seconds")
     unseen, cal = info.pop("unseen"), info.pop("calibration")
     scorers["popularity_recent"] = unseen["popularity_recent"] = RecentPopularity(inter)

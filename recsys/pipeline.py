@@ -16,7 +16,15 @@ import numpy as np
 from recsys import ranker
 from recsys.calibration import PlattCalibrator
 from recsys.coldstart import ColdStartModel
-from recsys.ctr import FEATURE_COLUMNS, NORALM_COLUMNS, fit_ctr, fit_learned, impression_features
+from recsys.ctr import (
+    FEATURE_COLUMNS,
+    FEATURES,
+    NORALM_COLUMNS,
+    fit_ctr,
+    fit_learned,
+    impression_features,
+    named_weights,
+)
 from recsys.hybrid import (
     Calibration,
     NotEnoughData,
@@ -201,6 +209,38 @@ def logged_ctr_train(inter: Interactions, log: ImpressionLog | None, fit: RalmFi
         models |= learned
         report |= learned_report
     return models, report
+
+
+def impression_log(inter: Interactions, *, before: float) -> ImpressionLog | None:
+    """The logged impressions of `inter` before `before` (None without any), each story's
+    position its place in its request's list (0 first): a request's rows are kept in shown
+    order, as recsys.interactions.build_interactions keeps them."""
+    rows = np.flatnonzero(inter.imp_time < before)
+    if not len(rows):
+        return None
+    order = np.argsort(inter.imp_request[rows], kind="stable")
+    req = inter.imp_request[rows][order]
+    starts = np.flatnonzero(np.r_[True, req[1:] != req[:-1]])
+    position = np.empty(len(rows), np.int64)
+    position[order] = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    return ImpressionLog(reader=inter.imp_reader[rows].astype(np.int64), item=inter.imp_item[rows].astype(np.int64),
+                         position=position, time=inter.imp_time[rows],
+                         clicked=inter.imp_clicked[rows].astype(bool))
+
+
+def logged_ranker_train(inter: Interactions, log: ImpressionLog, fit: RalmFit, cal: Calibration, *,
+                        cold_model: ColdStartModel, item_vectors: np.ndarray,
+                        config: PipelineConfig) -> tuple[ranker.Models | None, dict]:
+    """The ranker's models as the feed trains and loads them: the CTR models on the logged
+    impressions (`logged_ctr_train`) with the cold-start model and both maps
+    (recsys.ranker.models_from). None when the log cannot fit the CTR model; without the
+    learned-weight models those arms serve by their fallback. Returns the report too, with
+    the CTR model's weights by name (recsys.ctr.named_weights)."""
+    models, report = logged_ctr_train(inter, log, fit, cold_model=cold_model, item_vectors=item_vectors,
+                                      config=config)
+    if models["ctr"] is not None:
+        report["ctr"]["weights"] = named_weights(models["ctr"], FEATURES)
+    return ranker.models_from(cold_model, models, cold_map=cal.cold, warm_map=cal.warm), report
 
 
 def replay_ranker_train(inter: Interactions, cal: Calibration, *, cold_model: ColdStartModel, cold, ralm,

@@ -93,6 +93,20 @@ class Models:
         return self.cold_map is not None and self.warm_map is not None
 
 
+def models_from(coldstart, ctr: dict, *, cold_map: PlattCalibrator | None,
+                warm_map: PlattCalibrator | None) -> Models | None:
+    """The ranker's Models of the trained ones, as the feed serves them: `coldstart` a
+    fitted ColdStartModel, `ctr` the CTR models by name as recsys.pipeline.logged_ctr_train
+    returns them ("ctr" over FEATURES; "ctr_feature", "ctr_noralm" each None or missing where
+    not fitted, so that arm falls back). None without a CTR model."""
+    if ctr.get("ctr") is None:
+        return None
+    coef, intercept = ctr["ctr"].linear()
+    learned = {k: ctr[k].linear() if ctr.get(k) is not None else None for k in ("ctr_feature", "ctr_noralm")}
+    return Models(coldstart=coldstart.linear(), ctr=(coef, intercept), cold_map=cold_map, warm_map=warm_map,
+                  position_slope=float(coef[FEATURES.index("position")]), **learned)
+
+
 @dataclass
 class Ranking:
     """A ranked page: `page` holds candidate indices, best first; the arrays hold every

@@ -17,7 +17,7 @@ from recsys.baselines import ItemKNN
 from recsys.calibration import PlattCalibrator
 from recsys.clustering import pad_states
 from recsys.coldstart import ColdStartModel, pair_features
-from recsys.ctr import click_log_features
+from recsys.ctr import ImpressionCounts, click_log_features
 from recsys.interactions import Interactions
 from recsys.profiles import PROFILE_HISTORY, Profiles, reader_profiles
 from recsys.replay import Groups
@@ -212,11 +212,30 @@ def group_click_features(inter: Interactions, groups: Groups) -> np.ndarray:
 
 
 @dataclass
+class ImpressionFeatures:
+    """The CTR model's rows of every valid candidate, group by group, as the feed computes
+    them from its impression log (recsys.ctr.ImpressionCounts: the log strictly before the
+    group's time) at position 0, with the prior the model was fitted with: Ranker's
+    `ctr_features` where the log has impressions."""
+
+    counts: ImpressionCounts
+    prior: float
+
+    def __call__(self, groups: Groups) -> np.ndarray:
+        v = groups.valid
+        return self.counts.features(reader=np.broadcast_to(groups.reader[:, None], v.shape)[v], item=groups.items[v],
+                                    time=np.broadcast_to(groups.time[:, None], v.shape)[v], position=0.0,
+                                    prior=self.prior)
+
+
+@dataclass
 class Ranker:
     """The feed's ranker in the replay: recsys.ranker.rank, the function the feed serves
-    with, on each group's candidates, for one arm. The CTR model sees what a click log gives
-    as of each group's time (recsys.ctr.click_log_features; fitted on the calibration slice,
-    like the hybrid's maps); a log has no page, so no candidate was shown before."""
+    with, on each group's candidates, for one arm. By default the CTR model sees what a click
+    log gives as of each group's time (recsys.ctr.click_log_features; fitted on the
+    calibration slice, like the hybrid's maps); where the models were fitted on logged
+    impressions, `ctr_features` gives the served rows (ImpressionFeatures). A log has no
+    page, so no candidate was shown before."""
 
     arm: Arm
     models: ranker.Models

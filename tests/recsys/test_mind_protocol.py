@@ -14,9 +14,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from fixtures.synth import write_mind, write_mind_split
+from recsys.ctr import FEATURE_COLUMNS, FEATURES
 from recsys.evaluate import main
+from recsys.interactions import build_interactions
 from recsys.mind import MIND_TIME, read_mind_split
 from recsys.mind_eval import SCORERS
+from recsys.pipeline import impression_log
 from tests.conftest import DATA
 
 FAST = ["--stage1-epochs", "2", "--stage2-epochs", "1", "--dim", "8", "--seed-threshold", "10", "--quiet"]
@@ -67,6 +70,36 @@ def test_the_planted_taste_is_found(split):
         assert s[name]["auc"] > s["random"]["auc"] + 0.1, (name, s[name])
     d = split[0]["paired_differences"]["ralm - popularity"]["auc"]
     assert d["diff"] > 3 * d["se"]
+
+
+def test_the_rankers_models_are_fitted_on_every_logged_train_impression(split):
+    """`ranker_ctr` and `ranker` are fitted as the feed fits them: the CTR model on every
+    shown story of the train folder (the skipped ones are its negatives), its prior the train
+    impressions' CTR; their learned weights are in the JSON."""
+    result, _, train, _ = split
+    tokens = [t for line in (train / "behaviors.tsv").read_text().splitlines() for t in line.split("\t")[4].split()]
+    clicks = sum(t.endswith("-1") for t in tokens)
+    r = result["ranker_models"]
+    assert r["fitted_on"] == "logged impressions" and r["impressions"] == len(tokens)
+    assert r["ctr"]["rows"] == len(tokens) and r["ctr"]["clicks"] == clicks
+    assert r["prior"] == pytest.approx(clicks / len(tokens))
+    assert set(r["ctr"]["weights"]) == {*FEATURES, "intercept"}
+    assert 0 < r["ctr_feature"]["rows"] < len(tokens) and set(r["ctr_feature"]["weights"]) == {
+        *FEATURE_COLUMNS, "intercept"}
+    d = result["paired_differences"]["ranker - hybrid"]["auc"]
+    assert np.isfinite(d["diff"]) and d["se"] > 0
+
+
+def test_an_impression_log_keeps_each_storys_place_in_its_list():
+    inter = build_interactions(
+        reader_keys=["a", "b"], item_keys=["x", "y", "z"], item_category=["c"] * 3, item_subcategory=["s"] * 3,
+        item_text=["x", "y", "z"], clicks=[("a", "x", 5.0)],
+        impressions=[("r1", "a", "x", 5.0, True), ("r1", "a", "y", 5.0, False), ("r2", "b", "z", 6.0, False),
+                     ("r1", "a", "z", 5.0, False), ("r3", "b", "x", 9.0, False)])
+    log = impression_log(inter, before=9.0)
+    assert log.position.tolist() == [0, 1, 0, 2] and log.item.tolist() == [0, 1, 2, 2]
+    assert log.reader.tolist() == [0, 0, 1, 0] and log.clicked.tolist() == [True, False, False, False]
+    assert log.time.tolist() == [5.0, 5.0, 6.0, 5.0] and impression_log(inter, before=5.0) is None
 
 
 def _story_clicks(train, test) -> tuple[dict, list]:

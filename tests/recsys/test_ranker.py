@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recsys.arms import ARMS, Arm, UnknownArm, arm, arms
-from recsys.ctr import CtrModel, _counts_before, assemble, auc, impression_features
+from recsys.ctr import CtrModel, ImpressionCounts, _counts_before, assemble, auc, impression_features
 from recsys.ranker import (
     Candidates,
     Models,
@@ -19,6 +19,7 @@ from recsys.ranker import (
     expected_page_clicks,
     explored,
     final_scores,
+    models_from,
     rank,
     weight_ladder,
     within_budget,
@@ -244,6 +245,59 @@ def test_impression_features_never_see_their_own_click():
     assert smoothed[0] == pytest.approx(prior, rel=1e-3) and smoothed[1] > smoothed[2] > smoothed[3] > prior
     # The reader who clicked has an affinity for the category only after the click.
     assert x[0, 0] == pytest.approx(0.0) and x[3, 0] > 0
+
+
+def _impression_log(n: int = 3_000, seed: int = 0) -> dict:
+    """A log of `n` impressions over 40 readers and 30 items in 4 categories; pages share
+    whole-second times, some not."""
+    rng = np.random.default_rng(seed)
+    return {"reader": rng.integers(0, 40, n), "item": rng.integers(0, 30, n),
+            "time": np.sort(rng.integers(1_000, 1_400, n)).astype(float) + rng.choice([0.0, 0.25], n),
+            "clicked": rng.random(n) < 0.2}
+
+
+def test_query_features_equal_the_training_rows_on_the_logs_own_impressions():
+    """What the served view computes for a (reader, item, time) query from the log is what
+    training computed for the logged impression itself: one as-of semantics for both."""
+    log = _impression_log()
+    category, published = np.arange(30) % 4, np.linspace(0, 900, 30)
+    position = np.random.default_rng(1).integers(0, 10, len(log["item"]))
+    x, prior = impression_features(**log, position=position, item_category=category, item_published=published,
+                                   n_categories=4)
+    counts = ImpressionCounts(**log, item_category=category, item_published=published, n_categories=4)
+    q = counts.features(reader=log["reader"], item=log["item"], time=log["time"], position=position, prior=prior)
+    assert np.array_equal(q, x)
+    # Served at position 0 with the fit's prior, a query reads the same counts.
+    served = counts.features(reader=log["reader"], item=log["item"], time=log["time"], position=0.0, prior=prior)
+    assert np.array_equal(served[:, :4], x[:, :4]) and not served[:, 4].any()
+
+
+def test_query_features_count_the_log_strictly_before_the_query():
+    log = {"reader": np.array([0, 1, 0]), "item": np.array([0, 0, 1]), "time": np.array([10.0, 20.0, 20.0]),
+           "clicked": np.array([True, False, True])}
+    counts = ImpressionCounts(**log, item_category=np.array([1, 2]), item_published=np.array([0.0, 0.0]),
+                              n_categories=3)
+    x = counts.features(reader=np.array([0, 0, 5, 0]), item=np.array([0, 0, 0, 1]),
+                        time=np.array([5.0, 20.0, 20.0, 99.0]), position=0.0, prior=0.1)
+    assert np.allclose(x[:, 2], np.log1p([0, 1, 1, 1]))  # item 0's impressions before: none, then the one at 10
+    smoothed = 1 / (1 + np.exp(-x[:, 1]))
+    assert smoothed[0] == pytest.approx(0.1, rel=1e-4) and smoothed[1] == pytest.approx((1 + 5) / 51, rel=1e-4)
+    # Reader 0's affinity for category 1 (item 0's) counts its click at 10, not before it;
+    # reader 5 has never clicked; at 99 reader 0 has clicked categories 1 and 2 once each.
+    share = lambda own, total: np.log((own + 1) / (total + 3) * 3)  # noqa: E731 (recsys.profiles.category_affinity)
+    assert x[:, 0] == pytest.approx([0.0, share(1, 1), 0.0, share(1, 2)])
+
+
+def test_models_are_built_from_the_trained_ones_as_the_feed_loads_them():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    y = rng.random(400) < 1 / (1 + np.exp(-(x[:, 0] - 0.5 * x[:, 4])))
+    ctr, cold = CtrModel().fit(x, y), CtrModel().fit(x[:, :3], y)
+    m = models_from(cold, {"ctr": ctr, "ctr_noralm": None}, cold_map=None, warm_map=None)
+    assert np.allclose(m.ctr[0], ctr.linear()[0]) and np.allclose(m.coldstart[0], cold.linear()[0])
+    assert m.position_slope == pytest.approx(ctr.linear()[0][4]) and m.position_slope < 0
+    assert m.ctr_feature is None and m.ctr_noralm is None and not m.calibrated  # those arms fall back
+    assert models_from(cold, {"ctr": None}, cold_map=None, warm_map=None) is None
 
 
 def test_ctr_model_recovers_a_planted_effect():

@@ -13,7 +13,6 @@ import redis
 
 from recsys import ranker
 from recsys.artifacts import ArtifactError, load_coldstart, load_ctr
-from recsys.ctr import FEATURES
 from webapp.common import degraded
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun
@@ -78,17 +77,14 @@ class ModelCache:
         except ArtifactError as exc:
             log.error("ranker models not loaded, the feed falls back to the baseline: %s", exc)
             return Models(key=key, error=str(exc))
-        cal, ctr_model = cold["calibration"], ctr["ctr"]
-        if ctr_model is None:
-            return Models(key=key)
-        coef, intercept = ctr_model.linear()
+        cal = cold["calibration"]
         # An artifact without a learned-weight model (too little to fit it, or written before
         # there was one) lacks its key: that arm falls back.
-        learned = {k: ctr[k].linear() if ctr.get(k) is not None else None for k in ("ctr_feature", "ctr_noralm")}
-        return Models(key=key, prior=float(ctr["meta"].get("prior", 0.05)), ranker=ranker.Models(
-            coldstart=cold["model"].linear(), ctr=(coef, intercept),
-            cold_map=cal.cold if cal is not None else None, warm_map=cal.warm if cal is not None else None,
-            position_slope=float(coef[FEATURES.index("position")]), **learned))
+        served = ranker.models_from(cold["model"], ctr, cold_map=cal.cold if cal is not None else None,
+                                    warm_map=cal.warm if cal is not None else None)
+        if served is None:
+            return Models(key=key)
+        return Models(key=key, prior=float(ctr["meta"].get("prior", 0.05)), ranker=served)
 
 
 models = ModelCache()
