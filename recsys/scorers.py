@@ -92,11 +92,16 @@ class Lookalike:
     timeline: SeedTimeline
     cap: int
     clustered: bool = True
+    # (story, seed count) states kept at most: a long replay meets millions of them, and a
+    # state is recomputed the same, so past this the cache starts over.
+    cache_size: int = 100_000
     _cache: dict = field(default_factory=dict)
 
     def state(self, item: int, n: int) -> ItemState:
         key = (item, n)
         if key not in self._cache:
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
             seeds = self.vectors[self.timeline.seeds(item, n, self.cap)]
             if self.clustered and self.scorer.mode == "attention":
                 self._cache[key] = self.scorer.item_state(seeds)

@@ -36,6 +36,22 @@ class ItemState:
     e_global: np.ndarray  # (h,)
 
 
+def padded_chunks(ids: list[int], lengths: list[int], *, width: int, floats: int) -> list[list[int]]:
+    """`ids` in chunks for padded batches: ordered by length, each chunk as many as keep
+    (ids x its longest length x width) within `floats` (a longer one alone), so a chunk of
+    short seed sets never pads to a long one's size."""
+    order = np.argsort(np.asarray(lengths, np.int64), kind="stable")
+    n = np.asarray(lengths, np.int64)[order]
+    out, start = [], 0
+    while start < len(order):
+        # The chunk is padded to its last (longest) member.
+        fits = np.arange(1, len(order) - start + 1) * n[start:] * width <= floats
+        size = max(1, int(fits.sum()))
+        out.append([ids[k] for k in order[start:start + size]])
+        start += size
+    return out
+
+
 @dataclass
 class LookalikeScorer:
     """The trained stage-2 weights as numpy arrays."""
@@ -114,17 +130,12 @@ class LookalikeScorer:
                 and self.mode != "mean" and len(init[i]) == clusters_for(len(s), self.k, self.min_cluster)]
         fresh = sorted(set(i for i, s in enumerate(seed_sets) if len(s)) - set(warm))
         for group, starts in ((warm, init), (fresh, None)):
-            order = sorted(group, key=lambda i: len(seed_sets[i]))
-            start = 0
-            while start < len(order):
-                n_max = len(seed_sets[order[start]])
-                size = max(1, chunk_floats // max(n_max * self.dim, 1))
-                idx = order[start:start + size]
+            for idx in padded_chunks(group, [len(seed_sets[i]) for i in group], width=self.dim,
+                                     floats=chunk_floats):
                 for i, state in zip(idx, self._states_chunk([seed_sets[i] for i in idx], matrix=matrix, seed=seed,
                                                             init=[starts[i] for i in idx] if starts else None,
                                                             iters=warm_iters), strict=True):
                     out[i] = state
-                start += len(idx)
         return out
 
     def _states_chunk(self, seed_sets: list[np.ndarray], *, matrix: np.ndarray | None, seed: int,

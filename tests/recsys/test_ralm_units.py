@@ -9,7 +9,7 @@ import torch
 from recsys.clustering import cluster_labels, cluster_seeds, clusters_for, pad_states
 from recsys.lookalike import LocalAttention, LookalikeConfig, LookalikeModel
 from recsys.sampling import LogUniformSampler
-from recsys.serving import LookalikeScorer
+from recsys.serving import LookalikeScorer, padded_chunks
 from recsys.tower import AttentionMerge, TowerConfig, UserTower, sampled_softmax_loss
 
 
@@ -215,3 +215,35 @@ def test_kmeans_from_previous_centroids_stays_at_their_fixed_point_and_follows_a
     fresh, _ = batched_kmeans(more.astype(np.float32), np.array([205]), np.array([4]))
     sse = lambda c: ((more[0][:, None] - c[0][None]) ** 2).sum(-1).min(1).sum()  # noqa: E731
     assert warm_sizes.sum() == 205 and sse(warm) <= sse(fresh) * 1.001
+
+
+def test_padded_chunks_never_pad_short_seed_sets_to_a_long_ones_size():
+    rng = np.random.default_rng(3)
+    lengths = [1] * 500 + list(rng.integers(1, 200, 300)) + [200] * 50
+    ids = list(range(1000, 1000 + len(lengths)))
+    chunks = padded_chunks(ids, lengths, width=64, floats=100_000)
+    assert sorted(i for c in chunks for i in c) == ids  # each once
+    size = dict(zip(ids, lengths, strict=True))
+    for c in chunks:
+        assert len(c) == 1 or len(c) * max(size[i] for i in c) * 64 <= 100_000
+    assert set(ids[:500]) <= set(chunks[0])  # the one-seed sets share one chunk
+    assert padded_chunks([7], [5_000], width=64, floats=10) == [[7]]  # too long alone: still served
+
+
+def test_a_lookalike_scorer_with_a_small_state_cache_scores_the_same():
+    from recsys.replay import Groups
+    from recsys.scorers import Lookalike, SeedTimeline
+
+    rng = np.random.default_rng(4)
+    readers, items, h = 40, 12, 6
+    clicks = 600
+    timeline = SeedTimeline.build(rng.integers(0, readers, clicks), rng.integers(0, items, clicks),
+                                  np.sort(rng.uniform(0, 100, clicks)), np.ones(readers, bool), items)
+    groups = Groups(view="overall", reader=rng.integers(0, readers, 30), time=rng.uniform(10, 100, 30),
+                    items=rng.integers(0, items, (30, 5)), seeds=np.zeros((30, 5), np.int64),
+                    pop=np.zeros((30, 5), np.int64), bucket=np.zeros(30, np.int64))
+    scorer = LookalikeScorer.from_model(_random_model("attention"))
+    vectors = rng.standard_normal((readers, h))
+    small = Lookalike(scorer, vectors, timeline, cap=20, cache_size=3)
+    np.testing.assert_array_equal(small(groups), Lookalike(scorer, vectors, timeline, cap=20)(groups))
+    assert 0 < len(small._cache) <= 3
