@@ -66,7 +66,7 @@ class _Bars:
             self.close()
             first = stage == "stage1"
             self.stage = stage
-            self.bar = tqdm(total=self.config.stage1_epochs if first else self.config.stage2_epochs,
+            self.bar = tqdm(total=epoch.get("of", self.config.stage1_epochs if first else self.config.stage2_epochs),
                             desc="stage 1" if first else f"stage 2 ({stage.partition('_')[2] or 'attention'})",
                             unit="epoch", leave=False, disable=self.quiet)
         self.bar.update(1)

@@ -26,6 +26,9 @@ class Stage1Params:
     # An epoch's positives at most: past it every reader gets the same smaller share, so an
     # epoch's cost stops growing with the readers and a large log is seen over several epochs.
     positives_per_epoch: int = 200_000
+    # Positives over all epochs at most: a log past it trains fewer epochs (at least one), so
+    # that training time stops growing with the log; smaller logs run every epoch.
+    positives: int = 1_200_000
     negatives: int = 10  # per positive
     weight_decay: float = 0.0
     validation_negatives: int = 100
@@ -129,8 +132,7 @@ def _epoch(st: _Step, held: _Holdout, rng: np.random.Generator) -> float:
     readers would pass positives_per_epoch); the mean loss."""
     p, inter = st.params, st.inter
     readers, targets = [], []
-    active = sum(1 for items in held.by_reader if items)
-    per_reader = max(1, min(p.positives_per_reader, p.positives_per_epoch // max(active, 1)))
+    per_reader = _per_reader(p, held)
     for r, items in enumerate(held.by_reader):
         if items:
             take = rng.choice(len(items), size=min(len(items), per_reader), replace=False)
@@ -163,6 +165,19 @@ def _epoch(st: _Step, held: _Holdout, rng: np.random.Generator) -> float:
     return total / max(steps, 1)
 
 
+def _per_reader(p: Stage1Params, held: _Holdout) -> int:
+    """Positives per reader in an epoch."""
+    active = sum(1 for items in held.by_reader if items)
+    return max(1, min(p.positives_per_reader, p.positives_per_epoch // max(active, 1)))
+
+
+def epochs_for(p: Stage1Params, held: _Holdout) -> int:
+    """The epochs to run: p.epochs, fewer where they would pass p.positives."""
+    per_reader = _per_reader(p, held)
+    per_epoch = sum(min(len(items), per_reader) for items in held.by_reader)
+    return max(1, min(p.epochs, p.positives // max(per_epoch, 1)))
+
+
 def fit_tower(
     inter: Interactions, *, train_before: float, tower: dict | None = None,
     params: Stage1Params | None = None, progress: Callable[[str, dict], None] | None = None,
@@ -189,7 +204,8 @@ def fit_tower(
     step = _Step(inter, p, model, softmax, builder, LogUniformSampler(counts), opt, clicked_keys)
     result = Stage1Result(model, softmax, builder, train_before)
     best = (-1.0, None)
-    for epoch in range(1, p.epochs + 1):
+    epochs = epochs_for(p, held)
+    for epoch in range(1, epochs + 1):
         loss = _epoch(step, held, rng)
         auc = _validate(result, held.hists, held.val_reader, held.val_item, val_negs)
         result.history.append({"epoch": epoch, "loss": round(loss, 4), "val_auc": round(auc, 4)})
@@ -197,7 +213,7 @@ def fit_tower(
             best = (auc, copy.deepcopy((model.state_dict(), softmax.state_dict())))
             result.best_epoch = epoch
         if progress:
-            progress("stage1", result.history[-1])
+            progress("stage1", {**result.history[-1], "of": epochs})
     model.load_state_dict(best[1][0])
     softmax.load_state_dict(best[1][1])
     model.eval()

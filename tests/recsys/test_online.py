@@ -77,3 +77,17 @@ def test_new_readers_stories_and_topics_move_the_vector(world):
         return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
     assert cos(v, sports_readers) > cos(v, science_readers)
     assert online.vectors([]).shape == (0, online.dim)
+
+
+def test_stage1_runs_fewer_epochs_where_they_would_pass_its_positives(world):
+    inter, s1, end, _, _ = world
+    assert len(s1.history) == 20  # this log is far below the default budget
+    per_epoch = int((inter.click_time < end).sum()) - inter.n_readers  # each reader's last click is held out
+    seen = []
+    small = fit_tower(inter, train_before=end, tower={"dim": 8, "field_dim": 8},
+                      params=Stage1Params(epochs=20, positives=3 * per_epoch + 1),
+                      progress=lambda stage, e: seen.append(e["of"]))
+    assert len(small.history) == 3 and seen == [3, 3, 3]
+    one = fit_tower(inter, train_before=end, tower={"dim": 8, "field_dim": 8},
+                    params=Stage1Params(epochs=20, positives=1))
+    assert len(one.history) == 1  # at least one epoch

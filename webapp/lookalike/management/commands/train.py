@@ -31,7 +31,8 @@ class Command(BaseCommand):
         def progress(stage: str, epoch: dict) -> None:
             if stage not in bars:  # opened when the stage starts, so its clock is the stage's
                 total, desc = totals[stage]
-                bars[stage] = tqdm(total=total, desc=desc, unit="epoch", disable=quiet)
+                # Stage 1 says how many epochs it runs: fewer than asked on a large log.
+                bars[stage] = tqdm(total=epoch.get("of", total), desc=desc, unit="epoch", disable=quiet)
             bars[stage].update(1)
             bars[stage].set_postfix(loss=epoch["loss"], val_auc=epoch["val_auc"])
 
