@@ -103,20 +103,30 @@ class ImpressionCounts:
     indices, times in seconds, clicked), indexed once: `features` gives the rows of any
     (reader, item, time) queries as of their times. A click counts from the time of its
     impression; only events strictly before a query's time count, so impressions sharing a
-    time never see each other."""
+    time never see each other.
+
+    The reader's category affinity counts `clicks` (reader, item, time), the whole click log,
+    where given: the feed serves affinity from every click of the reader, and a log whose
+    readers arrive with histories (MIND) holds most of their clicks outside its impressions.
+    Without it, the clicked impressions."""
 
     def __init__(self, *, reader: np.ndarray, item: np.ndarray, time: np.ndarray, clicked: np.ndarray,
-                 item_category: np.ndarray, item_published: np.ndarray, n_categories: int) -> None:
+                 item_category: np.ndarray, item_published: np.ndarray, n_categories: int,
+                 clicks: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
         reader, item = np.asarray(reader, np.int64), np.asarray(item, np.int64)
         t, clicked = _seconds(time), np.asarray(clicked, bool)
         self.item_category = np.asarray(item_category, np.int64)
         self.item_published = np.asarray(item_published, np.float64)
         self.n_categories = n_categories
-        cat = self.item_category[item]
         self.shown = _EventIndex(item, t)
         self.clicks = _EventIndex(item[clicked], t[clicked])
-        self.own = _EventIndex(reader[clicked] * n_categories + cat[clicked], t[clicked])
-        self.total = _EventIndex(reader[clicked], t[clicked])
+        if clicks is None:
+            c_reader, c_item, c_time = reader[clicked], item[clicked], t[clicked]
+        else:
+            c_reader, c_item, c_time = np.asarray(clicks[0], np.int64), np.asarray(clicks[1], np.int64), \
+                _seconds(clicks[2])
+        self.own = _EventIndex(c_reader * n_categories + self.item_category[c_item], c_time)
+        self.total = _EventIndex(c_reader, c_time)
 
     def features(self, *, reader: np.ndarray, item: np.ndarray, time: np.ndarray, position: np.ndarray | float,
                  prior: float) -> np.ndarray:
@@ -134,14 +144,16 @@ class ImpressionCounts:
 
 def impression_features(*, reader: np.ndarray, item: np.ndarray, time: np.ndarray, position: np.ndarray,
                         clicked: np.ndarray, item_category: np.ndarray, item_published: np.ndarray,
-                        n_categories: int, prior: float | None = None) -> tuple[np.ndarray, float]:
+                        n_categories: int, prior: float | None = None,
+                        clicks: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, float]:
     """As-of features of logged impressions (arrays of shape (N,); times in seconds): each
-    row is `ImpressionCounts.features` of the impression against the log itself. Returns
-    the rows and the prior CTR used (the log's CTR unless given)."""
+    row is `ImpressionCounts.features` of the impression against the log itself (`clicks`,
+    the click log, as there). Returns the rows and the prior CTR used (the log's CTR unless
+    given)."""
     clicked = np.asarray(clicked, bool)
     prior = float(clicked.mean()) if prior is None and len(clicked) else float(prior or 0.05)
     counts = ImpressionCounts(reader=reader, item=item, time=time, clicked=clicked, item_category=item_category,
-                              item_published=item_published, n_categories=n_categories)
+                              item_published=item_published, n_categories=n_categories, clicks=clicks)
     return counts.features(reader=reader, item=item, time=time, position=position, prior=prior), prior
 
 

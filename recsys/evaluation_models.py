@@ -216,7 +216,8 @@ def _logged_ranker(inter: Interactions, impressions: ImpressionLog, fit: RalmFit
         return None, {"report": report}
     counts = ImpressionCounts(reader=inter.imp_reader, item=inter.imp_item, time=inter.imp_time,
                               clicked=inter.imp_clicked, item_category=inter.item_category,
-                              item_published=inter.item_published, n_categories=len(inter.categories))
+                              item_published=inter.item_published, n_categories=len(inter.categories),
+                              clicks=(inter.click_reader, inter.click_item, inter.click_time))
     _weights_log(report, log)
     return models, {"report": report, "ctr_features": ImpressionFeatures(counts, report["prior"])}
 

@@ -192,7 +192,8 @@ def logged_ctr_train(inter: Interactions, log: ImpressionLog | None, fit: RalmFi
     cut = fit.cuts[-1]
     x, prior = impression_features(reader=log.reader, item=log.item, time=log.time, position=log.position,
                                    clicked=log.clicked, item_category=inter.item_category,
-                                   item_published=inter.item_published, n_categories=len(inter.categories))
+                                   item_published=inter.item_published, n_categories=len(inter.categories),
+                                   clicks=(inter.click_reader, inter.click_item, inter.click_time))
     models["ctr"], report = fit_ctr(x, log.clicked, log.time, validation_from=cut, seed=config.seed)
     report = {"prior": prior, "ctr": report, "ctr_feature": None, "ctr_noralm": None, "ralm_weight": None,
               "columns": {"ctr_feature": list(FEATURE_COLUMNS), "ctr_noralm": list(NORALM_COLUMNS)}}

@@ -247,6 +247,20 @@ def test_impression_features_never_see_their_own_click():
     assert x[0, 0] == pytest.approx(0.0) and x[3, 0] > 0
 
 
+def test_affinity_counts_the_click_log_where_given_clicks_without_impressions_too():
+    # Reader 0 clicked two category-1 stories in their history (no impression) before being
+    # shown item 0 (category 1) twice; clicked the first time.
+    log = dict(reader=np.array([0, 0]), item=np.array([0, 0]), time=np.array([100.0, 200.0]), position=np.zeros(2),
+               clicked=np.array([True, False]), item_category=np.array([1, 1, 1]),
+               item_published=np.zeros(3), n_categories=3)
+    history = (np.array([0, 0, 0]), np.array([1, 2, 0]), np.array([10.0, 20.0, 150.0]))  # the last: the click
+    without, _ = impression_features(**log)
+    with_, _ = impression_features(**log, clicks=history)
+    assert without[0, 0] == pytest.approx(0.0) and with_[0, 0] > 0  # the history counts before any click
+    assert with_[1, 0] > without[1, 0] > 0  # three clicks in the category against one
+    assert np.array_equal(with_[:, 1:], without[:, 1:])  # nothing else reads the click log
+
+
 def _impression_log(n: int = 3_000, seed: int = 0) -> dict:
     """A log of `n` impressions over 40 readers and 30 items in 4 categories; pages share
     whole-second times, some not."""
