@@ -14,6 +14,7 @@ score for one reader, found without scoring every story.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import faiss
 import numpy as np
@@ -22,7 +23,19 @@ EXACT_BELOW = 20_000  # vectors: below this the index is exact (a flat scan cost
 CODE_BYTES = 16  # bytes per vector in the quantised index (product quantiser of 16 sub-vectors × 8 bits)
 PROBES = 16  # inverted lists visited per query
 
-faiss.omp_set_num_threads(1)  # one query per request thread: the web server's threads are the parallelism
+
+@contextmanager
+def _one_thread():
+    """faiss on the calling thread alone while inside: one query per request thread, the web
+    server's threads are the parallelism. Restored after: faiss and torch share one OpenMP
+    runtime, so a process-wide setting would leave a training or import process's torch on
+    one thread too."""
+    was = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(was)
 
 
 class CtrLists:
@@ -71,7 +84,8 @@ class VectorIndex:
             self._quantizer = faiss.IndexFlatIP(dim)
             self._index = faiss.IndexIVFPQ(self._quantizer, dim, lists, CODE_BYTES, 8, faiss.METRIC_INNER_PRODUCT)
             self._index.cp.seed = 0
-            self._index.train(np.ascontiguousarray(training, np.float32))
+            with _one_thread():
+                self._index.train(np.ascontiguousarray(training, np.float32))
             self._index.nprobe = PROBES
         self._lock = threading.Lock()
 
@@ -86,13 +100,13 @@ class VectorIndex:
         """Vectors (n, dim), each labelled with its item's id (n,)."""
         if not len(ids):
             return
-        with self._lock:
+        with self._lock, _one_thread():
             self._index.add_with_ids(np.ascontiguousarray(vectors, np.float32), np.asarray(ids, np.int64))
 
     def remove(self, ids: np.ndarray) -> None:
         """Every vector of these items."""
         if len(ids):
-            with self._lock:
+            with self._lock, _one_thread():
                 self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, np.int64)))
 
     def search(self, query: np.ndarray, items: int) -> np.ndarray:
@@ -100,7 +114,7 @@ class VectorIndex:
         if not len(self):
             return np.zeros(0, np.int64)
         hits = min(len(self), 4 * items)  # an item has several vectors: ask for more hits than items
-        with self._lock:
+        with self._lock, _one_thread():
             _, labels = self._index.search(np.ascontiguousarray(query, np.float32).reshape(1, -1), hits)
         labels = labels[0][labels[0] >= 0]
         _, first = np.unique(labels, return_index=True)

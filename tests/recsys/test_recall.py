@@ -60,3 +60,27 @@ def test_a_large_index_is_compressed_and_finds_most_of_the_nearest_items():
         truth = set(np.argsort(-sims)[:50].tolist())
         found.append(len(truth & set(index.search(query, 200).tolist())) / 50)
     assert np.mean(found) >= 0.85
+
+
+
+def test_the_index_leaves_torchs_threads_as_they_were():
+    """faiss and torch share one OpenMP runtime: the index keeps its one-thread setting to its
+    own calls, so a process that imports, builds or searches one (train, import) keeps
+    torch's threads. In a fresh process, where nothing imported recsys.recall before."""
+    import subprocess
+    import sys
+
+    default = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    code = """
+import numpy as np, torch
+from recsys.recall import VectorIndex, unit_rows
+rng = np.random.default_rng(0)
+index = VectorIndex(8, unit_rows(rng.standard_normal((50, 8))))
+index.add(np.arange(50), unit_rows(rng.standard_normal((50, 8))))
+assert len(index.search(unit_rows(rng.standard_normal(8)), 5)) == 5
+index.remove(np.arange(10))
+print(torch.get_num_threads())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == default
