@@ -59,6 +59,7 @@ class Interactions:
     imp_item: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     imp_time: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     imp_clicked: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    imp_position: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # on the page, 0 first
 
     @property
     def n_readers(self) -> int:
@@ -114,26 +115,57 @@ def build_interactions(
     prof, prof_vocab = {}, {}
     for name, values in (profiles or {}).items():
         prof[name], prof_vocab[name] = _codes([v or "unknown" for v in values])
-    c_reader = np.array([r_index[c[0]] for c in clicks], dtype=np.int32)
-    c_item = np.array([i_index[c[1]] for c in clicks], dtype=np.int32)
-    c_time = np.array([c[2] for c in clicks], dtype=np.float64)
-    order = np.argsort(c_time, kind="stable")
     inter = Interactions(
         reader_keys=list(reader_keys), item_keys=list(item_keys), item_category=cat,
         item_subcategory=sub, item_keywords=kw, item_text=list(item_text), categories=categories,
         subcategories=subcategories, keywords=keywords, profile=prof, profile_vocab=prof_vocab,
-        click_reader=c_reader[order], click_item=c_item[order], click_time=c_time[order],
+        click_reader=np.zeros(0, np.int32), click_item=np.zeros(0, np.int32), click_time=np.zeros(0, np.float64),
         item_published=np.array([np.nan if p is None else p for p in (item_published or [None] * len(item_keys))],
                                 dtype=np.float64),
     )
+    clicks_set(inter, reader=np.array([r_index[c[0]] for c in clicks], dtype=np.int32),
+               item=np.array([i_index[c[1]] for c in clicks], dtype=np.int32),
+               time=np.array([c[2] for c in clicks], dtype=np.float64))
     if impressions:
         requests = {k: n for n, k in enumerate(dict.fromkeys(i[0] for i in impressions))}
-        inter.imp_request = np.array([requests[i[0]] for i in impressions], dtype=np.int64)
-        inter.imp_reader = np.array([r_index[i[1]] for i in impressions], dtype=np.int32)
-        inter.imp_item = np.array([i_index[i[2]] for i in impressions], dtype=np.int32)
-        inter.imp_time = np.array([i[3] for i in impressions], dtype=np.float64)
-        inter.imp_clicked = np.array([i[4] for i in impressions], dtype=bool)
+        request = np.array([requests[i[0]] for i in impressions], dtype=np.int64)
+        impressions_set(inter, request=request, reader=np.array([r_index[i[1]] for i in impressions], dtype=np.int32),
+                        item=np.array([i_index[i[2]] for i in impressions], dtype=np.int32),
+                        time=np.array([i[3] for i in impressions], dtype=np.float64),
+                        clicked=np.array([i[4] for i in impressions], dtype=bool), position=shown_order(request))
     return inter
+
+
+def clicks_set(inter: Interactions, *, reader: np.ndarray, item: np.ndarray, time: np.ndarray) -> None:
+    """Give `inter` its clicks, (N,) reader and item indices and times, sorted by time."""
+    order = np.argsort(time, kind="stable")
+    inter.click_reader = np.asarray(reader, np.int32)[order]
+    inter.click_item = np.asarray(item, np.int32)[order]
+    inter.click_time = np.asarray(time, np.float64)[order]
+
+
+def impressions_set(inter: Interactions, *, request: np.ndarray, reader: np.ndarray, item: np.ndarray,
+                    time: np.ndarray, clicked: np.ndarray, position: np.ndarray) -> None:
+    """Give `inter` its logged impressions, each (N,): request codes, reader and item indices,
+    times, clicked, positions on the page."""
+    inter.imp_request = np.asarray(request, np.int64)
+    inter.imp_reader = np.asarray(reader, np.int32)
+    inter.imp_item = np.asarray(item, np.int32)
+    inter.imp_time = np.asarray(time, np.float64)
+    inter.imp_clicked = np.asarray(clicked, bool)
+    inter.imp_position = np.asarray(position, np.int64)
+
+
+def shown_order(request: np.ndarray) -> np.ndarray:
+    """Each row's place among the earlier rows of its request (0 first): the position of rows
+    given in shown order. (N,) -> (N,)."""
+    request = np.asarray(request, np.int64)
+    order = np.argsort(request, kind="stable")
+    req = request[order]
+    starts = np.flatnonzero(np.r_[True, req[1:] != req[:-1]]) if len(req) else np.zeros(0, np.int64)
+    out = np.empty(len(request), np.int64)
+    out[order] = np.arange(len(request)) - np.repeat(starts, np.diff(np.r_[starts, len(request)]))
+    return out
 
 
 def from_dataset(ds: Dataset) -> Interactions:

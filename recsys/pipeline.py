@@ -212,20 +212,13 @@ def logged_ctr_train(inter: Interactions, log: ImpressionLog | None, fit: RalmFi
     return models, report
 
 
-def impression_log(inter: Interactions, *, before: float) -> ImpressionLog | None:
-    """The logged impressions of `inter` before `before` (None without any), each story's
-    position its place in its request's list (0 first): a request's rows are kept in shown
-    order, as recsys.interactions.build_interactions keeps them."""
+def impression_log(inter: Interactions, *, before: float = np.inf) -> ImpressionLog | None:
+    """The logged impressions of `inter` before `before` (None without any)."""
     rows = np.flatnonzero(inter.imp_time < before)
     if not len(rows):
         return None
-    order = np.argsort(inter.imp_request[rows], kind="stable")
-    req = inter.imp_request[rows][order]
-    starts = np.flatnonzero(np.r_[True, req[1:] != req[:-1]])
-    position = np.empty(len(rows), np.int64)
-    position[order] = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
     return ImpressionLog(reader=inter.imp_reader[rows].astype(np.int64), item=inter.imp_item[rows].astype(np.int64),
-                         position=position, time=inter.imp_time[rows],
+                         position=inter.imp_position[rows], time=inter.imp_time[rows],
                          clicked=inter.imp_clicked[rows].astype(bool))
 
 

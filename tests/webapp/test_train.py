@@ -86,3 +86,30 @@ def test_train_with_redis_down_keeps_the_vectors_in_postgres(trained, settings, 
     assert not report.redis_ok and any("Redis unreachable" in m for m in messages)
     assert ReaderVector.objects.filter(model_run=report.tower_run).count() == Reader.objects.filter(
         source="demo").count()
+
+
+def test_the_training_log_read_by_binary_copy_is_the_orms(trained):
+    """interactions_from_db reads clicks and impressions by binary COPY: the same rows, with
+    each impression's position and click, as the ORM gives them."""
+    from django.db import connection
+
+    from webapp.common.bulk import copy_out_columns
+    from webapp.lookalike.training import interactions_from_db
+    from webapp.news.models import Click, Impression
+
+    inter = interactions_from_db(source="demo")
+    reader, item = np.array(inter.reader_keys, dtype=np.int64), np.array(inter.item_keys, dtype=np.int64)
+    got = sorted(zip(reader[inter.click_reader].tolist(), item[inter.click_item].tolist(),
+                     np.round(inter.click_time, 6).tolist(), strict=True))
+    want = sorted((r, i, round(t.timestamp(), 6)) for r, i, t in Click.objects.filter(
+        reader__source="demo").values_list("reader_id", "item_id", "clicked_at"))
+    assert got == want and len(got) > 50 and np.all(np.diff(inter.click_time) >= 0)
+    got = sorted(zip(reader[inter.imp_reader].tolist(), item[inter.imp_item].tolist(),
+                     inter.imp_position.tolist(), inter.imp_clicked.tolist(), strict=True))
+    want = sorted((r, i, p, c is not None) for r, i, p, c in Impression.objects.filter(
+        reader__source="demo").values_list("reader_id", "item_id", "position", "click__id"))
+    assert got == want and any(c for *_, c in got)
+    pages = Impression.objects.filter(reader__source="demo").values("request_id").distinct().count()
+    assert len(np.unique(inter.imp_request)) == pages
+    with connection.cursor() as cur, pytest.raises(ValueError, match="NULL"):
+        copy_out_columns(cur, "SELECT NULL::int8", {}, ["int8"])

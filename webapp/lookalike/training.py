@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from recsys.artifacts import save_coldstart, save_ctr, save_lookalike, save_tower
@@ -21,18 +21,19 @@ from recsys.calibration import CalibrationError
 from recsys.coldstart import ColdStartModel
 from recsys.ctr import FEATURES
 from recsys.hybrid import Calibration, NotEnoughData
-from recsys.interactions import Interactions, build_interactions
+from recsys.interactions import Interactions, build_interactions, clicks_set, impressions_set
 from recsys.online import OnlineTower
 from recsys.pipeline import (
-    ImpressionLog,
     PipelineConfig,
     RalmFit,
     calibration_fit,
     coldstart_train,
+    impression_log,
     logged_ctr_train,
     ralm_train,
 )
 from recsys.text import DIM
+from webapp.common.bulk import copy_out_columns
 from webapp.lookalike import store
 from webapp.lookalike.models import ModelKind, ModelRun, ReaderVector
 from webapp.lookalike.online import web_readers_embed
@@ -58,28 +59,43 @@ class TrainReport:
 
 
 def interactions_from_db(*, source: str) -> Interactions:
-    """The reader source's log as Interactions; keys are database ids as strings."""
+    """The reader source's log as Interactions; keys are database ids as strings. Clicks and
+    impressions come by binary COPY (millions of rows at MIND's size) and find their reader
+    and item indices by id."""
     catalog = Source.DEMO if source == Source.WEB else source
     items = list(Item.objects.filter(source=catalog).order_by("pk").values_list(
         "pk", "category", "subcategory", "title", "abstract", "published_at"))
     readers = list(Reader.objects.filter(source=source).order_by("pk").values_list(
         "pk", "region", "age_band", "device"))
-    clicks = Click.objects.filter(reader__source=source, item__source=catalog).values_list(
-        "reader_id", "item_id", "clicked_at")
-    impressions = Impression.objects.filter(reader__source=source, item__source=catalog).values_list(
-        "request_id", "reader_id", "item_id", "shown_at", "click__id")
     profiles = {f: [r[n] for r in readers] for n, f in enumerate(("region", "age_band", "device"), start=1)}
     if all(len(set(v)) <= 1 for v in profiles.values()):
         profiles = {}  # imported logs carry no profile
-    return build_interactions(
+    inter = build_interactions(
         reader_keys=[str(r[0]) for r in readers], item_keys=[str(i[0]) for i in items],
         item_category=[i[1] for i in items], item_subcategory=[i[2] for i in items],
         item_text=[f"{i[3]}. {i[4]}" for i in items], profiles=profiles,
-        item_published=[i[5].timestamp() if i[5] else None for i in items],
-        clicks=[(str(r), str(i), t.timestamp()) for r, i, t in clicks.iterator(chunk_size=20_000)],
-        impressions=[(q, str(r), str(i), t.timestamp(), c is not None)
-                     for q, r, i, t, c in impressions.iterator(chunk_size=20_000)],
-    )
+        item_published=[i[5].timestamp() if i[5] else None for i in items], clicks=[])
+    reader_ids = np.array([r[0] for r in readers], np.int64)
+    item_ids = np.array([i[0] for i in items], np.int64)
+    tables = {m.__name__.lower(): m._meta.db_table for m in (Click, Impression, Item, Reader)}
+    scope = (f"JOIN {tables['reader']} r ON r.id = e.reader_id AND r.source = %(source)s "
+             f"JOIN {tables['item']} i ON i.id = e.item_id AND i.source = %(catalog)s")
+    params = {"source": source, "catalog": catalog}
+    with connection.cursor() as cur:
+        reader, item, at = copy_out_columns(
+            cur, f"SELECT e.reader_id, e.item_id, e.clicked_at FROM {tables['click']} e {scope}",  # noqa: S608
+            params, ["int8", "int8", "timestamptz"])
+        clicks_set(inter, reader=np.searchsorted(reader_ids, reader), item=np.searchsorted(item_ids, item), time=at)
+        # A request's code is its rank among the log's request ids (any dense numbering serves).
+        clicked_sql = f"EXISTS (SELECT 1 FROM {tables['click']} c WHERE c.impression_id = e.id)"  # noqa: S608
+        request, reader, item, at, clicked, position = copy_out_columns(
+            cur, f"SELECT dense_rank() OVER (ORDER BY e.request_id)::int8, e.reader_id, e.item_id, e.shown_at, "  # noqa: S608
+                 f"{clicked_sql}, e.position::int4 FROM {tables['impression']} e {scope}",
+            params, ["int8", "int8", "int8", "timestamptz", "bool", "int4"])
+    if len(request):
+        impressions_set(inter, request=request - 1, reader=np.searchsorted(reader_ids, reader),
+                        item=np.searchsorted(item_ids, item), time=at, clicked=clicked, position=position)
+    return inter
 
 
 def _item_vectors(inter: Interactions) -> np.ndarray:
@@ -98,18 +114,6 @@ def web_config(**overrides) -> PipelineConfig:
     # the seed sets the feed serves from. The snapshot cuts are interpolated quantiles.
     return replace(PipelineConfig(stage1_epochs=20, seed_cap=settings.SEED_CAP, seed_threshold=settings.SEED_THRESHOLD,
                                   interpolated_cuts=True), **overrides)
-
-
-def _impression_log(inter: Interactions) -> ImpressionLog | None:
-    """Every logged impression of the trained readers and items, as indices of `inter`."""
-    reader_index = {int(k): n for n, k in enumerate(inter.reader_keys)}
-    item_index = {int(k): n for n, k in enumerate(inter.item_keys)}
-    rows = [(reader_index[r], item_index[i], p, t.timestamp(), c is not None)
-            for r, i, p, t, c in Impression.objects.filter(reader_id__in=reader_index, item_id__in=item_index)
-            .values_list("reader_id", "item_id", "position", "shown_at", "click__id").iterator(chunk_size=20_000)]
-    if not rows:
-        return None
-    return ImpressionLog(*(np.array(c) for c in zip(*rows, strict=True)))
 
 
 @dataclass
@@ -153,7 +157,7 @@ def _models_train(inter: Interactions, config: PipelineConfig, *, progress: Call
     # The CTR model of the ranker, and the learned-weight arms' models with RALM's and the
     # cold-start model's logits as inputs.
     t = time.perf_counter()
-    ctr_models, ctr_report = logged_ctr_train(inter, _impression_log(inter), fit, cold_model=cold_model,
+    ctr_models, ctr_report = logged_ctr_train(inter, impression_log(inter), fit, cold_model=cold_model,
                                               item_vectors=item_vectors, config=config)
     seconds["ctr"] = round(time.perf_counter() - t, 1)
     _learned_log(ctr_report, log)
