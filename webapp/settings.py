@@ -178,6 +178,10 @@ FEED_CLIENT_RATE_LIMIT = env.str("FEED_CLIENT_RATE_LIMIT", default="300/minute")
 CLICK_CLIENT_RATE_LIMIT = env.str("CLICK_CLIENT_RATE_LIMIT", default="120/minute")
 # New readers ("Start reading", sign-up) one address may create.
 READER_CLIENT_RATE_LIMIT = env.str("READER_CLIENT_RATE_LIMIT", default="20/hour")
+# The admin's heavy pages (the live dashboard, an item's seeds page) one staff account may
+# open; an admin at work (the dashboard's 15 s refresh, a seeds page every 10 s) opens 10 a
+# minute.
+ADMIN_PAGE_RATE_LIMIT = env.str("ADMIN_PAGE_RATE_LIMIT", default="30/minute")
 # Peers whose X-Forwarded-For names the client (webapp/common/addresses.py): the reverse proxy.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1/32", "::1/128"])
 # The reader simulator sends it (X-Simulator-Token) to be one client per simulated reader,

@@ -238,3 +238,22 @@ def test_the_dashboard_is_computed_once_for_every_admin_watching(trained, staff,
     other = type(staff)()
     other.force_login(get_user_model().objects.get(username="editor"))
     assert other.get("/admin/dashboard/").status_code == 200 and len(calls) == 1
+
+
+def test_an_account_reloading_heavy_admin_pages_in_a_loop_gets_429s(trained, staff, settings, rate_clock):
+    """ADMIN_PAGE_RATE_LIMIT counts the dashboard and the seeds pages per staff account: past
+    it a 429 with Retry-After, the page not rendered; another account has its own count."""
+    settings.ADMIN_PAGE_RATE_LIMIT = "3/minute"
+    item = Item.objects.filter(status=ItemStatus.WARM).first()
+    pages = ["/admin/dashboard/", f"/admin/news/item/{item.pk}/seeds/", "/admin/dashboard/"]
+    assert [staff.get(p).status_code for p in pages] == [200, 200, 200]
+    for p in pages:
+        over = staff.get(p)
+        assert over.status_code == 429 and 1 <= int(over["Retry-After"]) <= 60
+        assert "3/minute" in over.content.decode() and 'class="chart"' not in over.content.decode()
+    assert staff.get("/admin/news/item/").status_code == 200  # the admin's other pages are not counted
+    other = get_user_model().objects.create_user("second", password="pw-second-1", is_staff=True, is_superuser=True)
+    staff.force_login(other)
+    assert staff.get("/admin/dashboard/").status_code == 200
+    settings.ADMIN_PAGE_RATE_LIMIT = "off"
+    assert all(staff.get(pages[1]).status_code == 200 for _ in range(5))

@@ -10,7 +10,8 @@ import hashlib
 import hmac
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from webapp.common.addresses import client_address
 from webapp.feed import ratelimit
@@ -70,3 +71,21 @@ def client_throttle(keys: tuple[str, ...], *, scope: str) -> None:
         what = "new readers" if scope == "readers" else scope
         raise RateLimited(f"Too many {what} from this client: at most {rate.text}. Try again in {retry_after} s.",
                           limit=rate.text, retry_after=retry_after)
+
+
+def staff_page_limited(request: HttpRequest) -> HttpResponse | None:
+    """Count one heavy admin page (the live dashboard, an item's seeds page) for the signed-in
+    staff user: a 429 with Retry-After over ADMIN_PAGE_RATE_LIMIT, else None. Staff pages
+    share the web processes with readers' feeds, so one account reloading them in a loop
+    must not take those processes from readers."""
+    rate = ratelimit.rate_parse(settings.ADMIN_PAGE_RATE_LIMIT)
+    if rate is None:
+        return None
+    retry_after = ratelimit.hit(scope="staff-pages", key=request.user.pk, rate=rate)
+    if retry_after is None:
+        return None
+    response = render(request, "feed/rate_limited.html", {
+        "detail": f"Too many admin pages from this account: at most {rate.text}. Try again in {retry_after} s."},
+        status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
