@@ -56,27 +56,10 @@ def pm(diff: float, se: float) -> str:
 # --- blocks -----------------------------------------------------------------------------
 
 def numbers(r: dict, ev: dict | None) -> str:
-    rows = []
-    if "bench" in r:
-        rows += _numbers_bench(r)
-    if "import" in r:
-        rows += _numbers_import(r)
-    if "demo" in r:
-        rows += _numbers_demo(r)
-    if "refresh" in r:
-        rows += _numbers_refresh(r)
-    if "feed" in r:
-        rows += _numbers_feed(r)
-    if "load" in r:
-        rows += _numbers_load(r)
-    if "soak" in r:
-        rows += _numbers_soak(r)
-    if "scale" in r:
-        rows += _numbers_scale(r)
-    if "readers" in r:
-        rows += _numbers_readers(r)
-    if "ab" in r:
-        rows += _numbers_ab(r)
+    parts = {"bench": _numbers_bench, "import": _numbers_import, "demo": _numbers_demo, "refresh": _numbers_refresh,
+             "feed": _numbers_feed, "load": _numbers_load, "soak": _numbers_soak, "scale": _numbers_scale,
+             "readers": _numbers_readers, "ab": _numbers_ab, "mind": _numbers_mind}
+    rows = [row for key, part in parts.items() if key in r for row in part(r)]
     if ev:
         rows += _numbers_evaluation_seconds(ev)
     return md_table(("measurement", "value"), rows)
@@ -194,6 +177,25 @@ def _numbers_scale(r: dict) -> list[tuple[str, str]]:
                  f"{' / '.join(f'{c[k] * 1000:.0f} ms' for k in sizes)} ({c['ratio']}×); "
                  f"{f['one_worker_s']} s / {f['two_workers_s']} s ({f['speedup']}×)"))
     return rows
+
+
+def _numbers_mind(r: dict) -> list[tuple[str, str]]:
+    m = r["mind"]
+    return [(f"MIND-small's size (`bench/mind.py`: {m['users']:,} readers, {m['news']:,} stories, "
+             f"{m['impressions']:,} impressions with {m['shown']:,} shown, {m['history_clicks']:,} history clicks): "
+             f"`import_dataset`, its text vectors, `train` (every stage), a fresh web process's first feed, the feed "
+             f"for imported readers, the largest resident set of train",
+             f"{m['import_s']:.0f} s, {m['embed_s']:.0f} s, {m['train_s']:.0f} s, {m['first_feed_s']:.2f} s, "
+             f"p50 {ms(m['feed']['p50_ms'])} ms / p99 {ms(m['feed']['p99_ms'])} ms, "
+             f"{m['train_peak_rss_mib'] / 1024:.1f} GiB")]
+
+
+def mind(r: dict) -> str:
+    """MIND's protocol on the MIND-small-sized world (bench/mind.py): every shown story of the
+    dev day's impressions, means over impressions with their standard errors."""
+    rows = [(name, f"{v['auc']:.3f} ± {v['auc_se']:.3f}", f"{v['mrr']:.3f}", f"{v['ndcg5']:.3f}",
+             f"{v['ndcg10']:.3f}") for name, v in r["mind"]["eval"].items()]
+    return md_table(("scorer", "AUC", "MRR", "nDCG@5", "nDCG@10"), rows)
 
 
 def _numbers_readers(r: dict) -> list[tuple[str, str]]:
@@ -516,6 +518,8 @@ def blocks(r: dict, ev: dict | None) -> dict[str, str]:
         if r["audience"].get("worlds"):
             out["worlds"] = worlds(r)
         out["audience"] = audience(r)
+    if r.get("mind", {}).get("eval"):
+        out["mind"] = mind(r)
     if ev:
         out |= {"evaluation": evaluation(ev), "evaluation_paired": evaluation_paired(ev),
                 "evaluation_unseen": evaluation_unseen(ev)}
@@ -643,6 +647,7 @@ def results_md(rendered: dict[str, str], images: list[str]) -> str:
               "audience": "A story's audience against the truth (`bench/audience.py`)",
               "worlds": "What RALM adds, per demo world (`bench/audience.py`)",
               "ab": "Ranker arms, paired (`bench/ab.py`)",
+              "mind": "MIND's protocol on a MIND-small-sized world with a known truth (`bench/mind.py`)",
               "evaluation": "Replay evaluation on ml-latest-small, AUC (`bench/evaluate.py`)",
               "evaluation_paired": "Paired AUC differences",
               "evaluation_unseen": "Readers with no train history"}

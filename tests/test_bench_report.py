@@ -58,3 +58,18 @@ def test_bench_run_tells_its_usage_and_refuses_an_unknown_benchmark():
     refused = subprocess.run([*run, "feed", "nope"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "unknown benchmark nope" in refused.stderr and "Traceback" not in refused.stderr
     assert report.RESULTS.read_text() == before  # nothing ran
+
+
+def test_the_mind_benchmark_renders_its_steps_and_mind_protocols_table():
+    """bench/mind.py's results: a row of the numbers table, and the MIND view's scorers in a
+    block of their own in results.md."""
+    view = {"auc": 0.7291, "auc_se": 0.0031, "mrr": 0.323, "ndcg5": 0.353, "ndcg10": 0.421}
+    mind = {"users": 50_000, "news": 45_753, "impressions": 150_000, "shown": 5_509_697, "history_clicks": 1_495_259,
+            "import_s": 521.0, "embed_s": 447.3, "train_s": 1104.0, "first_feed_s": 1.25,
+            "feed": {"p50_ms": 12.5, "p99_ms": 40.25}, "train_peak_rss_mib": 4096, "eval": {"hybrid": view}}
+    rendered = report.blocks({"mind": mind}, None)
+    assert "| hybrid | 0.729 ± 0.003 | 0.323 | 0.353 | 0.421 |" in rendered["mind"]
+    row = next(line for line in rendered["numbers"].splitlines() if "bench/mind.py" in line)
+    assert "521 s, 447 s, 1104 s, 1.25 s, p50 12.50 ms / p99 40.25 ms, 4.0 GiB" in row
+    assert "MIND's protocol" in report.results_md(rendered, [])
+    assert "mind" not in report.blocks({"mind": {**mind, "eval": {}}}, None)
