@@ -8,6 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from webapp.common.ids import ascii_digits
+from webapp.feed.clients import staff_page_limited
 
 JSON_PATHS = ("/api/", "/healthz", "/metrics")
 MAX_URL = 4096  # characters of path and query; gunicorn.conf.py lets longer lines through to here
@@ -41,3 +42,27 @@ class ApiErrors:
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
             return _json_error(response.status_code, response.reason_phrase or "Error.", response)
         return response
+
+
+class StaffPageLimit:
+    """The admin's heavy pages, the live dashboard and an item's seeds page (by URL name),
+    counted per signed-in staff account (webapp.feed.clients.staff_page_limited): past
+    ADMIN_PAGE_RATE_LIMIT a 429 before the view runs. Here rather than in the views, as the
+    seeds page belongs to webapp.lookalike's admin, which the feed's rate limiter sits above."""
+
+    HEAVY = frozenset({"dashboard", "admin:news_item_seeds"})
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs) -> HttpResponse | None:
+        match = request.resolver_match
+        if match is None or match.view_name not in self.HEAVY:
+            return None
+        user = getattr(request, "user", None)
+        if user is None or not user.is_active or not user.is_staff:
+            return None  # the view sends them to the log-in page, uncounted
+        return staff_page_limited(request)

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from webapp.common.ids import ID_MAX, IntegerFormField
 from webapp.feed import selectors, services
 from webapp.feed.access import SESSION_KEY, may_act_as, session_reader_id
-from webapp.feed.clients import client_keys, client_throttle, staff_page_limited
+from webapp.feed.clients import client_keys, client_throttle
 from webapp.feed.dashboard import CACHE_SECONDS as DASHBOARD_SECONDS
 from webapp.feed.dashboard import dashboard_cached
 from webapp.news import selectors as news_selectors
@@ -266,10 +266,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     admin for DASHBOARD_SECONDS, and each admin's page is kept as rendered for as long (by
     session, after the staff check): a browser reloading it in a loop costs the web
     processes a cache read, not a render. Without Redis it is rendered each time. Past
-    ADMIN_PAGE_RATE_LIMIT a 429 (webapp.feed.clients.staff_page_limited)."""
-    limited = staff_page_limited(request)
-    if limited is not None:
-        return limited
+    ADMIN_PAGE_RATE_LIMIT a 429 (webapp.feed.middleware.StaffPageLimit)."""
     key = f"dashboard:page:{request.session.session_key}"
     try:
         page = cache.get(key)

@@ -21,7 +21,6 @@ from django.utils.timesince import timesince
 
 from webapp.common.catalog import catalog_changed
 from webapp.common.ids import ID_MAX, IntegerFormField
-from webapp.feed.clients import staff_page_limited
 from webapp.lookalike.insight import seed_view
 from webapp.lookalike.models import LookalikeState, ModelRun, ReaderVector, SeedSet
 from webapp.news.models import Click, Item, Reader, Source
@@ -108,10 +107,8 @@ class ItemAdmin(admin.ModelAdmin):
         """An item's seed readers and the cluster each is in, what each cluster holds (its share
         of the seeds, what its readers read most), a 2-D projection, the attention weights, and
         "score this item for reader X" (RALM's logit, the calibrated P(click), the feed's
-        "readers like you" test). Past ADMIN_PAGE_RATE_LIMIT a 429."""
-        limited = staff_page_limited(request)
-        if limited is not None:
-            return limited
+        "readers like you" test). Past ADMIN_PAGE_RATE_LIMIT a 429
+        (webapp.feed.middleware.StaffPageLimit)."""
         item = get_object_or_404(Item, pk=item_id)
         form = ScoreForm(request.GET or None)
         reader_id = form.cleaned_data["reader"] if form.is_bound and form.is_valid() else None
