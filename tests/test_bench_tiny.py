@@ -62,7 +62,7 @@ def test_every_benchmark_runs_in_tiny_mode(tmp_path):
 
 def test_the_mind_benchmark_runs_in_tiny_mode(tmp_path):
     """bench/mind.py is outside `make bench` until its full size fits the machine (see
-    docs/experiments/2026-12-07-mind-scale.md); its tiny size runs here all the same: the
+    docs/experiments/2026-12-08-mind-full-size.md); its tiny size runs here all the same: the
     world written, imported, trained, served and scored by MIND's own protocol."""
     results = tmp_path / "results.json"
     env = dict(os.environ, BENCH_TINY="1", BENCH_RESULTS=str(results))
